@@ -1,0 +1,17 @@
+# Sourced by the scripts: create or reuse .venv and install the project into it.
+# ensure_venv [dev]  -- with "dev", the test tools too. Reinstalls only when pyproject.toml changed.
+ensure_venv() {
+  local extra="${1:-}" py="${PYTHON:-python3}" spec="." stamp
+  [ -n "$extra" ] && spec=".[$extra]"
+  if [ ! -x .venv/bin/python ]; then
+    "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+      || { echo "Python >= 3.11 is required (found $("$py" --version 2>&1))" >&2; exit 1; }
+    "$py" -m venv .venv
+  fi
+  stamp=".venv/.installed-${extra:-base}"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
+    touch "$stamp"
+  fi
+}

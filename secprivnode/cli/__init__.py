@@ -1,0 +1,1 @@
+"""The ``secprivnode`` command line."""

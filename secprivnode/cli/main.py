@@ -1,0 +1,31 @@
+"""Entry point of the ``secprivnode`` command.
+
+Each command group lives in its own module under :mod:`secprivnode.cli` and exposes a
+``register(cli)`` function; this module only assembles them. User mistakes end in a one-line
+error and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# Command modules, in the order their groups appear in --help.
+COMMAND_MODULES = [
+    "secprivnode.cli.crypto_cmds",
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="secprivnode")
+def cli() -> None:
+    """secprivnode: a permissioned blockchain node for smart-city networks."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(cli)
+
+
+def main() -> None:
+    cli(prog_name="secprivnode")
