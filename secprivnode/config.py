@@ -9,6 +9,7 @@ Errors name the offending option (``ConfigError: p2p.listen: expected host:port`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -203,7 +204,7 @@ def _convert(tp: Any, value: Any, path: str, base: Path) -> Any:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{path}: expected a path")
         p = Path(value).expanduser()
-        return p if p.is_absolute() else (base / p)
+        return p if p.is_absolute() else Path(os.path.normpath(base / p))
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true or false")

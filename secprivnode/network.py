@@ -1,0 +1,349 @@
+"""A local city network: one directory holding the PKI, the channel's genesis block, one config and
+data directory per node, and the processes running them.
+
+Layout of a network directory ``D``::
+
+    D/network.yaml                 what `network init` made: channel, nodes, their addresses
+    D/crypto/<org>/...             the PKI (see `secprivnode crypto generate --help`)
+    D/channel/<channel>.block      the genesis block (canonical bytes)
+    D/nodes/<node>/node.yaml       the node's configuration
+    D/nodes/<node>/data/           its ledger and Raft log
+    D/nodes/<node>/node.log        its log (while run by `network up`)
+    D/nodes/<node>/node.pid        its process id (while running)
+    D/status.json                  written by `network up`/`network status`
+
+Ports: node ``i`` (0-based, in network.yaml order) listens for P2P on ``base_port + i``, for
+JSON-RPC on ``base_port + 1000 + i`` and for operations on ``base_port + 2000 + i``.
+
+Everything here runs in the operator's process; the nodes are separate processes started with
+``python -m secprivnode node run``. This module never imports the node's internals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crypto.ca import default_org_names, generate_network
+from crypto.msp import Identity, OrgMSP
+from crypto.signing import PrivateKey
+from secprivnode.genesis import genesis_block, write_genesis
+from storage.model import BatchConfig, ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
+
+__all__ = [
+    "NetworkError",
+    "NetworkNode",
+    "init_network",
+    "load_network",
+    "network_down",
+    "network_status",
+    "network_up",
+    "rpc_call",
+]
+
+NETWORK_FILE = "network.yaml"
+STATUS_FILE = "status.json"
+DEFAULT_CHANNEL = "city"
+# How long `network up` waits for every node to report healthy and a Raft leader.
+UP_TIMEOUT_S = 60.0
+# How long `network down` waits after SIGTERM before it sends SIGKILL.
+DOWN_TIMEOUT_S = 20.0
+
+
+class NetworkError(RuntimeError):
+    """A network directory is missing, inconsistent, or its nodes did not come up."""
+
+
+@dataclass(frozen=True)
+class NetworkNode:
+    name: str
+    org: str
+    p2p: str
+    rpc: str  # host:port
+    ops: str  # host:port
+    config: Path
+    roles: tuple[str, ...]
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.rpc}/"
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://{self.ops}/"
+
+    @property
+    def dir(self) -> Path:
+        return self.config.parent
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "node.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "node.log"
+
+
+def _admin(crypto_dir: Path, org: str) -> tuple[bytes, PrivateKey]:
+    user = crypto_dir / org / "users" / "admin"
+    cert = Identity.from_cert((user / "cert.pem").read_bytes()).cert_der
+    return cert, PrivateKey.from_pem((user / "key.pem").read_bytes())
+
+
+def init_network(
+    directory: Path,
+    *,
+    orgs: int = 3,
+    nodes_per_org: int = 1,
+    channel: str = DEFAULT_CHANNEL,
+    base_port: int = 7051,
+    host: str = "127.0.0.1",
+    batch: BatchConfig | None = None,
+    now: int | None = None,
+) -> list[NetworkNode]:
+    """Create the PKI, the genesis block and one node configuration per node."""
+    if (directory / NETWORK_FILE).exists():
+        raise NetworkError(f"{directory} already holds a network (remove it or choose another --dir)")
+    if orgs < 1 or nodes_per_org < 1:
+        raise NetworkError("a network needs at least one organisation with one node")
+    now = int(time.time()) if now is None else now
+    directory.mkdir(parents=True, exist_ok=True)
+    crypto_dir = directory / "crypto"
+    names = default_org_names(orgs)
+    generate_network(crypto_dir, names, nodes_per_org, 2, now=now)
+
+    nodes: list[NetworkNode] = []
+    for i, (org, k) in enumerate((o, k) for o in names for k in range(1, nodes_per_org + 1)):
+        name = f"{org}-node{k}"
+        cfg = directory / "nodes" / name / "node.yaml"
+        nodes.append(
+            NetworkNode(
+                name=name,
+                org=org,
+                p2p=f"{host}:{base_port + i}",
+                rpc=f"{host}:{base_port + 1000 + i}",
+                ops=f"{host}:{base_port + 2000 + i}",
+                config=cfg,
+                roles=("orderer", "endorser", "committer", "gateway"),
+            )
+        )
+
+    any_org_node = "OR(" + ", ".join(f"'{o}.node'" for o in names) + ")"
+    config = ChannelConfig(
+        channel=channel,
+        sequence=0,
+        orgs=tuple(
+            OrgConfig(o, OrgMSP.from_pem((crypto_dir / o / "ca" / "ca.pem").read_bytes()).ca_cert_der) for o in names
+        ),
+        nodes=tuple(ChannelNode(n.name, n.org, n.p2p, orderer=True) for n in nodes),
+        batch=batch or BatchConfig(),
+        contracts=(ContractDefinition("assets", "1.0", any_org_node),),
+        admin_policy="MAJORITY(admin)",
+    )
+    admin_cert, admin_key = _admin(crypto_dir, names[0])
+    block = genesis_block(config, admin_cert_der=admin_cert, admin_key=admin_key, timestamp_ms=now * 1000)
+    (directory / "channel").mkdir(exist_ok=True)
+    genesis_path = directory / "channel" / f"{channel}.block"
+    write_genesis(genesis_path, block)
+
+    for n in nodes:
+        n.dir.mkdir(parents=True, exist_ok=True)
+        node_dir = crypto_dir / n.org / "nodes" / n.name
+        doc = {
+            "node": {"name": n.name, "org": n.org, "data_dir": "data", "roles": list(n.roles)},
+            "identity": {
+                "cert": os.path.relpath(node_dir / "cert.pem", n.dir),
+                "key": os.path.relpath(node_dir / "key.pem", n.dir),
+            },
+            "channels": [{"name": channel, "genesis": os.path.relpath(genesis_path, n.dir)}],
+            "p2p": {
+                "listen": n.p2p,
+                "bootstrap": [m.p2p for m in nodes if m is not n],
+                "network_id": f"secprivnode-{channel}",
+            },
+            "rpc": {"listen": n.rpc, "operations_listen": n.ops},
+        }
+        n.config.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    manifest = {
+        "channel": channel,
+        "nodes": [
+            {"name": n.name, "org": n.org, "p2p": n.p2p, "rpc": n.rpc, "ops": n.ops, "roles": list(n.roles)}
+            for n in nodes
+        ],
+    }
+    (directory / NETWORK_FILE).write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return nodes
+
+
+def load_network(directory: Path) -> tuple[str, list[NetworkNode]]:
+    """The channel and nodes of the network in ``directory``."""
+    path = directory / NETWORK_FILE
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise NetworkError(f"no network in {directory} (run `secprivnode network init --dir {directory}`)") from exc
+    nodes = [
+        NetworkNode(
+            name=d["name"],
+            org=d["org"],
+            p2p=d["p2p"],
+            rpc=d["rpc"],
+            ops=d["ops"],
+            config=directory / "nodes" / d["name"] / "node.yaml",
+            roles=tuple(d.get("roles", ())),
+        )
+        for d in doc["nodes"]
+    ]
+    return doc["channel"], nodes
+
+
+def rpc_call(url: str, method: str, params: Any = None, *, timeout_s: float = 5.0) -> Any:
+    """One JSON-RPC call over HTTP; raises NetworkError with the server's message on error."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode()
+    req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        reply = json.loads(resp.read())
+    if "error" in reply:
+        err = reply["error"]
+        raise NetworkError(f"{method}: {err.get('message')} (code {err.get('code')})")
+    return reply["result"]
+
+
+def _pid(node: NetworkNode) -> int | None:
+    try:
+        pid = int(node.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        # Reap it if it is our own exited child (tests start nodes from the same process).
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return None
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def _healthy(node: NetworkNode) -> bool:
+    try:
+        with urllib.request.urlopen(node.ops_url + "healthz", timeout=2.0) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def start_node(node: NetworkNode, *, python: str | None = None) -> int:
+    """Start one node as a background process; return its pid."""
+    existing = _pid(node)
+    if existing is not None:
+        return existing
+    log = open(node.log_file, "ab")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        proc = subprocess.Popen(
+            [python or sys.executable, "-m", "secprivnode", "node", "run", "--config", str(node.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=node.dir,
+        )
+    finally:
+        log.close()
+    node.pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
+
+
+def _leader(nodes: Sequence[NetworkNode]) -> str | None:
+    for n in nodes:
+        try:
+            status = rpc_call(n.rpc_url, "raft_status", timeout_s=2.0)
+        except (NetworkError, urllib.error.URLError, OSError, ValueError):
+            continue
+        if status.get("leader"):
+            return str(status["leader"])
+    return None
+
+
+def network_up(directory: Path, *, timeout_s: float = UP_TIMEOUT_S) -> dict[str, Any]:
+    """Start every node that is not running; return once all are healthy and a leader is known."""
+    _, nodes = load_network(directory)
+    for n in nodes:
+        start_node(n)
+    if not wait_until(lambda: all(_healthy(n) for n in nodes), timeout_s):
+        sick = [n.name for n in nodes if not _healthy(n)]
+        raise NetworkError(f"nodes not healthy after {timeout_s:.0f}s: {', '.join(sick)} (see their node.log)")
+    if not wait_until(lambda: _leader(nodes) is not None, timeout_s):
+        raise NetworkError(f"no Raft leader after {timeout_s:.0f}s (see the nodes' node.log)")
+    return network_status(directory)
+
+
+def network_status(directory: Path) -> dict[str, Any]:
+    """Status of every node (name, rpc, pid, roles, healthy) and the Raft leader; also saved to status.json."""
+    channel, nodes = load_network(directory)
+    status = {
+        "channel": channel,
+        "leader": _leader(nodes),
+        "nodes": [
+            {
+                "name": n.name,
+                "org": n.org,
+                "rpc": n.rpc_url,
+                "ops": n.ops_url,
+                "p2p": n.p2p,
+                "pid": _pid(n),
+                "roles": list(n.roles),
+                "healthy": _healthy(n),
+            }
+            for n in nodes
+        ],
+    }
+    (directory / STATUS_FILE).write_text(json.dumps(status, indent=2) + "\n")
+    return status
+
+
+def stop_node(node: NetworkNode, *, timeout_s: float = DOWN_TIMEOUT_S) -> bool:
+    """SIGTERM the node, SIGKILL it after ``timeout_s``; True if it was running."""
+    pid = _pid(node)
+    if pid is None:
+        node.pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    if not wait_until(lambda: _pid(node) is None, timeout_s, 0.1):
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: _pid(node) is None, 5.0, 0.1)
+    node.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def network_down(directory: Path) -> list[str]:
+    """Stop every running node gracefully; return the names of those that were running."""
+    _, nodes = load_network(directory)
+    return [n.name for n in nodes if stop_node(n)]
