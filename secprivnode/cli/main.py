@@ -13,6 +13,7 @@ import click
 
 # Command modules, in the order their groups appear in --help.
 COMMAND_MODULES = [
+    "secprivnode.cli.network_cmds",
     "secprivnode.cli.crypto_cmds",
 ]
 
