@@ -1,0 +1,96 @@
+"""The key-value layer: one LevelDB database (plyvel) per node, split into keyspaces by prefix.
+
+Every channel's ledger lives under its own prefix (see :mod:`storage.keys`); this module knows
+nothing of what the keys mean. It opens the database with the options the ledger relies on
+(``paranoid_checks`` so LevelDB refuses a damaged log or table on open, a Bloom filter so the
+duplicate-tx-id and MVCC version probes of absent keys rarely touch disk) and stamps a format
+version so that a future layout change is detected instead of misread.
+
+This module must never interpret ledger keys or values, and never write without ``sync=True``
+where durability is promised (that choice belongs to the caller's write batch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import plyvel
+
+from storage.errors import CorruptionError, StorageError
+
+__all__ = ["BLOCK_CACHE_BYTES", "BLOOM_BITS_PER_KEY", "FORMAT_KEY", "FORMAT_VERSION", "WRITE_BUFFER_BYTES", "Database"]
+
+# The database-wide format stamp. The key starts with 0x00, which no channel prefix does.
+FORMAT_KEY = b"\x00format"
+FORMAT_VERSION = b"secprivnode-ledger/1"
+
+# LevelDB's read cache. 64 MiB holds the hot part of the world state and indices of a city
+# channel; the OS page cache holds the rest.
+BLOCK_CACHE_BYTES = 64 * 1024 * 1024
+# Memtable size. Blocks of up to 10 MiB (BatchConfig.absolute_max_bytes) are written in one batch;
+# a 32 MiB memtable takes a few of them before a flush, which keeps level-0 compactions rare.
+WRITE_BUFFER_BYTES = 32 * 1024 * 1024
+# 10 bits per key gives about a 1% false-positive rate (LevelDB's doc/index.md recommendation).
+BLOOM_BITS_PER_KEY = 10
+# Files LevelDB may keep open: enough for a ledger of tens of GB with 2 MiB tables, well under
+# the usual 1024-descriptor limit shared with sockets.
+MAX_OPEN_FILES = 500
+
+
+class Database:
+    """A node's LevelDB database. ``raw`` is the plyvel handle; ``prefixed`` a keyspace view."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        try:
+            self.raw: Any = plyvel.DB(
+                str(self.path),
+                create_if_missing=create,
+                paranoid_checks=True,
+                lru_cache_size=BLOCK_CACHE_BYTES,
+                write_buffer_size=WRITE_BUFFER_BYTES,
+                bloom_filter_bits=BLOOM_BITS_PER_KEY,
+                max_open_files=MAX_OPEN_FILES,
+            )
+        except plyvel.CorruptionError as exc:
+            raise CorruptionError(f"LevelDB at {self.path} is corrupt: {exc}") from exc
+        except (plyvel.Error, OSError) as exc:
+            raise StorageError(f"cannot open LevelDB at {self.path}: {exc}") from exc
+        self._check_format(create)
+
+    def _check_format(self, create: bool) -> None:
+        stamp = self.raw.get(FORMAT_KEY)
+        if stamp is None:
+            if not create and self._has_any_key():
+                self.raw.close()
+                raise CorruptionError(f"{self.path}: database has data but no format stamp")
+            self.raw.put(FORMAT_KEY, FORMAT_VERSION, sync=True)
+        elif stamp != FORMAT_VERSION:
+            self.raw.close()
+            raise StorageError(f"{self.path}: unsupported storage format {stamp!r} (expected {FORMAT_VERSION!r})")
+
+    def _has_any_key(self) -> bool:
+        with self.raw.iterator(include_value=False) as it:
+            return next(it, None) is not None
+
+    def prefixed(self, prefix: bytes) -> Any:
+        """A plyvel view of the keyspace under ``prefix`` (keys are given without it)."""
+        return self.raw.prefixed_db(prefix)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.raw.closed)
+
+    def close(self) -> None:
+        if not self.raw.closed:
+            self.raw.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,266 @@
+"""A channel's ledger: the block store, its indices, the world state and history, committed as one.
+
+``commit`` checks that a block extends the tip (number, previous hash, channel, RFC 6962 Merkle
+root of its transactions) and then writes everything the block changes in ONE synchronous LevelDB
+write batch: the block bytes, the hash and tx-id indices, the validation codes, the state writes
+and history entries of its VALID transactions, and the height marker. LevelDB applies a batch
+atomically and, with ``sync=True``, durably before ``write`` returns (its log record is fsync'd),
+so after a crash either all of a block is there or none of it, and the height marker says which.
+
+Everything that is hashed is hashed from the stored bytes (see :mod:`storage.codec`), and the
+state writes are parsed from those same bytes, so the block, its indices and the state can never
+disagree with each other.
+
+On construction the ledger reconciles itself with what is on disk (``_recover``): it reads the
+height marker and checks that the tip block is there, is intact, hashes to the marker's tip hash,
+and is fully indexed, and that no block lies beyond it. With one batch per block there is nothing
+to repair; any disagreement is corruption and raises.
+
+This module must never write a block that does not extend the tip, never write part of a block,
+and never return data that failed a check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from crypto.encoding import EncodingError, decode
+from crypto.merkle import merkle_root
+from storage import keys
+from storage.blockstore import BlockStore, TxProof, TxRecord, block_value, verify_tx_proof
+from storage.codec import BlockSlices, slice_block
+from storage.errors import ChainError, CorruptionError, NotFound
+from storage.kv import Database
+from storage.model import (
+    CONFIG_CONTRACT,
+    GENESIS_PREVIOUS_HASH,
+    Block,
+    BlockHeader,
+    ChannelConfig,
+    ValidationCode,
+    Version,
+)
+from storage.state import HistoryEntry, StateStore
+from storage.verify import KeyResolver, recover, verify_range
+
+__all__ = [
+    "CONFIG_KEY",
+    "CONFIG_NAMESPACE",
+    "ChannelLedger",
+    "HistoryEntry",
+    "KeyResolver",
+    "TxProof",
+    "TxRecord",
+    "verify_tx_proof",
+]
+
+# Channel configuration convention: a config transaction writes ChannelConfig.to_obj(), canonically
+# encoded, to this state key. latest_config() reads it back.
+CONFIG_NAMESPACE = CONFIG_CONTRACT
+CONFIG_KEY = "channel"
+
+
+_VALID = int(ValidationCode.VALID)
+_DUPLICATE = int(ValidationCode.DUPLICATE_TXID)
+_CODES = frozenset(int(c) for c in ValidationCode)
+_FLAG_PUT = b"\x00"
+_FLAG_DELETE = bytes([keys.HISTORY_DELETE])
+
+
+class ChannelLedger:
+    """One channel's ledger in a node's :class:`Database`. One instance per channel per process."""
+
+    def __init__(self, db: Database, channel: str) -> None:
+        self.db = db
+        self.channel = channel
+        self._raw = db.raw
+        self._cp = keys.channel_prefix(channel)
+        self._blocks = BlockStore(self._raw, self._cp)
+        self._state = StateStore(self._raw, self._cp, self._blocks)
+        self._height = 0
+        self._tip: bytes | None = None
+        self._recover()
+
+    # -- chain position -------------------------------------------------------------------------
+
+    @property
+    def height(self) -> int:
+        """Number of committed blocks, which is also the number of the next block."""
+        return self._height
+
+    @property
+    def tip_hash(self) -> bytes | None:
+        """Header hash of the last committed block; None while the ledger is empty."""
+        return self._tip
+
+    # -- commit ---------------------------------------------------------------------------------
+
+    def commit(self, block: Block, codes: Sequence[ValidationCode], *, block_bytes: bytes | None = None) -> None:
+        """Append ``block`` with its validation codes, atomically and durably.
+
+        ``block_bytes``, when the caller already holds them (a block received from Raft or gossip
+        and decoded into ``block``), must be the block's canonical encoding; it saves re-encoding.
+        They are checked against ``block``'s header (hash) and Merkle root before anything is
+        written, and the stored block, indices and state are all derived from them.
+        """
+        n = self._height
+        h = block.header
+        if h.number != n:
+            raise ChainError(f"block {h.number} does not extend height {n}", height=h.number)
+        if h.channel != self.channel:
+            raise ChainError(f"block {n} is for channel {h.channel!r}, not {self.channel!r}", height=n)
+        expected_prev = self._tip if self._tip is not None else GENESIS_PREVIOUS_HASH
+        if h.previous_hash != expected_prev:
+            raise ChainError(f"block {n}: previous hash does not match the tip", height=n)
+        if len(codes) != len(block.transactions):
+            raise ChainError(f"block {n}: {len(codes)} codes for {len(block.transactions)} txs", height=n)
+        if not all(int(c) in _CODES for c in codes):
+            raise ChainError(f"block {n}: unknown validation code", height=n)
+        data = block.encode() if block_bytes is None else bytes(block_bytes)
+        try:
+            sl = slice_block(data)
+        except CorruptionError as exc:
+            raise ChainError(f"block {n}: bytes do not parse as a block: {exc}", height=n) from exc
+        if block_bytes is not None and sl.header_hash != h.hash():
+            raise ChainError(f"block {n}: block_bytes do not encode this block's header", height=n)
+        if len(sl.tx_ids) != len(block.transactions):
+            raise ChainError(f"block {n}: block_bytes hold {len(sl.tx_ids)} txs, not {len(codes)}", height=n)
+        if merkle_root(sl.tx_hashes) != h.data_hash:
+            raise ChainError(f"block {n}: data hash is not the Merkle root of its transactions", height=n)
+        code_bytes = bytes(int(c) for c in codes)
+        batch = self._build_batch(n, data, sl, code_bytes)
+        batch.write()
+        self._height = n + 1
+        self._tip = sl.header_hash
+
+    def _build_batch(self, n: int, data: bytes, sl: BlockSlices, code_bytes: bytes) -> Any:
+        """The write batch of block ``n``: raises ChainError (nothing written) on a broken rule."""
+        cp = self._cp
+        raw_get = self._raw.get
+        batch = self._raw.write_batch(sync=True)
+        put, delete = batch.put, batch.delete
+        put(keys.block_key(cp, n), block_value(data))
+        put(keys.hash_key(cp, sl.header_hash), keys.U64.pack(n))
+        put(keys.codes_key(cp, n), code_bytes)
+        tx_prefix = cp + keys.TX
+        hist_prefix = cp + keys.HISTORY
+        pack_loc, pack_ver, u32 = keys.LOC_STRUCT.pack, keys.VERSION_STRUCT.pack, keys.U32.pack
+        ns_prefix = self._state.ns_prefix
+        unpackb = msgpack.unpackb
+        view = memoryview(data)
+        seen: set[bytes] = set()
+        for i, tx_id in enumerate(sl.tx_ids):
+            code = code_bytes[i]
+            tk = tx_prefix + tx_id
+            first = tx_id not in seen and raw_get(tk) is None
+            if first and code != _DUPLICATE:
+                put(tk, pack_loc(n, i, code))
+                seen.add(tx_id)
+            if code != _VALID:
+                continue  # writes of invalid transactions are never applied
+            if not first:
+                raise ChainError(f"block {n} tx {i}: marked VALID but tx id {tx_id.hex()} is committed", height=n)
+            s, e = sl.rwset_ranges[i]
+            try:
+                ns, _reads, writes, _ranges = unpackb(view[s:e], raw=False, use_list=False)
+                sp = ns_prefix(ns)
+                nsb = sp[len(cp) + 1 :]  # u16 length ‖ namespace, shared with the history key
+            except Exception as exc:  # a rwset the validator should have refused
+                raise ChainError(f"block {n} tx {i}: VALID tx with a malformed rwset", height=n) from exc
+            ver = pack_ver(n, i)
+            put_flag, del_flag = tx_id + _FLAG_PUT, tx_id + _FLAG_DELETE
+            for w in writes:
+                key, value = w
+                if type(key) is not str or (value is not None and type(value) is not bytes):
+                    raise ChainError(f"block {n} tx {i}: VALID tx with a malformed write", height=n)
+                kb = key.encode("utf-8")
+                hk = hist_prefix + nsb + u32(len(kb)) + kb + ver
+                if value is None:
+                    delete(sp + kb)
+                    put(hk, del_flag)
+                else:
+                    put(sp + kb, ver + value)
+                    put(hk, put_flag)
+        put(keys.meta_key(cp), keys.pack_height(n + 1, sl.header_hash))
+        return batch
+
+    # -- blocks and transactions ----------------------------------------------------------------
+
+    def get_block(self, number: int) -> Block:
+        self._check_number(number)
+        return self._blocks.block(number)
+
+    def get_block_bytes(self, number: int) -> bytes:
+        """The block's canonical bytes exactly as committed (checked, not re-encoded)."""
+        self._check_number(number)
+        return self._blocks.block_bytes(number)
+
+    def get_block_by_hash(self, header_hash: bytes) -> Block:
+        number = self._blocks.number_of_hash(header_hash)
+        block = self.get_block(number)
+        if block.hash() != header_hash:
+            raise CorruptionError(f"hash index points block {number} at another hash", height=number)
+        return block
+
+    def get_header(self, number: int) -> BlockHeader:
+        self._check_number(number)
+        return self._blocks.header(number)
+
+    def get_codes(self, number: int) -> list[ValidationCode]:
+        self._check_number(number)
+        return self._blocks.codes(number)
+
+    def get_tx(self, tx_id: bytes) -> TxRecord:
+        return self._blocks.get_tx(tx_id)
+
+    def tx_location(self, tx_id: bytes) -> tuple[int, int, ValidationCode] | None:
+        return self._blocks.tx_location(tx_id)
+
+    def tx_proof(self, tx_id: bytes) -> TxProof:
+        return self._blocks.tx_proof(tx_id)
+
+    def _check_number(self, number: int) -> None:
+        if not 0 <= number < self._height:
+            raise NotFound(f"block {number} is not committed (height {self._height})")
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def get_state(self, ns: str, key: str) -> tuple[bytes, Version] | None:
+        return self._state.get_state(ns, key)
+
+    def get_version(self, ns: str, key: str) -> Version | None:
+        return self._state.get_version(ns, key)
+
+    def get_range(self, ns: str, start: str, end: str, limit: int | None = None) -> list[tuple[str, bytes, Version]]:
+        """Keys in ``[start, end)`` of ``ns`` in order (``end == ""``: to the end of ``ns``)."""
+        return self._state.get_range(ns, start, end, limit)
+
+    def get_history(self, ns: str, key: str, limit: int | None = None) -> list[HistoryEntry]:
+        """Every write of ``ns``/``key`` by a VALID transaction, oldest first."""
+        return self._state.get_history(ns, key, limit)
+
+    def latest_config(self) -> ChannelConfig | None:
+        """The channel configuration last written to ``_config``/``channel`` (None if never)."""
+        got = self._state.get_state(CONFIG_NAMESPACE, CONFIG_KEY)
+        if got is None:
+            return None
+        try:
+            return ChannelConfig.from_obj(decode(got[0]))
+        except EncodingError as exc:
+            raise CorruptionError(f"stored channel config does not decode: {exc}") from exc
+
+    # -- verification and recovery --------------------------------------------------------------
+
+    def verify_chain(self, msp_or_orderer_keys: KeyResolver | None = None, start: int = 0) -> None:
+        """Walk blocks ``start..height-1`` checking hash links, Merkle roots, indices and (with a
+        key resolver) orderer signatures; raise CorruptionError/ChainError naming the first bad
+        height."""
+        verify_range(
+            self._raw, self._cp, self._blocks, self.channel, self._height, self._tip, msp_or_orderer_keys, start
+        )
+
+    def _recover(self) -> None:
+        self._height, self._tip = recover(self._raw, self._cp, self._blocks, self.channel)
