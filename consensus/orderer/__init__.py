@@ -1,0 +1,1 @@
+"""The ordering service: admission, block cutting, block signing and ordered delivery over Raft."""
