@@ -1,0 +1,1 @@
+"""Contracts: the runtime that simulates Python contracts, endorsement policies, system contracts."""

@@ -1,0 +1,136 @@
+"""The sample ``assets`` contract: records with an owner, and a blind key/value workload.
+
+Assets live under ``asset/<id>`` as canonical-encoded dicts::
+
+    {"id": str, "owner": str, "value": <canonical value>, "created_ms": int, "updated_ms": int,
+     "creator": "org/name"}
+
+``created_ms``/``updated_ms`` are the committed block time the endorser saw (never a clock).
+``put``/``get`` store raw bytes under ``kv/<key>`` with no read before the write (a blind write,
+which never conflicts under MVCC): the benchmarks' workload.
+
+Functions: create, update, transfer, delete (transactions); read, list, history, get (queries).
+This contract keeps no state outside the stub and never reads the clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crypto.encoding import EncodingError, decode, encode
+from secprivnode.contracts.runtime import Contract, query, transaction
+from secprivnode.contracts.stub import ContractError, Stub
+
+__all__ = ["ASSET_PREFIX", "KV_PREFIX", "MAX_LIST", "AssetsContract"]
+
+ASSET_PREFIX = "asset/"
+KV_PREFIX = "kv/"
+# Assets returned by one ``list`` call: a page for a UI, not a dump of the ledger.
+MAX_LIST = 1000
+
+
+def _str_arg(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ContractError(f"{what} must be a non-empty string")
+    return value
+
+
+class AssetsContract(Contract):
+    name = "assets"
+
+    def _load(self, stub: Stub, asset_id: str) -> dict[str, Any]:
+        asset = stub.get_value(ASSET_PREFIX + _str_arg(asset_id, "asset id"))
+        if asset is None:
+            raise ContractError(f"asset {asset_id!r} does not exist", 404)
+        if not isinstance(asset, dict):
+            raise ContractError(f"asset {asset_id!r} is not a record", 409)
+        return asset
+
+    @transaction
+    def create(self, stub: Stub, asset_id: str, owner: str, value: Any = None) -> bytes:
+        key = ASSET_PREFIX + _str_arg(asset_id, "asset id")
+        if stub.get_state(key) is not None:
+            raise ContractError(f"asset {asset_id!r} already exists", 409)
+        asset = {
+            "id": asset_id,
+            "owner": _str_arg(owner, "owner"),
+            "value": value,
+            "created_ms": stub.block_timestamp_ms,
+            "updated_ms": stub.block_timestamp_ms,
+            "creator": stub.caller.id,
+        }
+        stub.put_value(key, asset)
+        stub.set_event("asset.created", encode({"id": asset_id, "owner": owner}))
+        return encode(asset)
+
+    @transaction
+    def update(self, stub: Stub, asset_id: str, value: Any) -> bytes:
+        asset = self._load(stub, asset_id)
+        asset["value"] = value
+        asset["updated_ms"] = stub.block_timestamp_ms
+        stub.put_value(ASSET_PREFIX + asset_id, asset)
+        return encode(asset)
+
+    @transaction
+    def transfer(self, stub: Stub, asset_id: str, new_owner: str) -> bytes:
+        asset = self._load(stub, asset_id)
+        previous = asset.get("owner")
+        asset["owner"] = _str_arg(new_owner, "new owner")
+        asset["updated_ms"] = stub.block_timestamp_ms
+        stub.put_value(ASSET_PREFIX + asset_id, asset)
+        stub.set_event("asset.transferred", encode({"id": asset_id, "from": previous, "to": new_owner}))
+        return encode(asset)
+
+    @transaction
+    def delete(self, stub: Stub, asset_id: str) -> None:
+        self._load(stub, asset_id)
+        stub.del_state(ASSET_PREFIX + asset_id)
+        stub.set_event("asset.deleted", encode({"id": asset_id}))
+
+    @query
+    def read(self, stub: Stub, asset_id: str) -> bytes:
+        return encode(self._load(stub, asset_id))
+
+    @query
+    def list(self, stub: Stub, start_id: str = "", end_id: str = "") -> bytes:
+        """Assets with ``start_id <= id < end_id`` (``""``: unbounded), at most MAX_LIST."""
+        if not isinstance(start_id, str) or not isinstance(end_id, str):
+            raise ContractError("start and end ids must be strings")
+        # "asset0" is the first key after every "asset/..." key ('0' follows '/' in ASCII).
+        end = ASSET_PREFIX + end_id if end_id else ASSET_PREFIX[:-1] + "0"
+        rows = stub.get_range(ASSET_PREFIX + start_id, end)
+        if len(rows) > MAX_LIST:
+            raise ContractError(f"more than {MAX_LIST} assets in range; narrow it", 413)
+        return encode([k[len(ASSET_PREFIX) :] for k, _v in rows])
+
+    @query
+    def history(self, stub: Stub, asset_id: str) -> bytes:
+        """The asset's committed history as the ledger reports it (canonical-encoded entries)."""
+        entries = stub.get_history(ASSET_PREFIX + _str_arg(asset_id, "asset id"))
+        return encode([_history_obj(e) for e in entries])
+
+    @transaction
+    def put(self, stub: Stub, key: str, value: bytes) -> None:
+        """Blind write: no read, so concurrent puts never conflict (the last committed wins)."""
+        if type(value) is not bytes:
+            raise ContractError("value must be bytes")
+        stub.put_state(KV_PREFIX + _str_arg(key, "key"), value)
+
+    @query
+    def get(self, stub: Stub, key: str) -> bytes:
+        value = stub.get_state(KV_PREFIX + _str_arg(key, "key"))
+        if value is None:
+            raise ContractError(f"key {key!r} does not exist", 404)
+        return value
+
+
+def _history_obj(entry: Any) -> dict[str, Any]:
+    """A ledger history entry (storage.state.HistoryEntry) as a canonical map."""
+    block, index = entry.version
+    value = entry.value
+    if value is not None:
+        try:
+            value = decode(value)
+        except EncodingError:
+            pass  # not an asset record (written by put): report the raw bytes
+    return {"block": block, "tx": index, "tx_id": entry.tx_id, "deleted": entry.is_delete, "value": value}

@@ -1,0 +1,209 @@
+"""The contract runtime: contract classes, function registration, the registry, and simulation.
+
+A contract is a subclass of :class:`Contract` with a ``name`` (its state namespace and the name
+proposals use) and methods marked :func:`transaction` (may write) or :func:`query` (read-only)::
+
+    class Counter(Contract):
+        name = "counter"
+
+        @transaction
+        def add(self, stub: Stub, key: str, n: int) -> bytes:
+            ...
+
+Each function takes the :class:`~secprivnode.contracts.stub.Stub` and the proposal's args (canonical
+values: ``None``, bool, int, str, bytes, tuples, dicts — never floats) and returns ``bytes`` (the
+response payload) or ``None``. Raising :class:`ContractError` gives a 4xx response with its
+message; any other exception is a bug in the contract and gives 500 without harming the node.
+
+:func:`simulate` runs one proposal and returns its response and read/write set. Contracts must be
+deterministic (see :mod:`secprivnode.contracts.stub`); the node only runs contracts that are both
+installed in the local :class:`ContractRegistry` and defined in the channel configuration.
+
+This module never writes to the ledger; contract exceptions never escape :func:`simulate`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from crypto.encoding import EncodingError, encode
+from secprivnode.contracts.stub import Caller, ContractError, ReadOnlyViolation, StateReader, Stub
+from storage.model import Proposal, ReadWriteSet, Response
+
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "Contract",
+    "ContractError",
+    "ContractRegistry",
+    "FunctionSpec",
+    "query",
+    "simulate",
+    "transaction",
+]
+
+# Error messages travel in responses (and, for committed txs, in blocks): keep them short.
+MAX_MESSAGE_CHARS = 1024
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_KIND_ATTR = "__contract_kind__"
+
+
+def transaction(fn: _F) -> _F:
+    """Mark a contract method as an invoke: it may write state and is ordered."""
+    setattr(fn, _KIND_ATTR, "transaction")
+    return fn
+
+
+def query(fn: _F) -> _F:
+    """Mark a contract method as read-only: writing raises and gives a 500 response."""
+    setattr(fn, _KIND_ATTR, "query")
+    return fn
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    name: str
+    kind: str  # "transaction" | "query"
+    fn: Callable[..., Any]
+    signature: inspect.Signature
+
+    @property
+    def read_only(self) -> bool:
+        return self.kind == "query"
+
+
+class Contract:
+    """Base class of contracts; subclasses set ``name`` and decorate their functions."""
+
+    name: ClassVar[str] = ""
+    functions: ClassVar[Mapping[str, FunctionSpec]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[str, FunctionSpec] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                kind = getattr(value, _KIND_ATTR, None)
+                if kind is not None and callable(value):
+                    found[attr] = FunctionSpec(attr, kind, value, inspect.signature(value))
+        cls.functions = found
+
+
+class ContractRegistry:
+    """The contracts installed on this node, by name."""
+
+    def __init__(self, contracts: Iterable[Contract] = ()) -> None:
+        self._contracts: dict[str, Contract] = {}
+        for c in contracts:
+            self.install(c)
+
+    def install(self, contract: Contract) -> None:
+        name = contract.name
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise ValueError(f"contract {type(contract).__name__} has no valid name")
+        if name in self._contracts:
+            raise ValueError(f"contract {name!r} is already installed")
+        if not contract.functions:
+            raise ValueError(f"contract {name!r} has no @transaction or @query functions")
+        self._contracts[name] = contract
+
+    def get(self, name: str) -> Contract | None:
+        return self._contracts.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._contracts)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._contracts
+
+
+def _clip(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def _empty(ns: str) -> ReadWriteSet:
+    return ReadWriteSet(ns)
+
+
+class _GuardedState:
+    """Passes reads through; remembers a failure of the ledger itself so it is not blamed on the contract."""
+
+    __slots__ = ("_inner", "failure")
+
+    def __init__(self, inner: StateReader) -> None:
+        self._inner = inner
+        self.failure: BaseException | None = None
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            self.failure = exc
+            raise
+
+    def get_state(self, ns: str, key: str) -> Any:
+        return self._call(self._inner.get_state, ns, key)
+
+    def get_range(self, ns: str, start: str, end: str, limit: int | None = None) -> Any:
+        return self._call(self._inner.get_range, ns, start, end, limit)
+
+    def get_history(self, ns: str, key: str) -> Any:
+        return self._call(self._inner.get_history, ns, key)
+
+
+def simulate(
+    contract: Contract,
+    proposal: Proposal,
+    state: StateReader,
+    caller: Caller,
+    block_timestamp_ms: int,
+    *,
+    read_only: bool = False,
+) -> tuple[Response, ReadWriteSet]:
+    """Run ``proposal`` on committed ``state``; an error response comes with an empty rwset."""
+    ns = contract.name
+    where = f"{ns}.{proposal.function}"
+    spec = contract.functions.get(proposal.function)
+    if spec is None:
+        return Response(404, _clip(f"contract {ns!r} has no function {proposal.function!r}")), _empty(ns)
+    try:
+        encode(list(proposal.args))
+    except EncodingError as exc:
+        return Response(400, _clip(f"{where}: arguments are not canonical values: {exc}")), _empty(ns)
+    try:
+        spec.signature.bind(contract, None, *proposal.args)
+    except TypeError as exc:
+        return Response(400, _clip(f"{where}: bad arguments: {exc}")), _empty(ns)
+    guarded = _GuardedState(state)
+    stub = Stub(
+        guarded,
+        ns,
+        tx_id=proposal.tx_id,
+        caller=caller,
+        block_timestamp_ms=block_timestamp_ms,
+        args=proposal.args,
+        transient=proposal.transient,
+        read_only=read_only or spec.read_only,
+    )
+    error: Response | None = None
+    result: Any = None
+    try:
+        result = spec.fn(contract, stub, *proposal.args)
+    except ContractError as exc:
+        error = Response(exc.status, _clip(exc.message))
+    except ReadOnlyViolation as exc:
+        error = Response(500, _clip(f"{where}: {exc}"))
+    except Exception as exc:  # contract code is untrusted in its correctness: a bug must not crash the node
+        error = Response(500, _clip(f"{where} failed: {type(exc).__name__}: {exc}"))
+    if guarded.failure is not None:  # the ledger failed, not the contract: that is the node's problem
+        raise guarded.failure
+    if error is not None:
+        return error, _empty(ns)
+    if result is None:
+        result = b""
+    if type(result) is not bytes:
+        return Response(500, _clip(f"{where} returned {type(result).__name__}, expected bytes or None")), _empty(ns)
+    return Response(200, "", result, stub.events), stub.rwset()
