@@ -25,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -35,10 +36,14 @@ __all__ = [
     "CA_KEY_FILE",
     "CRL_FILE",
     "CRL_VALIDITY_DAYS",
+    "DEFAULT_ORG_NAMES",
     "NAME_RE",
     "CertificateAuthority",
     "Role",
     "check_name",
+    "default_org_names",
+    "generate_network",
+    "write_identity",
     "write_private",
 ]
 
@@ -281,6 +286,20 @@ class CertificateAuthority:
         self._revoked.setdefault(serial, now)
         return self.crl_pem(now)
 
+    def revoke_certificate(self, cert_pem: bytes, *, now: int) -> tuple[int, bytes]:
+        """Revoke a certificate this CA issued; return ``(serial, new CRL PEM)``.
+
+        ``ValueError`` if the bytes are not a certificate or were not signed by this CA.
+        """
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+            cert.verify_directly_issued_by(self._cert)
+        except InvalidSignature as exc:
+            raise ValueError("certificate was not issued by this CA") from exc
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a certificate issued by this CA: {exc}") from exc
+        return cert.serial_number, self.revoke(cert.serial_number, now=now)
+
     def crl_pem(self, now: int) -> bytes:
         """A freshly signed CRL (RFC 5280 §5) of everything revoked so far, issued at ``now``."""
         return self._make_crl(now).public_bytes(serialization.Encoding.PEM)
@@ -310,3 +329,75 @@ def write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(path, 0o600)
+
+
+def write_identity(directory: str | os.PathLike[str], key: PrivateKey, cert_pem: bytes) -> Path:
+    """Write ``cert.pem`` and ``key.pem`` (0600) into ``directory``; refuse to overwrite either."""
+    path = Path(directory)
+    for f in ("cert.pem", "key.pem"):
+        if (path / f).exists():
+            raise ValueError(f"{path / f} already exists; not overwriting it")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "cert.pem").write_bytes(cert_pem)
+    write_private(path / "key.pem", key.to_pem())
+    return path
+
+
+# The smart-city organisations of a default local network, in the order they are created.
+DEFAULT_ORG_NAMES = ("council", "transport", "health", "utilities", "education")
+# A local network is one machine's worth of processes; more orgs than this is a typo, not a plan.
+MAX_ORGS = 64
+MAX_NODES_PER_ORG = 64
+MAX_CLIENTS_PER_ORG = 1024
+
+
+def default_org_names(n: int) -> list[str]:
+    """The first ``n`` default names, then ``org6``, ``org7``, ..."""
+    return [DEFAULT_ORG_NAMES[i] if i < len(DEFAULT_ORG_NAMES) else f"org{i + 1}" for i in range(n)]
+
+
+def generate_network(
+    out: str | os.PathLike[str], org_names: Sequence[str], nodes_per_org: int, clients: int, *, now: int
+) -> dict[str, list[str]]:
+    """Write a complete PKI for a local network; return ``{org: [identity names]}``.
+
+    Layout, per org::
+
+        <out>/<org>/ca/{ca.pem,ca-key.pem,crl.pem}
+        <out>/<org>/nodes/<org>-node<i>/{cert.pem,key.pem}    i = 1..nodes_per_org, SAN localhost, 127.0.0.1
+        <out>/<org>/users/admin/{cert.pem,key.pem}
+        <out>/<org>/users/authority/{cert.pem,key.pem}
+        <out>/<org>/users/client<j>/{cert.pem,key.pem}       j = 1..clients
+    """
+    if not 1 <= len(org_names) <= MAX_ORGS:
+        raise ValueError(f"need 1..{MAX_ORGS} organisations")
+    if not 1 <= nodes_per_org <= MAX_NODES_PER_ORG:
+        raise ValueError(f"nodes per org must be 1..{MAX_NODES_PER_ORG}")
+    if not 0 <= clients <= MAX_CLIENTS_PER_ORG:
+        raise ValueError(f"clients per org must be 0..{MAX_CLIENTS_PER_ORG}")
+    if len(set(org_names)) != len(org_names):
+        raise ValueError("organisation names must be distinct")
+    for org in org_names:
+        check_name("org", org)
+    root = Path(out)
+    for org in org_names:
+        if (root / org).exists():
+            raise ValueError(f"{root / org} already exists; not overwriting an existing PKI")
+    summary: dict[str, list[str]] = {}
+    for org in org_names:
+        ca = CertificateAuthority.create(org, now=now)
+        ca.save(root / org / "ca")
+        names: list[str] = []
+        for i in range(1, nodes_per_org + 1):
+            node = f"{org}-node{i}"
+            key, pem = ca.issue(node, Role.NODE, now=now, hosts=["localhost"], ips=["127.0.0.1"])
+            write_identity(root / org / "nodes" / node, key, pem)
+            names.append(node)
+        users = [("admin", Role.ADMIN), ("authority", Role.AUTHORITY)]
+        users += [(f"client{j}", Role.CLIENT) for j in range(1, clients + 1)]
+        for user, role in users:
+            key, pem = ca.issue(user, role, now=now)
+            write_identity(root / org / "users" / user, key, pem)
+            names.append(user)
+        summary[org] = names
+    return summary

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
@@ -98,7 +98,7 @@ def _parse_cert(data: bytes) -> x509.Certificate:
     raw, is_pem = _to_der(data, "certificate")
     try:
         return x509.load_pem_x509_certificate(raw) if is_pem else x509.load_der_x509_certificate(raw)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise MalformedCertificate(f"not an X.509 certificate: {exc}") from exc
 
 
@@ -165,7 +165,7 @@ def _identity(cert: x509.Certificate) -> Identity:
         )
     except MalformedCertificate:
         raise
-    except (KeyError_, ValueError, TypeError) as exc:  # the parser is lazy: fields fail on access
+    except (KeyError_, ValueError, TypeError, UnsupportedAlgorithm) as exc:  # the parser is lazy
         raise MalformedCertificate(f"unusable certificate: {exc}") from exc
 
 
@@ -294,7 +294,7 @@ class MSP:
         try:
             parsed.verify_directly_issued_by(org.ca_cert)
             bc = parsed.extensions.get_extension_for_class(x509.BasicConstraints).value
-        except (ValueError, TypeError, InvalidSignature) as exc:
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
             raise BadChain(f"{ident.id} is not signed by the CA of {ident.org!r}") from exc
         except x509.ExtensionNotFound as exc:
             raise BadChain(f"{ident.id} has no basicConstraints") from exc

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import ecdsa as _ecdsa
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -74,7 +74,7 @@ class PublicKey:
         """From a DER SubjectPublicKeyInfo."""
         try:
             key = serialization.load_der_public_key(der)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise KeyError_(f"bad DER public key: {exc}") from exc
         return cls._from_crypto(key)
 
@@ -83,7 +83,7 @@ class PublicKey:
         data = pem.encode() if isinstance(pem, str) else pem
         try:
             key = serialization.load_pem_public_key(data)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise KeyError_(f"bad PEM public key: {exc}") from exc
         return cls._from_crypto(key)
 
@@ -141,7 +141,7 @@ class PrivateKey:
         data = pem.encode() if isinstance(pem, str) else pem
         try:
             key = serialization.load_pem_private_key(data, password)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise KeyError_(f"bad PEM private key: {exc}") from exc
         return cls._from_crypto(key)
 
@@ -149,7 +149,7 @@ class PrivateKey:
     def from_der(cls, der: bytes, password: bytes | None = None) -> PrivateKey:
         try:
             key = serialization.load_der_private_key(der, password)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise KeyError_(f"bad DER private key: {exc}") from exc
         return cls._from_crypto(key)
 
