@@ -1,0 +1,641 @@
+"""Client SDK: load an identity, build and sign proposals, talk to any node over JSON-RPC.
+
+Small enough for a device: it needs ``aiohttp``, the canonical encoding and ECDSA. The client
+builds the proposal (random nonce from ``os.urandom``, timestamp from the client's own clock, which
+is informational only), signs ``Proposal.hash()`` and sends the canonical bytes as hex, so the
+node verifies exactly what was signed. Inclusion proofs are checked with hashing and RFC 6962
+Merkle paths only (:func:`verify_inclusion`); a client need not trust the node it asked.
+
+* :class:`AsyncClient` — asyncio, an async context manager; ``subscribe`` is an async iterator.
+* :class:`Client` — the same methods, synchronous, running an event loop in its own thread.
+
+Errors from the node arrive as :class:`RpcError` subclasses chosen by code (the application codes
+mirror :data:`secprivnode.api.ERROR_CODES`). Contract arguments are Python values the canonical
+encoding accepts; floats are refused (nothing hashed may hold a float).
+
+This module must never sign anything but ``Proposal.hash()`` / ``config_update_digest`` and must
+never send a private key anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from crypto.encoding import EncodingError, encode
+from crypto.signing import PrivateKey, PublicKey, sign
+from secprivnode.rpc.codec import CodecError, from_hex, header_from_json, proposal_to_hex, to_hex
+from storage.model import NONCE_BYTES, ChannelConfig, Proposal, ProposalHeader, config_update_digest
+
+__all__ = [
+    "ArgumentError",
+    "AsyncClient",
+    "BadRequest",
+    "Client",
+    "ClientIdentity",
+    "ContractFailed",
+    "InternalError",
+    "InvalidParams",
+    "InvalidRequest",
+    "MethodNotFound",
+    "NotFound",
+    "NotLeader",
+    "Overloaded",
+    "ParseError",
+    "RpcError",
+    "RpcTimeout",
+    "ServerError",
+    "SubscriptionClosed",
+    "TransportError",
+    "TxRejected",
+    "TxResult",
+    "Unauthorized",
+    "UnknownChannel",
+    "build_proposal",
+    "check_args",
+    "rpc_error",
+    "verify_inclusion",
+]
+
+# Largest response body the client accepts: a block summary or a page of 1000 state entries fits
+# comfortably; the bound protects a small device from a misbehaving node.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+# Default seconds for one HTTP round trip (tx_submitAndWait adds its own wait on top).
+DEFAULT_HTTP_TIMEOUT_S = 60.0
+
+
+# ---- errors --------------------------------------------------------------------------------------
+
+
+class RpcError(Exception):
+    """A JSON-RPC error object returned by the node."""
+
+    code = 0
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"[{code}] {message}")
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class ParseError(RpcError):
+    code = -32700
+
+
+class InvalidRequest(RpcError):
+    code = -32600
+
+
+class MethodNotFound(RpcError):
+    code = -32601
+
+
+class InvalidParams(RpcError):
+    code = -32602
+
+
+class InternalError(RpcError):
+    code = -32603
+
+
+class ServerError(RpcError):
+    code = -32000
+
+
+class NotFound(RpcError):
+    code = -32001
+
+
+class UnknownChannel(RpcError):
+    code = -32002
+
+
+class TxRejected(RpcError):
+    code = -32003
+
+
+class ContractFailed(RpcError):
+    code = -32004
+
+
+class NotLeader(RpcError):
+    code = -32005
+
+
+class Overloaded(RpcError):
+    code = -32006
+
+
+class RpcTimeout(RpcError):
+    code = -32007
+
+
+class Unauthorized(RpcError):
+    code = -32008
+
+
+class BadRequest(RpcError):
+    code = -32009
+
+
+_ERRORS: dict[int, type[RpcError]] = {
+    cls.code: cls
+    for cls in (
+        ParseError,
+        InvalidRequest,
+        MethodNotFound,
+        InvalidParams,
+        InternalError,
+        ServerError,
+        NotFound,
+        UnknownChannel,
+        TxRejected,
+        ContractFailed,
+        NotLeader,
+        Overloaded,
+        RpcTimeout,
+        Unauthorized,
+        BadRequest,
+    )
+}
+
+
+def rpc_error(code: int, message: str, data: Any = None) -> RpcError:
+    """The exception for an error object: the class of its code, else :class:`RpcError`."""
+    return _ERRORS.get(code, RpcError)(code, message, data)
+
+
+class TransportError(Exception):
+    """The node could not be reached, or answered something that is not JSON-RPC."""
+
+
+class SubscriptionClosed(TransportError):
+    """The node closed the subscription's WebSocket (``close_code`` says why; 4000 = too slow)."""
+
+    def __init__(self, message: str, close_code: int | None) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class ArgumentError(TypeError):
+    """A contract argument has no canonical encoding (a float, an unsupported type, an int out of range)."""
+
+
+# ---- identity and proposals -------------------------------------------------------------------------
+
+
+def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
+    attrs = name.get_attributes_for_oid(oid)
+    return str(attrs[0].value) if attrs else ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """An X.509 identity: certificate (DER) and the matching P-256 private key."""
+
+    cert_der: bytes
+    key: PrivateKey = field(repr=False)
+    org: str = ""
+    name: str = ""
+    role: str = ""
+
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes, password: bytes | None = None) -> ClientIdentity:
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError as exc:
+            raise ValueError(f"bad certificate PEM: {exc}") from exc
+        key = PrivateKey.from_pem(key_pem, password)
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if PublicKey.from_der(spki) != key.public:
+            raise ValueError("the private key does not match the certificate")
+        subject = cert.subject
+        return cls(
+            cert.public_bytes(serialization.Encoding.DER),
+            key,
+            _attr(subject, NameOID.ORGANIZATION_NAME),
+            _attr(subject, NameOID.COMMON_NAME),
+            _attr(subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
+        )
+
+    @classmethod
+    def load(cls, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> ClientIdentity:
+        return cls.from_pem(Path(cert_path).read_bytes(), Path(key_path).read_bytes())
+
+    def sign(self, data: bytes) -> bytes:
+        return sign(self.key, data)
+
+
+def check_args(args: Sequence[Any]) -> tuple[Any, ...]:
+    """Refuse contract arguments the canonical encoding cannot carry, with a message saying which."""
+
+    def walk(v: Any, where: str) -> None:
+        if isinstance(v, float):
+            raise ArgumentError(f"{where}: floats are not allowed (use an integer in fixed point, or a string)")
+        if isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                walk(x, f"{where}[{i}]")
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if not isinstance(k, str):
+                    raise ArgumentError(f"{where}: map keys must be strings, got {type(k).__name__}")
+                walk(x, f"{where}[{k!r}]")
+        elif not (v is None or isinstance(v, (bool, int, str, bytes))):
+            raise ArgumentError(f"{where}: unsupported type {type(v).__name__}")
+
+    for i, a in enumerate(args):
+        walk(a, f"argument {i}")
+    try:
+        encode(list(args))
+    except EncodingError as exc:
+        raise ArgumentError(str(exc)) from exc
+    return tuple(args)
+
+
+def build_proposal(
+    identity: ClientIdentity,
+    channel: str,
+    contract: str,
+    function: str,
+    args: Sequence[Any],
+    *,
+    transient: Mapping[str, bytes] | None = None,
+    nonce: bytes | None = None,
+    timestamp_ms: int | None = None,
+) -> tuple[Proposal, bytes]:
+    """A proposal and the creator's signature over ``Proposal.hash()``."""
+    header = ProposalHeader(
+        channel,
+        identity.cert_der,
+        nonce if nonce is not None else os.urandom(NONCE_BYTES),
+        timestamp_ms if timestamp_ms is not None else int(time.time() * 1000),
+    )
+    proposal = Proposal(header, contract, function, check_args(args), dict(transient or {}))
+    return proposal, identity.sign(proposal.hash())
+
+
+def verify_inclusion(proof: Mapping[str, Any], expected_block_hash: bytes | None = None) -> bool:
+    """Whether ``proof`` (a ``chain_getTxProof`` result) proves its tx hash is in its block.
+
+    Recomputes the block hash from the header fields, compares it with the proof's block hash (and
+    ``expected_block_hash`` when given, e.g. from a block the caller trusts), then checks the RFC 6962
+    audit path against the header's data hash. Any malformed field gives ``False``.
+    """
+    from crypto.merkle import verify_proof
+
+    try:
+        header = header_from_json(proof["header"])
+        block_hash = from_hex(proof["block_hash"], "block_hash", length=32)
+        tx_hash = from_hex(proof["tx_hash"], "tx_hash", length=32)
+        path = [from_hex(p, "path", length=32) for p in proof["path"]]
+        index, size = proof["index"], proof["size"]
+    except (CodecError, KeyError, TypeError):
+        return False
+    if header.hash() != block_hash:
+        return False
+    if expected_block_hash is not None and block_hash != expected_block_hash:
+        return False
+    return verify_proof(tx_hash, index, size, path, header.data_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    tx_id: bytes
+    block_number: int | None = None
+    code: str | None = None  # validation code name once committed
+    response: Mapping[str, Any] = field(default_factory=dict)  # status, message, payload (bytes), events
+
+    @property
+    def valid(self) -> bool:
+        return self.code == "VALID"
+
+
+def _response(obj: Any) -> dict[str, Any]:
+    """Decode the hex payloads of a contract response."""
+    if not isinstance(obj, dict):
+        return {}
+    out = dict(obj)
+    if isinstance(out.get("payload"), str):
+        out["payload"] = from_hex(out["payload"], "payload")
+    if isinstance(out.get("events"), list):
+        out["events"] = [
+            {**e, "payload": from_hex(e["payload"], "event payload")} if isinstance(e, dict) else e
+            for e in out["events"]
+        ]
+    return out
+
+
+# ---- async client ---------------------------------------------------------------------------------
+
+
+class AsyncClient:
+    """JSON-RPC client of one node. ``channel=None`` means the node's default channel."""
+
+    def __init__(
+        self,
+        url: str,
+        identity: ClientIdentity | None = None,
+        channel: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_HTTP_TIMEOUT_S,
+    ) -> None:
+        self.url = url.rstrip("/") + "/"
+        self.ws_url = "ws" + self.url.removeprefix("http") + "ws"
+        self.identity = identity
+        self.channel = channel
+        self._timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+        self._ids = itertools.count(1)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
+        return self._session
+
+    async def call(
+        self, method: str, params: Mapping[str, Any] | None = None, *, timeout_s: float | None = None
+    ) -> Any:
+        """One JSON-RPC call with named params; raise the :class:`RpcError` the node returned."""
+        req = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": dict(params or {})}
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
+        try:
+            async with self._http().post(self.url, json=req, timeout=timeout) as resp:
+                body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(f"{method}: {type(exc).__name__}: {exc}") from exc
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise TransportError(f"{method}: response larger than {MAX_RESPONSE_BYTES} bytes")
+        try:
+            msg = json.loads(body)
+        except ValueError as exc:
+            raise TransportError(f"{method}: HTTP {status}, body is not JSON") from exc
+        if not isinstance(msg, dict):
+            raise TransportError(f"{method}: HTTP {status}, unexpected response shape")
+        if "error" in msg and isinstance(msg["error"], dict):
+            e = msg["error"]
+            raise rpc_error(int(e.get("code", 0)), str(e.get("message", "")), e.get("data"))
+        if "result" not in msg:
+            raise TransportError(f"{method}: HTTP {status}, response has neither result nor error")
+        return msg["result"]
+
+    async def default_channel(self) -> str:
+        if self.channel is None:
+            status = await self.call("node_status")
+            self.channel = str(status["default_channel"])
+        return self.channel
+
+    def _need_identity(self) -> ClientIdentity:
+        if self.identity is None:
+            raise ValueError("this operation signs a proposal: create the client with an identity")
+        return self.identity
+
+    async def _signed(
+        self, contract: str, fn: str, args: Sequence[Any], transient: Mapping[str, bytes] | None
+    ) -> dict[str, Any]:
+        proposal, signature = build_proposal(self._need_identity(), await self.default_channel(), contract, fn, args)
+        params: dict[str, Any] = {"proposal": proposal_to_hex(proposal), "signature": to_hex(signature)}
+        if transient:
+            params["transient"] = {k: to_hex(v) for k, v in transient.items()}
+        return params
+
+    async def invoke(
+        self,
+        contract: str,
+        fn: str,
+        *args: Any,
+        transient: Mapping[str, bytes] | None = None,
+        wait: bool = True,
+        timeout_s: float = 30.0,
+    ) -> TxResult:
+        """Submit a transaction; with ``wait`` return once it is committed (code and block number)."""
+        params = await self._signed(contract, fn, args, transient)
+        if not wait:
+            return TxResult(from_hex(await self.call("tx_submit", params), "tx_id"))
+        params["timeout_s"] = timeout_s
+        r = await self.call("tx_submitAndWait", params, timeout_s=timeout_s + self._timeout_s)
+        return TxResult(from_hex(r["tx_id"], "tx_id"), r.get("block_number"), r.get("code"), _response(r["response"]))
+
+    async def query(
+        self, contract: str, fn: str, *args: Any, transient: Mapping[str, bytes] | None = None
+    ) -> dict[str, Any]:
+        """Evaluate a query function on committed state; nothing is ordered."""
+        return _response(await self.call("tx_query", await self._signed(contract, fn, args, transient)))
+
+    async def config_update(
+        self, config: ChannelConfig, admins: Sequence[ClientIdentity], channel: str | None = None
+    ) -> dict[str, Any]:
+        """Propose ``config``, signed by each admin identity over ``config_update_digest``."""
+        d = config_update_digest(config)
+        sigs = [[to_hex(a.cert_der), to_hex(a.sign(d))] for a in admins]
+        params = {"config": to_hex(encode(config.to_obj())), "signatures": sigs, "channel": channel or self.channel}
+        return dict(await self.call("config_update", params))
+
+    def _ch(self, extra: dict[str, Any]) -> dict[str, Any]:
+        return {**extra, "channel": self.channel}
+
+    async def height(self) -> int:
+        return int(await self.call("chain_height", self._ch({})))
+
+    async def get_block(self, number: int) -> dict[str, Any]:
+        return dict(await self.call("chain_getBlockByNumber", self._ch({"number": number})))
+
+    async def get_block_by_hash(self, block_hash: bytes) -> dict[str, Any]:
+        return dict(await self.call("chain_getBlockByHash", self._ch({"hash": to_hex(block_hash)})))
+
+    async def get_tx(self, tx_id: bytes) -> dict[str, Any]:
+        return dict(await self.call("chain_getTransaction", self._ch({"tx_id": to_hex(tx_id)})))
+
+    async def tx_status(self, tx_id: bytes) -> dict[str, Any]:
+        return dict(await self.call("tx_status", self._ch({"tx_id": to_hex(tx_id)})))
+
+    async def get_tx_proof(self, tx_id: bytes) -> dict[str, Any]:
+        return dict(await self.call("chain_getTxProof", self._ch({"tx_id": to_hex(tx_id)})))
+
+    async def state_get(self, contract: str, key: str) -> dict[str, Any] | None:
+        r = await self.call("state_get", self._ch({"contract": contract, "key": key}))
+        if r is None:
+            return None
+        out = dict(r)
+        if isinstance(out.get("value"), str):
+            out["value"] = from_hex(out["value"], "value")
+        return out
+
+    async def node_status(self) -> dict[str, Any]:
+        return dict(await self.call("node_status"))
+
+    async def raft_status(self) -> dict[str, Any]:
+        return dict(await self.call("raft_status", self._ch({})))
+
+    def verify_inclusion(self, proof: Mapping[str, Any], expected_block_hash: bytes | None = None) -> bool:
+        return verify_inclusion(proof, expected_block_hash)
+
+    async def subscribe(self, kinds: Sequence[str], *, tx_id: bytes | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Subscribe over WebSocket; return an async iterator of events (``{"kind", "channel", "data"}``).
+
+        The subscription is active when this returns, so no event after that point is missed. The
+        iterator ends with :class:`SubscriptionClosed` if the node closes the connection; close it
+        (``aclose()``, or leave an ``async for``) to unsubscribe.
+        """
+        params: dict[str, Any] = {"kinds": list(kinds), "channel": self.channel}
+        if tx_id is not None:
+            params["tx_id"] = to_hex(tx_id)
+        try:
+            ws = await self._http().ws_connect(self.ws_url, max_msg_size=MAX_RESPONSE_BYTES)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(f"subscribe: {type(exc).__name__}: {exc}") from exc
+        try:
+            await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": params})
+            msg = await ws.receive(timeout=self._timeout_s)
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                raise SubscriptionClosed(f"subscribe: connection closed (code {ws.close_code})", ws.close_code)
+            data = msg.json()
+            if "error" in data:
+                e = data["error"]
+                raise rpc_error(int(e["code"]), str(e["message"]), e.get("data"))
+            sub_id = data["result"]
+        except BaseException:
+            await ws.close()
+            raise
+        return _subscription(ws, sub_id)
+
+
+async def _subscription(ws: aiohttp.ClientWebSocketResponse, sub_id: str) -> AsyncIterator[dict[str, Any]]:
+    try:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            data = msg.json()
+            p = data.get("params") or {}
+            if data.get("method") == "subscription" and p.get("subscription") == sub_id:
+                if "error" in p:
+                    raise rpc_error(int(p["error"]["code"]), str(p["error"]["message"]))
+                yield p["result"]
+        raise SubscriptionClosed(f"subscription closed by the node (code {ws.close_code})", ws.close_code)
+    finally:
+        await ws.close()
+
+
+# ---- sync client -----------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class Client:
+    """A synchronous :class:`AsyncClient`: its own event loop runs in a daemon thread."""
+
+    def __init__(
+        self,
+        url: str,
+        identity: ClientIdentity | None = None,
+        channel: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_HTTP_TIMEOUT_S,
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="secprivnode-client", daemon=True)
+        self._thread.start()
+        self._async = AsyncClient(url, identity, channel, timeout_s=timeout_s)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._run(self._async.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self._run(self._async.call(method, params))
+
+    def invoke(
+        self,
+        contract: str,
+        fn: str,
+        *args: Any,
+        transient: Mapping[str, bytes] | None = None,
+        wait: bool = True,
+        timeout_s: float = 30.0,
+    ) -> TxResult:
+        return self._run(self._async.invoke(contract, fn, *args, transient=transient, wait=wait, timeout_s=timeout_s))
+
+    def query(self, contract: str, fn: str, *args: Any, transient: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+        return self._run(self._async.query(contract, fn, *args, transient=transient))
+
+    def height(self) -> int:
+        return self._run(self._async.height())
+
+    def get_block(self, number: int) -> dict[str, Any]:
+        return self._run(self._async.get_block(number))
+
+    def get_tx(self, tx_id: bytes) -> dict[str, Any]:
+        return self._run(self._async.get_tx(tx_id))
+
+    def tx_status(self, tx_id: bytes) -> dict[str, Any]:
+        return self._run(self._async.tx_status(tx_id))
+
+    def get_tx_proof(self, tx_id: bytes) -> dict[str, Any]:
+        return self._run(self._async.get_tx_proof(tx_id))
+
+    def state_get(self, contract: str, key: str) -> dict[str, Any] | None:
+        return self._run(self._async.state_get(contract, key))
+
+    def node_status(self) -> dict[str, Any]:
+        return self._run(self._async.node_status())
+
+    def verify_inclusion(self, proof: Mapping[str, Any], expected_block_hash: bytes | None = None) -> bool:
+        return verify_inclusion(proof, expected_block_hash)
+
+    def subscribe(self, kinds: Sequence[str], *, tx_id: bytes | None = None) -> Iterator[dict[str, Any]]:
+        """Blocking iterator over events; close it (or break out of the loop) to unsubscribe."""
+        agen = self._run(self._async.subscribe(kinds, tx_id=tx_id))
+
+        async def next_event() -> dict[str, Any]:
+            return await agen.__anext__()
+
+        async def close() -> None:
+            await agen.aclose()  # type: ignore[attr-defined]
+
+        try:
+            while True:
+                try:
+                    yield self._run(next_event())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(close())
