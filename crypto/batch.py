@@ -9,6 +9,9 @@ process boundary (SEC1 point, DER signature, message), never key objects.
 Results are per item and equal to what :meth:`crypto.signing.Backend.verify` (strict) returns for
 each item alone; a malformed item is ``False``, never an exception.
 
+Workers start through ``forkserver`` (``spawn`` where that is missing), which imports the main
+module as ``spawn`` does: entry points must keep the ``if __name__ == "__main__"`` guard.
+
 This module must never share key objects across processes, never start processes for small
 batches, and never return a result list of a different length than its input.
 """

@@ -239,6 +239,8 @@ class CertificateAuthority:
         if role is Role.NODE:
             eku.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
         ca_ski = self._cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        # A certificate must not outlive its issuer: path validation would reject it then anyway.
+        not_after = min(_time(now + valid_days * _DAY), self._cert.not_valid_after_utc)
         builder = (
             x509.CertificateBuilder()
             .subject_name(
@@ -254,7 +256,7 @@ class CertificateAuthority:
             .public_key(pub)
             .serial_number(_serial())
             .not_valid_before(_time(now))
-            .not_valid_after(_time(now + valid_days * _DAY))
+            .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(

@@ -5,7 +5,7 @@ Fabric). :meth:`MSP.validate` turns certificate bytes into an :class:`Identity` 
 in order: it parses as an X.509 v3 ECDSA P-256/SHA-256 end-entity certificate whose subject has
 exactly one ``O`` (org), one ``OU`` (a :class:`Role`) and one ``CN`` (name); the org is known; it
 is signed by that org's CA (RFC 5280 §6.1, a path of length one); its serial is not on the org's
-CRLs; ``now`` lies within its validity; its role is one of those allowed.
+CRLs; ``now`` lies within its validity and the CA's; its role is one of those allowed.
 
 Parsing and chain checking are cached (bounded, keyed by the exact certificate bytes) because the
 same few hundred identities sign everything; revocation, time and role are checked on every call.
@@ -219,6 +219,8 @@ class _Org:
     msp: OrgMSP
     ca_cert: x509.Certificate
     revoked: frozenset[int]
+    ca_not_before: int  # RFC 5280 §6.1.3: every certificate on the path must be valid at ``now``
+    ca_not_after: int
 
 
 def _load_org(org: OrgMSP) -> _Org:
@@ -243,7 +245,13 @@ def _load_org(org: OrgMSP) -> _Org:
         if not ok:
             raise BadChain(f"CRL of {org.name!r} is not signed by its CA")
         revoked.update(entry.serial_number for entry in crl)
-    return _Org(org, ca, frozenset(revoked))
+    return _Org(
+        org,
+        ca,
+        frozenset(revoked),
+        int(ca.not_valid_before_utc.timestamp()),
+        int(ca.not_valid_after_utc.timestamp()),
+    )
 
 
 class MSP:
@@ -309,10 +317,15 @@ class MSP:
     def validate(self, cert: bytes, *, now: int, roles: Collection[Role] | None = None) -> Identity:
         """The identity in ``cert`` (PEM or DER) if it is a current, unrevoked member in one of ``roles``."""
         ident = self._chain(cert)
-        if ident.serial in self._orgs[ident.org].revoked:
+        org = self._orgs[ident.org]
+        if ident.serial in org.revoked:
             raise Revoked(f"{ident.id} (serial {ident.serial:x}) is revoked")
         if not ident.not_before <= now <= ident.not_after:
             raise Expired(f"{ident.id} is valid from {ident.not_before} to {ident.not_after}, not at {now}")
+        if not org.ca_not_before <= now <= org.ca_not_after:
+            raise Expired(
+                f"the CA of {ident.org!r} is valid from {org.ca_not_before} to {org.ca_not_after}, not at {now}"
+            )
         if roles is not None and ident.role not in roles:
             raise WrongRole(f"{ident.id} is a {ident.role.value}, expected one of {sorted(r.value for r in roles)}")
         return ident

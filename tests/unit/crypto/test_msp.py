@@ -81,6 +81,21 @@ def test_validity_window(msp: MSP, council: CertificateAuthority) -> None:
     msp.validate(pem, now=NOW + 5)  # cached results still get the time check
 
 
+def test_ca_validity_bounds_identities() -> None:
+    ca = CertificateAuthority.create("council", now=NOW, valid_days=10)
+    _, pem = ca.issue("late", Role.CLIENT, now=NOW + 9 * DAY)  # asks for 825 days
+    ident = Identity.from_cert(pem)
+    assert ident.not_after == NOW + 10 * DAY  # clipped to the CA's own validity
+    m = MSP([OrgMSP.from_ca(ca)])
+    m.validate(pem, now=NOW + 10 * DAY)
+    with pytest.raises(Expired):
+        m.validate(pem, now=NOW + 10 * DAY + 1)
+    ca2 = CertificateAuthority.create("council", now=NOW + 100)
+    _, early = ca2.issue("early", Role.CLIENT, now=NOW)  # leaf valid from before its CA
+    with pytest.raises(Expired):
+        MSP([OrgMSP.from_ca(ca2)]).validate(early, now=NOW + 50)
+
+
 def test_roles(msp: MSP, council: CertificateAuthority) -> None:
     _, pem = council.issue("c1", Role.CLIENT, now=NOW)
     assert msp.validate(pem, now=NOW, roles={Role.CLIENT, Role.ADMIN}).role is Role.CLIENT
