@@ -175,11 +175,13 @@ def test_decode_rejects_non_bytes() -> None:
 # ---- properties ---------------------------------------------------------------------------
 
 _ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)
-_scalars = st.none() | st.booleans() | _ints | st.binary(max_size=40) | st.text(max_size=20)
+# Sizes reach past each short header (fixstr 31, bin 8 at 255, fixarray/fixmap 15) so every
+# header width up to 16 bits is exercised.
+_scalars = st.none() | st.booleans() | _ints | st.binary(max_size=300) | st.text(max_size=40)
 values = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
-    max_leaves=20,
+    lambda inner: st.lists(inner, max_size=20) | st.dictionaries(st.text(max_size=8), inner, max_size=20),
+    max_leaves=40,
 )
 
 
