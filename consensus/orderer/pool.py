@@ -137,6 +137,10 @@ class TxPool:
         while len(self._recent) > self.recent_max and len(self._recent_blocks) > 1:
             self._recent.difference_update(self._recent_blocks.popleft())
 
+    def clear_recent(self) -> None:
+        self._recent.clear()
+        self._recent_blocks.clear()
+
     def clear_flight(self) -> list[bytes]:
         """Forget every in-flight block (leadership lost); return their ids."""
         ids = list(self._inflight_ids)
