@@ -307,23 +307,24 @@ async def _handle_ws(request: web.Request) -> web.StreamResponse:
     try:
         await asyncio.wait({reader, writer, overflow}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        # Bookkeeping first: aiohttp cancels this handler when the transport is lost or aborted.
+        state.sessions.discard(session)
         slow = session.overflow.is_set()
+        if state.metrics:
+            state.metrics.ws_connections.dec()
+            if slow:
+                state.metrics.ws_slow_disconnects.inc()
+        if slow:
+            state.slow_disconnects += 1
+            log.info("closing WebSocket of a slow subscriber (queue of %d full)", limits.ws_send_queue_max)
         for t in (reader, writer, overflow, *request_tasks):
             t.cancel()
         await session.cancel_all()
         for t in (reader, writer, overflow, *request_tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        if slow:
-            state.slow_disconnects += 1
-            if state.metrics:
-                state.metrics.ws_slow_disconnects.inc()
-            log.info("closing WebSocket of a slow subscriber (queue of %d full)", limits.ws_send_queue_max)
         code = WS_CLOSE_SLOW_CONSUMER if slow else WSCloseCode.OK
         await _close_ws(ws, request, code, b"subscriber too slow" if slow else b"", limits.ws_close_timeout_s)
-        state.sessions.discard(session)
-        if state.metrics:
-            state.metrics.ws_connections.dec()
     return ws
 
 

@@ -1,0 +1,146 @@
+"""JSON-RPC over WebSocket: methods, subscriptions, unsubscribe, and the bounds on slow or greedy clients."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from secprivnode.api import Event
+from secprivnode.client import ClientIdentity, build_proposal
+from secprivnode.rpc.codec import proposal_to_hex, to_hex
+from secprivnode.rpc.server import STATE_KEY, WS_CLOSE_SLOW_CONSUMER, RpcLimits
+
+
+async def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+def limits() -> RpcLimits:
+    return RpcLimits(max_subscriptions_per_conn=3, ws_send_queue_max=4)
+
+
+@pytest.fixture
+def ident(tmp_path: Path, fakemod: Any) -> ClientIdentity:
+    return ClientIdentity.load(*fakemod.make_identity(tmp_path, "council", "client", "carol"))
+
+
+def put_params(ident: ClientIdentity, key: str) -> dict[str, Any]:
+    p, sig = build_proposal(ident, "city", "kv", "put", [key, b"v"])
+    return {"proposal": proposal_to_hex(p), "signature": to_hex(sig)}
+
+
+async def rpc(ws: aiohttp.ClientWebSocketResponse, method: str, params: Any = None, id_: Any = 1) -> Any:
+    msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": id_}
+    if params is not None:
+        msg["params"] = params
+    await ws.send_json(msg)
+    return await ws.receive_json(timeout=5)
+
+
+def ws_url(server: Any) -> str:
+    return server.url.replace("http", "ws", 1) + "ws"
+
+
+async def test_methods_and_batches_over_ws(server: Any) -> None:
+    async with server.http.ws_connect(ws_url(server)) as ws:
+        assert await rpc(ws, "chain_height", id_="a") == {"jsonrpc": "2.0", "result": 1, "id": "a"}
+        await ws.send_json([{"jsonrpc": "2.0", "method": "chain_height", "id": i} for i in range(3)])
+        assert sorted(r["id"] for r in await ws.receive_json(timeout=5)) == [0, 1, 2]
+        await ws.send_str("{broken")
+        assert (await ws.receive_json(timeout=5))["error"]["code"] == -32700
+        await ws.send_bytes(b"\x00")
+        assert (await ws.receive_json(timeout=5))["error"]["code"] == -32700
+        # a notification gets nothing: the next answer is for the next request
+        await ws.send_json({"jsonrpc": "2.0", "method": "chain_height"})
+        assert (await rpc(ws, "node_peers", id_=7))["id"] == 7
+
+
+async def test_subscription_delivery_and_unsubscribe(server: Any, fake: Any, ident: ClientIdentity) -> None:
+    async with server.http.ws_connect(ws_url(server)) as ws:
+        sub = (await rpc(ws, "subscribe", {"kinds": ["block", "tx"]}))["result"]
+        assert isinstance(sub, str)
+        _, body = await server.post(
+            {"jsonrpc": "2.0", "method": "tx_submit", "params": put_params(ident, "a"), "id": 1}
+        )
+        tx_id = body["result"]
+        got = [await ws.receive_json(timeout=5) for _ in range(2)]
+        assert all(g["method"] == "subscription" and g["params"]["subscription"] == sub and "id" not in g for g in got)
+        events = {g["params"]["result"]["kind"]: g["params"]["result"] for g in got}
+        assert events["block"]["channel"] == "city" and events["block"]["data"]["number"] == 1
+        assert events["tx"]["data"] == {"tx_id": tx_id, "block_number": 1, "code": "VALID"}
+
+        assert (await rpc(ws, "unsubscribe", [sub], id_=2))["result"] is True
+        await wait_until(lambda: not fake.subscribers)
+        assert (await rpc(ws, "unsubscribe", [sub], id_=3))["result"] is False
+        await server.post({"jsonrpc": "2.0", "method": "tx_submit", "params": put_params(ident, "b"), "id": 2})
+        # nothing arrives for the cancelled subscription: the next message is this response
+        assert await rpc(ws, "chain_height", id_=4) == {"jsonrpc": "2.0", "result": 3, "id": 4}
+    await wait_until(lambda: not server.app[STATE_KEY].sessions)
+
+
+async def test_subscription_filtered_by_tx_id(server: Any, ident: ClientIdentity) -> None:
+    wanted = put_params(ident, "w")
+    from secprivnode.rpc.codec import proposal_from_hex
+
+    tx_id = to_hex(proposal_from_hex(wanted["proposal"], max_bytes=1 << 20).tx_id)
+    async with server.http.ws_connect(ws_url(server)) as ws:
+        sub = (await rpc(ws, "subscribe", {"kinds": ["tx", "contract"], "tx_id": tx_id}))["result"]
+        await server.post({"jsonrpc": "2.0", "method": "tx_submit", "params": put_params(ident, "other"), "id": 1})
+        await server.post({"jsonrpc": "2.0", "method": "tx_submit", "params": wanted, "id": 2})
+        got = [(await ws.receive_json(timeout=5))["params"] for _ in range(2)]
+        assert {g["subscription"] for g in got} == {sub}
+        assert sorted(g["result"]["kind"] for g in got) == ["contract", "tx"]
+        assert all(g["result"]["data"]["tx_id"] == tx_id for g in got)
+        contract = next(g["result"]["data"] for g in got if g["result"]["kind"] == "contract")
+        assert contract["name"] == "put" and contract["payload"] == "0x" + b"w".hex()
+
+
+async def test_subscribe_errors(server: Any) -> None:
+    async with server.http.ws_connect(ws_url(server)) as ws:
+        r = await rpc(ws, "subscribe", {"kinds": ["block"], "channel": "nowhere"})
+        assert r["error"]["code"] == -32002
+        r = await rpc(ws, "subscribe", {"kinds": ["blocks"]})
+        assert r["error"]["code"] == -32602 and "'kinds'" in r["error"]["message"]
+        for i in range(3):
+            assert "result" in await rpc(ws, "subscribe", {"kinds": ["block"]}, id_=i)
+        r = await rpc(ws, "subscribe", {"kinds": ["block"]}, id_=9)
+        assert r["error"]["code"] == -32006 and "3 subscriptions" in r["error"]["message"]
+
+
+async def test_slow_subscriber_is_disconnected_and_server_keeps_serving(server: Any, fake: Any) -> None:
+    state = server.app[STATE_KEY]
+    blob = bytes(128 * 1024)
+    async with aiohttp.ClientSession(read_bufsize=1024) as slow:
+        ws = await slow.ws_connect(ws_url(server), max_msg_size=0)
+        assert "result" in await rpc(ws, "subscribe", {"kinds": ["block"]})
+        # Publish large events and never read them: kernel buffers fill, then the node's bounded queue.
+        for i in range(2000):
+            if state.slow_disconnects:
+                break
+            fake.publish(Event("block", "city", {"number": i, "blob": blob}))
+            await asyncio.sleep(0.001)
+        assert state.slow_disconnects == 1
+        assert server.metrics.registry.get_sample_value("secprivnode_ws_slow_consumer_disconnects_total") == 1.0
+        received = 0
+        while True:
+            msg = await ws.receive(timeout=10)
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            received += 1
+        assert ws.close_code == WS_CLOSE_SLOW_CONSUMER
+        assert received < i  # events were dropped with the connection, not buffered without bound
+        await ws.close()
+    await wait_until(lambda: not fake.subscribers and not state.sessions)
+    status, body = await server.post({"jsonrpc": "2.0", "method": "chain_height", "id": 1})
+    assert (status, body["result"]) == (200, 1)
