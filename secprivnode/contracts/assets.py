@@ -37,6 +37,7 @@ def _str_arg(value: Any, what: str) -> str:
 
 class AssetsContract(Contract):
     name = "assets"
+    version = "1.0"
 
     def _load(self, stub: Stub, asset_id: str) -> dict[str, Any]:
         asset = stub.get_value(ASSET_PREFIX + _str_arg(asset_id, "asset id"))

@@ -79,6 +79,8 @@ class Contract:
     """Base class of contracts; subclasses set ``name`` and decorate their functions."""
 
     name: ClassVar[str] = ""
+    # Checked against the channel's ContractDefinition.version when set ("" accepts any definition).
+    version: ClassVar[str] = ""
     functions: ClassVar[Mapping[str, FunctionSpec]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

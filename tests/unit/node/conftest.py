@@ -9,7 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pipeline_kit import FakeState, Pki, make_pki
+from collections.abc import Iterator
+
+from pipeline_kit import Chain, FakeState, Pki, make_pki
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +23,11 @@ def pki() -> Pki:
 @pytest.fixture
 def state() -> FakeState:
     return FakeState()
+
+
+@pytest.fixture
+def chain(pki: Pki, tmp_path: Path) -> Iterator[Chain]:
+    """The 'city' channel after its genesis block, on a real LevelDB ledger in tmp_path."""
+    c = Chain(pki, tmp_path / "ledger")
+    yield c
+    c.close()

@@ -1,0 +1,1 @@
+"""The transaction pipeline: endorse proposals, validate ordered blocks, commit them."""

@@ -1,0 +1,78 @@
+"""The committer: validate a block, then append it with its codes in one atomic ledger write.
+
+``commit`` holds a lock from validation to the ledger write, so no other block can commit in
+between (validation reads the state the block will be applied to). The ledger applies the writes
+of VALID transactions itself, in the same synchronous LevelDB batch as the block (see
+:mod:`storage.ledger`). The result lists, per transaction, its id, code and, for VALID ones, the
+contract's events, for subscribers; and the new channel config when the block changed it. The
+channel MSP needs no notice: :class:`~secprivnode.pipeline.membership.ChannelView` derives it
+from the committed config.
+
+This module never commits a block the validator has not coded, never reads the clock, and never
+swallows a ledger error.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from secprivnode.pipeline.validator import BlockValidator, ValidatorLedger
+from storage.model import CONFIG_CONTRACT, Block, ChannelConfig, ValidationCode
+
+__all__ = ["CommitResult", "Committer", "CommitterLedger", "TxEvent"]
+
+
+class CommitterLedger(ValidatorLedger, Protocol):
+    def commit(self, block: Block, codes: Sequence[ValidationCode], *, block_bytes: bytes | None = None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TxEvent:
+    tx_id: bytes
+    code: ValidationCode
+    contract: str
+    events: tuple[tuple[str, bytes], ...]  # the contract's events; empty unless VALID
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    number: int
+    block_hash: bytes
+    codes: tuple[ValidationCode, ...]
+    txs: tuple[TxEvent, ...]
+    config: ChannelConfig | None  # the channel config after this block, if the block changed it
+
+    @property
+    def valid_count(self) -> int:
+        return sum(1 for c in self.codes if c is ValidationCode.VALID)
+
+
+class Committer:
+    """Commits blocks of one channel, in order, one at a time."""
+
+    def __init__(self, ledger: CommitterLedger, validator: BlockValidator) -> None:
+        if validator.ledger is not ledger:
+            raise ValueError("the validator must read the ledger this committer writes")
+        self.ledger = ledger
+        self.validator = validator
+        self._lock = threading.Lock()
+
+    def commit(self, block: Block, *, block_bytes: bytes | None = None) -> CommitResult:
+        """Validate and append ``block``; raises BlockRejected/AlreadyCommitted, or the ledger's error."""
+        with self._lock:
+            codes = self.validator.validate(block)
+            assert len(codes) == len(block.transactions), "validator returned the wrong number of codes"
+            self.ledger.commit(block, codes, block_bytes=block_bytes)
+            config_changed = any(
+                c is ValidationCode.VALID and tx.proposal.contract == CONFIG_CONTRACT
+                for tx, c in zip(block.transactions, codes, strict=True)
+            )
+            config = self.ledger.latest_config() if config_changed else None
+        txs = tuple(
+            TxEvent(tx.tx_id, c, tx.proposal.contract, tx.response.events if c is ValidationCode.VALID else ())
+            for tx, c in zip(block.transactions, codes, strict=True)
+        )
+        return CommitResult(block.number, block.hash(), tuple(codes), txs, config)
