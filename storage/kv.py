@@ -45,6 +45,8 @@ class Database:
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
         try:
+            if create:
+                self.path.mkdir(parents=True, exist_ok=True)  # LevelDB creates only the leaf
             self.raw: Any = plyvel.DB(
                 str(self.path),
                 create_if_missing=create,

@@ -54,6 +54,7 @@ __all__ = [
     "KeyResolver",
     "TxProof",
     "TxRecord",
+    "list_channels",
     "verify_tx_proof",
 ]
 
@@ -264,3 +265,24 @@ class ChannelLedger:
 
     def _recover(self) -> None:
         self._height, self._tip = recover(self._raw, self._cp, self._blocks, self.channel)
+
+
+def list_channels(db: Database) -> list[str]:
+    """Names of the channels that have a height marker in ``db`` (ledgers with blocks), sorted."""
+    out: list[str] = []
+    raw = db.raw
+    seek: bytes | None = b"C"
+    while seek is not None:
+        with raw.iterator(start=seek, include_value=False) as it:
+            key = next(it, None)
+        if key is None or not key.startswith(b"C") or len(key) < 2:
+            break
+        cp = key[: 2 + key[1]]
+        try:
+            name = cp[2:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CorruptionError(f"channel prefix {cp!r} is not UTF-8") from exc
+        if raw.get(keys.meta_key(cp)) is not None:
+            out.append(name)
+        seek = keys.prefix_end(cp)
+    return sorted(out)
