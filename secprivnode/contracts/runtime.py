@@ -152,8 +152,8 @@ class _GuardedState:
     def get_range(self, ns: str, start: str, end: str, limit: int | None = None) -> Any:
         return self._call(self._inner.get_range, ns, start, end, limit)
 
-    def get_history(self, ns: str, key: str) -> Any:
-        return self._call(self._inner.get_history, ns, key)
+    def get_history(self, ns: str, key: str, limit: int | None = None) -> Any:
+        return self._call(self._inner.get_history, ns, key, limit)
 
 
 def simulate(

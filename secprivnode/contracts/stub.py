@@ -32,6 +32,7 @@ from storage.model import KVRead, KVWrite, RangeRead, ReadWriteSet, Version
 __all__ = [
     "MAX_EVENTS",
     "MAX_EVENT_BYTES",
+    "MAX_HISTORY",
     "MAX_KEY_BYTES",
     "MAX_RANGE_KEYS",
     "MAX_READS",
@@ -58,6 +59,8 @@ MAX_WRITES = 4096
 # Keys returned by all range scans of one transaction together (Fabric bounds these with
 # totalQueryLimit). Validation re-runs each scan, so this also bounds validation work.
 MAX_RANGE_KEYS = 10_000
+# History entries one get_history call returns (oldest first): an audit view, not a bulk export.
+MAX_HISTORY = 1000
 # Events per transaction and bytes per event payload: events are notifications, not data.
 MAX_EVENTS = 16
 MAX_EVENT_BYTES = 64 * 1024
@@ -87,7 +90,7 @@ class StateReader(Protocol):
         self, ns: str, start: str, end: str, limit: int | None = None
     ) -> list[tuple[str, bytes, Version]]: ...
 
-    def get_history(self, ns: str, key: str) -> list[Any]: ...
+    def get_history(self, ns: str, key: str, limit: int | None = None) -> list[Any]: ...
 
 
 def check_key(key: object) -> str:
@@ -186,10 +189,15 @@ class Stub:
         self._ranges.append(RangeRead(start, end, tuple(KVRead(k, v) for k, _val, v in rows)))
         return [(k, val) for k, val, _v in rows]
 
-    def get_history(self, key: str) -> list[Any]:
-        """The key's committed history, oldest first (not recorded in the read set)."""
+    def get_history(self, key: str, limit: int = MAX_HISTORY) -> list[Any]:
+        """The key's committed history, oldest first, at most ``limit`` (<= MAX_HISTORY) entries.
+
+        Not recorded in the read set: history is append-only and not protected by MVCC.
+        """
         check_key(key)
-        return list(self._state.get_history(self.namespace, key))
+        if type(limit) is not int or not 0 < limit <= MAX_HISTORY:
+            raise ContractError(f"history limit must be 1..{MAX_HISTORY}")
+        return list(self._state.get_history(self.namespace, key, limit))
 
     def get_value(self, key: str) -> Any:
         """``get_state`` decoded from the canonical encoding; ``None`` when absent."""

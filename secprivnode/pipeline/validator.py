@@ -176,10 +176,18 @@ class BlockValidator:
         check_orderer: bool = True,
     ) -> None:
         self.ledger = ledger
-        self.verifier: Verifier = verifier if verifier is not None else BatchVerifier()
+        self._own_verifier: BatchVerifier | None = None
+        if verifier is None:
+            verifier = self._own_verifier = BatchVerifier()
+        self.verifier: Verifier = verifier
         self.sigcache = sigcache if sigcache is not None else SigCache()
         self.check_orderer = check_orderer
         self._certs: OrderedDict[bytes, Identity | None] = OrderedDict()
+
+    def close(self) -> None:
+        """Stop the verifier's worker processes if this validator created the verifier."""
+        if self._own_verifier is not None:
+            self._own_verifier.close()
 
     # ---- helpers ----------------------------------------------------------------------------
 

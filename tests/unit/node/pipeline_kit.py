@@ -128,8 +128,8 @@ class FakeState:
         out = [(k, *self.data[(ns, k)]) for k in keys[lo:hi]]
         return out if limit is None else out[:limit]
 
-    def get_history(self, ns: str, key: str) -> list[Any]:
-        return list(self.history.get((ns, key), []))
+    def get_history(self, ns: str, key: str, limit: int | None = None) -> list[Any]:
+        return list(self.history.get((ns, key), []))[:limit]
 
 
 # ---- a whole channel on a real ledger ---------------------------------------------------------

@@ -334,3 +334,18 @@ def test_config_contract(state: FakeState, pki: Pki) -> None:
         assert resp.status == 400 and why in resp.message, (why, resp.message)
     resp, _ = run(state, c, "update", ["not", "a", "config"])
     assert resp.status == 400 and "malformed channel config" in resp.message
+
+
+def test_history_is_bounded(state: FakeState) -> None:
+    class Hist(Contract):
+        name = "hist"
+
+        @query
+        def h(self, stub: Stub, limit: int) -> bytes:
+            return encode(len(stub.get_history("k", limit)))
+
+    for i in range(5):
+        state.set("hist", "k", b"v", (i, 0))
+    assert decode(run(state, Hist(), "h", 3)[0].payload) == 3
+    assert run(state, Hist(), "h", 0)[0].status == 400
+    assert run(state, Hist(), "h", 10**6)[0].status == 400
