@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from crypto.ca import CertificateAuthority, Role
 from crypto.msp import MSP, Identity, OrgMSP
 from crypto.signing import PrivateKey
+from p2p.verify import VerifiedBlock
 
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z: every certificate here is valid from then
 
@@ -91,3 +92,45 @@ def wait_until(pred: Callable[[], Any], timeout_s: float = 30.0, what: str = "co
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.05)
+
+
+class MemStore:
+    def __init__(self) -> None:
+        self.blocks: list[bytes] = []
+        self.hashes: list[bytes] = []
+
+    @property
+    def height(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def tip_hash(self) -> bytes | None:
+        return self.hashes[-1] if self.hashes else None
+
+    def get_block_bytes(self, number: int) -> bytes:
+        return self.blocks[number]
+
+    def deliver(self, blocks: Sequence[VerifiedBlock]) -> None:
+        for b in blocks:
+            assert b.number == len(self.blocks), "delivered out of order"
+            assert b.header.previous_hash == (self.tip_hash or b"\x00" * 32), "broken link delivered"
+            self.blocks.append(b.data)
+            self.hashes.append(b.hash)
+
+
+class MemPrivate:
+    def __init__(self) -> None:
+        self.blobs: dict[bytes, tuple[str, bytes]] = {}
+
+    def has(self, digest: bytes) -> bool:
+        return digest in self.blobs
+
+    def get(self, digest: bytes) -> bytes | None:
+        item = self.blobs.get(digest)
+        return item[1] if item else None
+
+    def put(self, collection: str, digest: bytes, data: bytes) -> None:
+        self.blobs[digest] = (collection, data)
+
+    def digests(self, collection: str, after: bytes, limit: int) -> list[bytes]:
+        return sorted(d for d, (c, _) in self.blobs.items() if c == collection and d > after)[:limit]
