@@ -107,6 +107,27 @@ class ChannelLedger:
         They are checked against ``block``'s header (hash) and Merkle root before anything is
         written, and the stored block, indices and state are all derived from them.
         """
+        n, data, sl, code_bytes = self._check(block, codes, block_bytes)
+        batch = self._raw.write_batch(sync=True)
+        self._fill(batch, n, data, sl, code_bytes)
+        batch.write()
+        self._height = n + 1
+        self._tip = sl.header_hash
+
+    def planned_writes(
+        self, block: Block, codes: Sequence[ValidationCode], *, block_bytes: bytes | None = None
+    ) -> list[tuple[bytes, bytes | None]]:
+        """The exact operations ``commit`` would put in its batch (value None: delete), without
+        writing anything. For benchmarks against raw LevelDB, and for inspection."""
+        n, data, sl, code_bytes = self._check(block, codes, block_bytes)
+        rec = _Recorder()
+        self._fill(rec, n, data, sl, code_bytes)
+        return rec.ops
+
+    def _check(
+        self, block: Block, codes: Sequence[ValidationCode], block_bytes: bytes | None
+    ) -> tuple[int, bytes, BlockSlices, bytes]:
+        """Everything commit checks before it builds the batch; ChainError if the block is refused."""
         n = self._height
         h = block.header
         if h.number != n:
@@ -131,17 +152,12 @@ class ChannelLedger:
             raise ChainError(f"block {n}: block_bytes hold {len(sl.tx_ids)} txs, not {len(codes)}", height=n)
         if merkle_root(sl.tx_hashes) != h.data_hash:
             raise ChainError(f"block {n}: data hash is not the Merkle root of its transactions", height=n)
-        code_bytes = bytes(int(c) for c in codes)
-        batch = self._build_batch(n, data, sl, code_bytes)
-        batch.write()
-        self._height = n + 1
-        self._tip = sl.header_hash
+        return n, data, sl, bytes(int(c) for c in codes)
 
-    def _build_batch(self, n: int, data: bytes, sl: BlockSlices, code_bytes: bytes) -> Any:
-        """The write batch of block ``n``: raises ChainError (nothing written) on a broken rule."""
+    def _fill(self, batch: Any, n: int, data: bytes, sl: BlockSlices, code_bytes: bytes) -> None:
+        """Put block ``n``'s writes into ``batch``; raises ChainError (batch discarded) on a broken rule."""
         cp = self._cp
         raw_get = self._raw.get
-        batch = self._raw.write_batch(sync=True)
         put, delete = batch.put, batch.delete
         put(keys.block_key(cp, n), block_value(data))
         put(keys.hash_key(cp, sl.header_hash), keys.U64.pack(n))
@@ -186,7 +202,6 @@ class ChannelLedger:
                     put(sp + kb, ver + value)
                     put(hk, put_flag)
         put(keys.meta_key(cp), keys.pack_height(n + 1, sl.header_hash))
-        return batch
 
     # -- blocks and transactions ----------------------------------------------------------------
 
@@ -265,6 +280,19 @@ class ChannelLedger:
 
     def _recover(self) -> None:
         self._height, self._tip = recover(self._raw, self._cp, self._blocks, self.channel)
+
+
+class _Recorder:
+    """A stand-in write batch that records operations instead of writing them."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[bytes, bytes | None]] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.ops.append((key, value))
+
+    def delete(self, key: bytes) -> None:
+        self.ops.append((key, None))
 
 
 def list_channels(db: Database) -> list[str]:

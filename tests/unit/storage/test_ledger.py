@@ -350,3 +350,21 @@ def test_corrupt_state_value_shape_is_refused(db: Database, chain: Chain) -> Non
     db.raw.put(K.state_key(K.channel_prefix("city"), "kv", "k"), b"\x01")
     with pytest.raises(CorruptionError):
         led.get_version("kv", "k")
+
+
+def test_planned_writes_are_exactly_what_commit_writes(db: Database, chain: Chain) -> None:
+    led = ChannelLedger(db, "city")
+    chain.commit(led, [chain.tx([("gone", b"1")])])
+    before = dict(db.raw.iterator(prefix=K.channel_prefix("city")))
+    block = chain.block([chain.tx([("a", b"1"), ("gone", None)]), chain.tx([("b", b"2")])])
+    codes = [V, ValidationCode.ENDORSEMENT_POLICY_FAILURE]
+    ops = led.planned_writes(block, codes)
+    assert led.height == 1  # planning writes nothing
+    expect = dict(before)
+    for k, v in ops:
+        if v is None:
+            expect.pop(k, None)
+        else:
+            expect[k] = v
+    led.commit(block, codes)
+    assert dict(db.raw.iterator(prefix=K.channel_prefix("city"))) == expect
