@@ -9,8 +9,9 @@ from pipeline_kit import NOW, FakeState, Pki
 
 from crypto.encoding import decode, encode
 from secprivnode.contracts.assets import AssetsContract
+from secprivnode.contracts.builtin import builtin_registry
 from secprivnode.contracts.config_contract import ConfigContract, config_rwset
-from secprivnode.contracts.runtime import Contract, ContractRegistry, query, simulate, transaction
+from secprivnode.contracts.runtime import Contract, query, simulate, transaction
 from secprivnode.contracts.stub import MAX_KEY_BYTES, MAX_RANGE_KEYS, ContractError, Stub
 from storage.model import (
     BatchConfig,
@@ -224,7 +225,7 @@ def test_simulation_is_deterministic(state: FakeState) -> None:
 
 
 def test_registry() -> None:
-    reg = ContractRegistry([AssetsContract(), ConfigContract()])
+    reg = builtin_registry()
     assert reg.names() == ["_config", "assets"]
     assert "assets" in reg and reg.get("missing") is None
     with pytest.raises(ValueError, match="already installed"):

@@ -11,7 +11,7 @@ from pipeline_kit import BLOCK_MS0, CHANNEL, NOW, Chain, Pki, channel_config
 from crypto.batch import BatchVerifier
 from crypto.signing import PublicKey, get_backend
 from secprivnode.genesis import genesis_block
-from secprivnode.pipeline.errors import AlreadyCommitted, BlockRejected, GenesisError
+from secprivnode.pipeline.errors import AlreadyCommitted, BlockRejected, GenesisError, ProposalRejected, RejectCode
 from secprivnode.pipeline.validator import BlockValidator
 from storage.kv import Database
 from storage.ledger import ChannelLedger
@@ -167,8 +167,9 @@ def test_revoked_creator(chain: Chain) -> None:
     chain.revoke("council/mallory")
     assert chain.codes([before]) == [V.REVOKED_IDENTITY]
     p, sig = chain.propose("council/mallory", "assets", "put", "k", b"v")
-    with pytest.raises(Exception, match="revoked"):
-        chain.endorsers[C1].endorse(p, sig)
+    with pytest.raises(ProposalRejected) as info:
+        chain.endorsers[C1].endorse(p, sig)  # the endorser's MSP follows the committed config
+    assert info.value.code is RejectCode.REVOKED_IDENTITY and "revoked" in info.value.message
 
 
 def test_expiry_is_judged_at_block_time(chain: Chain) -> None:
