@@ -69,7 +69,7 @@ class Cluster:
 
     def status(self, name: str) -> dict[str, object]:
         try:
-            return json.loads((self.d / f"{name}.status.json").read_text())  # type: ignore[no-any-return]
+            return json.loads((self.d / f"{name}.status.json").read_text())
         except (OSError, ValueError):
             return {"height": -1, "tip": ""}
 
