@@ -110,7 +110,7 @@ class Raft:
         for gone in set(self.prs) - members:
             del self.prs[gone]
         last = self.log.last_index()
-        for n in members:
+        for n in sorted(members):  # sorted: message order must not depend on hash seeds
             if n not in self.prs:
                 self.prs[n] = self._new_progress(n, last)
             self.prs[n].is_learner = n in self.learners

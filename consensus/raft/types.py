@@ -284,7 +284,7 @@ class Message:
 
     def __str__(self) -> str:
         parts = [f"{self.src}->{self.dst} {self.type.name} term={self.term}"]
-        if self.type in (MsgType.APP, MsgType.VOTE, MsgType.PRE_VOTE) or self.reject:
+        if self.type in (MsgType.APP, MsgType.VOTE, MsgType.PRE_VOTE):
             parts.append(f"log={self.log_term}/{self.index}")
         elif self.type == MsgType.APP_RESP:
             parts.append(f"index={self.index}")
@@ -293,7 +293,9 @@ class Message:
         if self.entries:
             parts.append("entries=[" + " ".join(_entry_str(e) for e in self.entries) + "]")
         if self.reject:
-            parts.append(f"rejected hint={self.reject_hint}")
+            parts.append("rejected")
+            if self.type == MsgType.APP_RESP:
+                parts.append(f"hint={self.log_term}/{self.reject_hint}")
         if self.snapshot is not None:
             s = self.snapshot
             parts.append(f"snap={s.term}/{s.index} voters={','.join(s.conf_state.voters)}")
@@ -308,8 +310,9 @@ def _entry_str(e: Entry) -> str:
     if e.kind == EntryKind.CONF_CHANGE:
         cc = e.conf_change()
         return f"{e.term}/{e.index} {cc.kind.name}({cc.node_id})"
-    text = e.data.decode("utf-8", "backslashreplace")
-    return f"{e.term}/{e.index} {text!r}"
+    if not e.data:
+        return f"{e.term}/{e.index} ''"
+    return f"{e.term}/{e.index} {e.data.decode('utf-8', 'backslashreplace')}"
 
 
 # ------------------------------------------------------------------------ wire value checking
