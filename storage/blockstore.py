@@ -23,7 +23,7 @@ import msgpack
 from crypto.encoding import EncodingError, decode
 from crypto.merkle import merkle_proof, verify_proof
 from storage import keys
-from storage.codec import BlockSlices, slice_block
+from storage.codec import BlockSlices, TxSlice, locate_tx, slice_block
 from storage.errors import CorruptionError, NotFound
 from storage.model import Block, BlockHeader, Transaction, ValidationCode
 
@@ -159,32 +159,31 @@ class BlockStore:
             raise CorruptionError(f"tx index of {tx_id.hex()}: unknown code {c}", height=b)
         return (b, i, ValidationCode(c))
 
-    def tx_bytes(self, number: int, index: int) -> bytes:
-        data, sl = self.slices(number)
-        if not 0 <= index < len(sl.tx_ranges):
-            raise CorruptionError(f"block {number} has no transaction {index}", height=number)
-        s, e = sl.tx_ranges[index]
-        return data[s:e]
+    def locate(self, number: int, index: int) -> tuple[bytes, TxSlice]:
+        data = self.block_bytes(number)
+        try:
+            return data, locate_tx(data, index)
+        except CorruptionError as exc:
+            raise CorruptionError(f"block {number} tx {index}: {exc}", height=number) from exc
 
     def get_tx(self, tx_id: bytes) -> TxRecord:
         loc = self.tx_location(tx_id)
         if loc is None:
             raise NotFound(f"transaction {tx_id.hex()} is not stored")
         b, i, code = loc
+        data, ts = self.locate(b, i)
+        if ts.tx_id(data) != tx_id:
+            raise CorruptionError(f"tx index of {tx_id.hex()} points at another transaction", height=b)
         try:
-            tx = Transaction.decode(self.tx_bytes(b, i))
+            tx = Transaction.decode(data[ts.tx_range[0] : ts.tx_range[1]])
         except EncodingError as exc:
             raise CorruptionError(f"block {b} tx {i} does not decode: {exc}", height=b) from exc
-        if tx.tx_id != tx_id:
-            raise CorruptionError(f"tx index of {tx_id.hex()} points at another transaction", height=b)
         return TxRecord(tx, b, i, code)
 
     def rwset_writes(self, number: int, index: int) -> tuple[str, tuple[tuple[str, bytes | None], ...]]:
         """Namespace and writes of transaction ``index`` of block ``number``, from its bytes."""
-        data, sl = self.slices(number)
-        if not 0 <= index < len(sl.rwset_ranges):
-            raise CorruptionError(f"block {number} has no transaction {index}", height=number)
-        s, e = sl.rwset_ranges[index]
+        data, ts = self.locate(number, index)
+        s, e = ts.rwset_range
         try:
             ns, _reads, writes, _ranges = msgpack.unpackb(data[s:e], raw=False, use_list=False)
         except Exception as exc:  # ValueError, ExtraData, TypeError on a damaged rwset

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
@@ -47,12 +48,21 @@ class BlockSlices:
     rwset_ranges: list[tuple[int, int]]  # [start, end) of each transaction's read/write set
     orderer: bytes
     signature: bytes
+    rwsets: list[Any] | None = None  # each rwset as msgpack decodes it (tuples), when asked for
 
 
-def slice_block(data: bytes) -> BlockSlices:
-    """Locate the header and every transaction in ``data``; raise CorruptionError if it is no block."""
+_TX_TAG = hashlib.sha256(Tag.TRANSACTION)
+_ID_TAG = hashlib.sha256(Tag.PROPOSAL_HEADER)
+
+
+def slice_block(data: bytes, *, parse_rwsets: bool = False) -> BlockSlices:
+    """Locate the header and every transaction in ``data``; raise CorruptionError if it is no block.
+
+    With ``parse_rwsets`` the read/write sets are also decoded (plain msgpack, no shape checks: the
+    caller checks what it uses), in the same pass.
+    """
     view = memoryview(data)
-    up = msgpack.Unpacker(max_buffer_size=len(data) + 1)
+    up = msgpack.Unpacker(max_buffer_size=len(data) + 1, raw=False, use_list=False)
     up.feed(data)
     try:
         if up.read_array_header() != _BLOCK_FIELDS:
@@ -66,23 +76,37 @@ def slice_block(data: bytes) -> BlockSlices:
         tx_hashes: list[bytes] = []
         tx_ids: list[bytes] = []
         rw_ranges: list[tuple[int, int]] = []
+        rwsets: list[Any] | None = [] if parse_rwsets else None
         tell, skip, read_arr = up.tell, up.skip, up.read_array_header
+        # The hot loop of every commit: hashes start from copies of the tag-primed states, and the
+        # read/write set is decoded (or skipped) in the same walk.
+        rw_step = up.unpack if parse_rwsets else skip
+        id_copy, tx_copy = _ID_TAG.copy, _TX_TAG.copy
         for _ in range(n):
             start = tell()
             if read_arr() != _TX_FIELDS or read_arr() != _PROPOSAL_FIELDS:
                 raise CorruptionError("transaction: unexpected shape")
             p0 = tell()
             skip()
-            tx_ids.append(digest_bytes(Tag.PROPOSAL_HEADER, view[p0 : tell()]))
-            for _ in range(_PROPOSAL_FIELDS - 1 + 2):  # rest of the proposal, signature, response
-                skip()
+            h = id_copy()
+            h.update(view[p0 : tell()])
+            tx_ids.append(h.digest())
+            skip()  # contract
+            skip()  # function
+            skip()  # args
+            skip()  # creator signature
+            skip()  # response
             r0 = tell()
-            skip()
+            rw = rw_step()
+            if rwsets is not None:
+                rwsets.append(rw)
             rw_ranges.append((r0, tell()))
             skip()  # endorsements
             end = tell()
             ranges.append((start, end))
-            tx_hashes.append(digest_bytes(Tag.TRANSACTION, view[start:end]))
+            h = tx_copy()
+            h.update(view[start:end])
+            tx_hashes.append(h.digest())
         orderer = up.unpack()
         signature = up.unpack()
         if type(orderer) is not bytes or type(signature) is not bytes:
@@ -93,4 +117,52 @@ def slice_block(data: bytes) -> BlockSlices:
         raise
     except Exception as exc:  # OutOfData, StackError, ValueError: the bytes are not a block
         raise CorruptionError(f"block bytes do not parse: {type(exc).__name__}: {exc}") from exc
-    return BlockSlices((h0, h1), header_hash, ranges, tx_hashes, tx_ids, rw_ranges, orderer, signature)
+    return BlockSlices((h0, h1), header_hash, ranges, tx_hashes, tx_ids, rw_ranges, orderer, signature, rwsets)
+
+
+@dataclass(frozen=True, slots=True)
+class TxSlice:
+    """Where one transaction of an encoded block lies, found without hashing the others."""
+
+    tx_range: tuple[int, int]
+    header_range: tuple[int, int]  # its proposal header: the tx id is the digest of these bytes
+    rwset_range: tuple[int, int]
+
+    def tx_id(self, data: bytes) -> bytes:
+        h = _ID_TAG.copy()
+        h.update(memoryview(data)[self.header_range[0] : self.header_range[1]])
+        return h.digest()
+
+
+def locate_tx(data: bytes, index: int) -> TxSlice:
+    """Find transaction ``index`` in a block's bytes by skipping the ones before it; a point read
+    needs one transaction, not the hashes of all of them. CorruptionError if it is not there."""
+    up = msgpack.Unpacker(max_buffer_size=len(data) + 1, raw=False, use_list=False)
+    up.feed(data)
+    try:
+        if up.read_array_header() != _BLOCK_FIELDS:
+            raise CorruptionError("block: expected an array of 4")
+        up.skip()
+        n = up.read_array_header()
+        if not 0 <= index < n:
+            raise CorruptionError(f"block holds {n} transactions, not {index + 1}")
+        skip = up.skip
+        for _ in range(index):
+            skip()
+        start = up.tell()
+        if up.read_array_header() != _TX_FIELDS or up.read_array_header() != _PROPOSAL_FIELDS:
+            raise CorruptionError("transaction: unexpected shape")
+        p0 = up.tell()
+        skip()
+        p1 = up.tell()
+        for _ in range(5):  # contract, function, args, creator signature, response
+            skip()
+        r0 = up.tell()
+        skip()
+        r1 = up.tell()
+        skip()  # endorsements
+        return TxSlice((start, up.tell()), (p0, p1), (r0, r1))
+    except CorruptionError:
+        raise
+    except Exception as exc:  # OutOfData, StackError, ValueError: the bytes are not a block
+        raise CorruptionError(f"block bytes do not parse: {type(exc).__name__}: {exc}") from exc

@@ -25,14 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import msgpack
-
 from crypto.encoding import EncodingError, decode
 from crypto.merkle import merkle_root
 from storage import keys
 from storage.blockstore import BlockStore, TxProof, TxRecord, block_value, verify_tx_proof
 from storage.codec import BlockSlices, slice_block
-from storage.errors import ChainError, CorruptionError, NotFound
+from storage.errors import ChainError, CorruptionError, NotFound, StorageError
 from storage.kv import Database
 from storage.model import (
     CONFIG_CONTRACT,
@@ -64,6 +62,11 @@ CONFIG_NAMESPACE = CONFIG_CONTRACT
 CONFIG_KEY = "channel"
 
 
+# Tx ids remembered as absent between the validator's duplicate check and the commit of the block
+# it validated. A block holds at most BatchConfig.absolute_max_bytes (10 MiB) of transactions of
+# at least ~300 bytes each, so 32768 ids cover the largest block; beyond that commit just looks up.
+ABSENT_CACHE_MAX = 32768
+
 _VALID = int(ValidationCode.VALID)
 _DUPLICATE = int(ValidationCode.DUPLICATE_TXID)
 _CODES = frozenset(int(c) for c in ValidationCode)
@@ -83,6 +86,8 @@ class ChannelLedger:
         self._state = StateStore(self._raw, self._cp, self._blocks)
         self._height = 0
         self._tip: bytes | None = None
+        # tx id -> ledger height at which tx_location() found it absent (see _fill).
+        self._absent: dict[bytes, int] = {}
         self._recover()
 
     # -- chain position -------------------------------------------------------------------------
@@ -113,6 +118,7 @@ class ChannelLedger:
         batch.write()
         self._height = n + 1
         self._tip = sl.header_hash
+        self._absent.clear()  # every entry is for a height that has now passed
 
     def planned_writes(
         self, block: Block, codes: Sequence[ValidationCode], *, block_bytes: bytes | None = None
@@ -139,11 +145,15 @@ class ChannelLedger:
             raise ChainError(f"block {n}: previous hash does not match the tip", height=n)
         if len(codes) != len(block.transactions):
             raise ChainError(f"block {n}: {len(codes)} codes for {len(block.transactions)} txs", height=n)
-        if not all(int(c) in _CODES for c in codes):
+        try:
+            code_bytes = bytes(codes)  # IntEnum members are ints; anything outside 0..255 raises
+        except (ValueError, TypeError) as exc:
+            raise ChainError(f"block {n}: bad validation codes", height=n) from exc
+        if not _CODES.issuperset(code_bytes):
             raise ChainError(f"block {n}: unknown validation code", height=n)
         data = block.encode() if block_bytes is None else bytes(block_bytes)
         try:
-            sl = slice_block(data)
+            sl = slice_block(data, parse_rwsets=True)
         except CorruptionError as exc:
             raise ChainError(f"block {n}: bytes do not parse as a block: {exc}", height=n) from exc
         if block_bytes is not None and sl.header_hash != h.hash():
@@ -152,7 +162,7 @@ class ChannelLedger:
             raise ChainError(f"block {n}: block_bytes hold {len(sl.tx_ids)} txs, not {len(codes)}", height=n)
         if merkle_root(sl.tx_hashes) != h.data_hash:
             raise ChainError(f"block {n}: data hash is not the Merkle root of its transactions", height=n)
-        return n, data, sl, bytes(int(c) for c in codes)
+        return n, data, sl, code_bytes
 
     def _fill(self, batch: Any, n: int, data: bytes, sl: BlockSlices, code_bytes: bytes) -> None:
         """Put block ``n``'s writes into ``batch``; raises ChainError (batch discarded) on a broken rule."""
@@ -166,13 +176,18 @@ class ChannelLedger:
         hist_prefix = cp + keys.HISTORY
         pack_loc, pack_ver, u32 = keys.LOC_STRUCT.pack, keys.VERSION_STRUCT.pack, keys.U32.pack
         ns_prefix = self._state.ns_prefix
-        unpackb = msgpack.unpackb
-        view = memoryview(data)
+        absent_get = self._absent.get
+        rwsets = sl.rwsets
+        assert rwsets is not None  # _check asked slice_block for them
         seen: set[bytes] = set()
+        last_ns: object = None
+        sp = nsb = b""
         for i, tx_id in enumerate(sl.tx_ids):
             code = code_bytes[i]
             tk = tx_prefix + tx_id
-            first = tx_id not in seen and raw_get(tk) is None
+            # absent[tx_id] == n: the validator's tx_location() found no such id at this height,
+            # and only this commit can add one, so the lookup need not be repeated.
+            first = tx_id not in seen and (absent_get(tx_id) == n or raw_get(tk) is None)
             if first and code != _DUPLICATE:
                 put(tk, pack_loc(n, i, code))
                 seen.add(tx_id)
@@ -180,27 +195,29 @@ class ChannelLedger:
                 continue  # writes of invalid transactions are never applied
             if not first:
                 raise ChainError(f"block {n} tx {i}: marked VALID but tx id {tx_id.hex()} is committed", height=n)
-            s, e = sl.rwset_ranges[i]
-            try:
-                ns, _reads, writes, _ranges = unpackb(view[s:e], raw=False, use_list=False)
-                sp = ns_prefix(ns)
-                nsb = sp[len(cp) + 1 :]  # u16 length ‖ namespace, shared with the history key
-            except Exception as exc:  # a rwset the validator should have refused
-                raise ChainError(f"block {n} tx {i}: VALID tx with a malformed rwset", height=n) from exc
             ver = pack_ver(n, i)
-            put_flag, del_flag = tx_id + _FLAG_PUT, tx_id + _FLAG_DELETE
-            for w in writes:
-                key, value = w
-                if type(key) is not str or (value is not None and type(value) is not bytes):
-                    raise ChainError(f"block {n} tx {i}: VALID tx with a malformed write", height=n)
-                kb = key.encode("utf-8")
-                hk = hist_prefix + nsb + u32(len(kb)) + kb + ver
-                if value is None:
-                    delete(sp + kb)
-                    put(hk, del_flag)
-                else:
-                    put(sp + kb, ver + value)
-                    put(hk, put_flag)
+            try:
+                ns, _reads, writes, _ranges = rwsets[i]
+                if ns != last_ns:  # consecutive txs mostly share a contract
+                    sp = ns_prefix(ns)
+                    nsb = sp[len(cp) + 1 :]  # u16 length ‖ namespace, shared with the history key
+                    last_ns = ns
+                for key, value in writes:
+                    kb = key.encode("utf-8")
+                    hk = hist_prefix + nsb + u32(len(kb)) + kb + ver
+                    if type(value) is bytes:
+                        put(sp + kb, ver + value)
+                        put(hk, tx_id + _FLAG_PUT)
+                    elif value is None:
+                        delete(sp + kb)
+                        put(hk, tx_id + _FLAG_DELETE)
+                    else:
+                        raise TypeError("write value must be bytes or nil")
+                    if type(key) is not str:
+                        raise TypeError("write key must be str")
+            except (TypeError, ValueError, AttributeError, UnicodeEncodeError, StorageError) as exc:
+                # a read/write set the validator should have refused: the whole block is refused
+                raise ChainError(f"block {n} tx {i}: VALID tx with a malformed rwset: {exc}", height=n) from exc
         put(keys.meta_key(cp), keys.pack_height(n + 1, sl.header_hash))
 
     # -- blocks and transactions ----------------------------------------------------------------
@@ -233,7 +250,12 @@ class ChannelLedger:
         return self._blocks.get_tx(tx_id)
 
     def tx_location(self, tx_id: bytes) -> tuple[int, int, ValidationCode] | None:
-        return self._blocks.tx_location(tx_id)
+        """Where ``tx_id`` was first committed, or None. The validator's duplicate check."""
+        height = self._height  # read before the lookup: see _fill
+        loc = self._blocks.tx_location(tx_id)
+        if loc is None and len(self._absent) < ABSENT_CACHE_MAX:
+            self._absent[tx_id] = height
+        return loc
 
     def tx_proof(self, tx_id: bytes) -> TxProof:
         return self._blocks.tx_proof(tx_id)

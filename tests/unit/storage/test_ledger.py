@@ -368,3 +368,33 @@ def test_planned_writes_are_exactly_what_commit_writes(db: Database, chain: Chai
             expect[k] = v
     led.commit(block, codes)
     assert dict(db.raw.iterator(prefix=K.channel_prefix("city"))) == expect
+
+
+def test_validator_lookups_are_not_trusted_across_commits(ledger: ChannelLedger, chain: Chain) -> None:
+    t = chain.tx([("k", b"1")])
+    assert ledger.tx_location(t.tx_id) is None  # the validator's check, at height 0
+    chain.commit(ledger, [t])
+    assert ledger.tx_location(t.tx_id) == (0, 0, V)
+    with pytest.raises(ChainError, match="VALID"):  # a stale "absent" must not let a replay in
+        chain.commit(ledger, [t])
+    chain.builder.height, chain.builder.tip_hash = ledger.height, ledger.tip_hash or b""  # rewind the refused block
+    fresh = chain.tx([("k", b"2")])
+    assert ledger.tx_location(fresh.tx_id) is None
+    chain.commit(ledger, [fresh])
+    assert ledger.tx_location(fresh.tx_id) == (1, 0, V)
+
+
+def test_valid_tx_with_malformed_rwset_refuses_the_block(ledger: ChannelLedger, chain: Chain) -> None:
+    import dataclasses as dc
+
+    from storage.model import KVWrite
+
+    good = chain.tx([("k", b"1")])
+    bad = dc.replace(good, rwset=dc.replace(good.rwset, writes=(KVWrite(5, b"x"),)))  # type: ignore[arg-type]
+    block = chain.builder.block([bad])
+    with pytest.raises(ChainError, match="malformed"):
+        ledger.commit(block, [V])
+    assert ledger.height == 0
+    # the same tx marked invalid is stored as it is (its writes are never applied)
+    ledger.commit(block, [ValidationCode.BAD_PAYLOAD])
+    assert ledger.get_range("kv", "", "") == []

@@ -1,0 +1,418 @@
+"""Ledger storage benchmark: ChannelLedger.commit against raw LevelDB, and how it scales.
+
+1. Commit blocks of 500 transactions (each: ~200-byte value, one read and one write, an X.509
+   creator certificate and one endorsement with its certificate, as a CA of this project issues
+   them) with synchronous writes, interleaved block by block with a raw plyvel
+   ``write_batch(sync=True)`` of exactly the same keys and values (``ChannelLedger.planned_writes``,
+   precomputed, so the raw side does no hashing or encoding). Both commit paths are timed: with the
+   block bytes the node already holds (``block_bytes=``, the node's path) and re-encoding the block.
+2. Commit rate and point-read latency (get_version, get_state, get_tx) with 0, 100k and 1M
+   transactions already in the chain. The prefix is built with pre-built blocks that still go
+   through ``commit``; their transactions reuse one real creator signature and one real
+   endorsement signature (storage never verifies them), which makes building 1M transactions fast.
+3. Bytes on disk per transaction at each point.
+
+    python benchmarks/store_bench.py [--quick] [--json PATH] [--dir DIR] [--profile]
+
+Prints what it measured and on what machine; it asserts nothing. Sync-write figures depend on the
+disk's fsync latency and are noisy on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import random
+import shutil
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import plyvel
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from crypto.ca import CertificateAuthority, Role
+from crypto.encoding import encode
+from crypto.hashing import Tag, digest_bytes
+from crypto.merkle import merkle_root
+from crypto.signing import PrivateKey, get_backend
+from storage.codec import slice_block
+from storage.kv import Database
+from storage.ledger import ChannelLedger
+from storage.model import (
+    BLOCK_VERSION,
+    GENESIS_PREVIOUS_HASH,
+    Block,
+    BlockHeader,
+    Endorsement,
+    KVRead,
+    KVWrite,
+    Proposal,
+    ProposalHeader,
+    ReadWriteSet,
+    Response,
+    Transaction,
+    ValidationCode,
+    endorsement_digest,
+)
+
+CHANNEL = "city"
+TXS_PER_BLOCK = 500
+VALUE_BYTES = 200
+KEYSPACE = 1_000_000  # accounts the workload writes to, uniformly at random
+SAMPLE_EVERY = 97  # keep every 97th key / tx id for the point-read samples
+NOW = 1_763_700_000
+
+
+def _der(pem: bytes) -> bytes:
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+@dataclass
+class Identities:
+    creator_key: PrivateKey
+    creator_cert: bytes
+    endorser_key: PrivateKey
+    endorser_cert: bytes
+    orderer_key: PrivateKey
+    orderer_cert: bytes
+
+    @classmethod
+    def create(cls) -> Identities:
+        ca = CertificateAuthority.create("council", now=NOW)
+        ck, cp = ca.issue("scanner-0001", Role.CLIENT, now=NOW)
+        ek, ep = ca.issue("peer0", Role.NODE, now=NOW, hosts=["peer0.council.city.example"])
+        ok, op = ca.issue("orderer0", Role.NODE, now=NOW, hosts=["orderer0.council.city.example"])
+        return cls(ck, _der(cp), ek, _der(ep), ok, _der(op))
+
+
+class Workload:
+    """Builds the chain's blocks and their canonical bytes quickly and reproducibly."""
+
+    def __init__(self, ids: Identities, seed: int) -> None:
+        self.ids = ids
+        self.rng = random.Random(seed)
+        self.height = 0
+        self.tip = GENESIS_PREVIOUS_HASH
+        self.tx_counter = 0
+        self.sample_keys: list[str] = []
+        self.sample_txs: list[bytes] = []
+        backend = get_backend()
+        first = self._tx("acct0000000", b"\x00" * VALUE_BYTES, None)
+        ph = first.proposal.hash()
+        self.creator_sig = backend.sign(ids.creator_key, ph)
+        self.endorsement = Endorsement(
+            ids.endorser_cert,
+            backend.sign(ids.endorser_key, endorsement_digest(ph, first.response, first.rwset)),
+        )
+        self.response = Response(200, "", b"")
+        self.fast_encoding = self._check_fast_encoding()
+
+    def _tx(self, key: str, value: bytes, read: tuple[int, int] | None) -> Transaction:
+        self.tx_counter += 1
+        nonce = struct.pack(">Q", self.tx_counter) + b"\x5a" * 16
+        header = ProposalHeader(CHANNEL, self.ids.creator_cert, nonce, NOW * 1000 + self.tx_counter)
+        proposal = Proposal(header, "kv", "put", (key,))
+        rwset = ReadWriteSet("kv", (KVRead(key, read),), (KVWrite(key, value),))
+        sig = getattr(self, "creator_sig", b"")
+        ends = (self.endorsement,) if hasattr(self, "endorsement") else ()
+        return Transaction(proposal, sig, Response(200, "", b""), rwset, ends)
+
+    def _check_fast_encoding(self) -> bool:
+        """msgpack.packb of to_obj() is canonical for these all-array objects; use it if it agrees."""
+        tx = self._tx("acct0000001", b"\x01" * VALUE_BYTES, (3, 4))
+        return bool(msgpack.packb(tx.to_obj(), use_bin_type=True) == encode(tx.to_obj()))
+
+    def _enc(self, obj: Any) -> bytes:
+        return msgpack.packb(obj, use_bin_type=True) if self.fast_encoding else encode(obj)
+
+    def next_block(self) -> tuple[Block, bytes]:
+        rng, n = self.rng, self.height
+        txs, raw_txs = [], []
+        for i in range(TXS_PER_BLOCK):
+            key = f"acct{rng.randrange(KEYSPACE):07d}"
+            tx = self._tx(key, rng.randbytes(VALUE_BYTES), (max(0, n - 1), i))
+            txs.append(tx)
+            raw_txs.append(self._enc(tx.to_obj()))
+            if self.tx_counter % SAMPLE_EVERY == 0:
+                self.sample_keys.append(key)
+                self.sample_txs.append(tx.tx_id)
+        leaves = [digest_bytes(Tag.TRANSACTION, b) for b in raw_txs]
+        header = BlockHeader(BLOCK_VERSION, CHANNEL, n, self.tip, merkle_root(leaves), NOW * 1000 + n, 1, n + 1)
+        h = header.hash()
+        sig = get_backend().sign(self.ids.orderer_key, h)
+        packer = msgpack.Packer(use_bin_type=True)
+        data = b"".join(
+            [
+                packer.pack_array_header(4),
+                self._enc(header.to_obj()),
+                packer.pack_array_header(len(raw_txs)),
+                *raw_txs,
+                packer.pack(self.ids.orderer_cert),
+                packer.pack(sig),
+            ]
+        )
+        self.height, self.tip = n + 1, h
+        return Block(header, tuple(txs), self.ids.orderer_cert, sig), data
+
+
+VALID = [ValidationCode.VALID] * TXS_PER_BLOCK
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def raw_write(db: Any, ops: list[tuple[bytes, bytes | None]]) -> None:
+    wb = db.write_batch(sync=True)
+    put, delete = wb.put, wb.delete
+    for k, v in ops:
+        if v is None:
+            delete(k)
+        else:
+            put(k, v)
+    wb.write()
+
+
+def validate(ledger: ChannelLedger, data: bytes) -> float:
+    """The validator's duplicate check (tx_location per tx), as the node runs it before commit;
+    returns its wall time."""
+    ids = slice_block(data).tx_ids
+    t0 = time.perf_counter()
+    for tx_id in ids:
+        ledger.tx_location(tx_id)
+    return time.perf_counter() - t0
+
+
+def commit_vs_raw(root: Path, ids: Identities, blocks: int, seed: int) -> dict[str, float]:
+    """Interleave, block by block: the raw batch; commit(block_bytes=) after the validator's
+    lookups (the node's path); the same without prior lookups; commit re-encoding the block."""
+    wl = Workload(ids, seed)
+    raw = plyvel.DB(str(root / "raw"), create_if_missing=True)
+    dbs = [Database(root / name) for name in ("node", "cold", "reencode")]
+    node, cold, reenc = (ChannelLedger(db, CHANNEL) for db in dbs)
+    t: dict[str, list[float]] = {k: [] for k in ("raw", "node", "cold", "reencode")}
+    for _ in range(blocks):
+        block, data = wl.next_block()
+        ops = node.planned_writes(block, VALID, block_bytes=data)
+        t0 = time.perf_counter()
+        raw_write(raw, ops)
+        t["raw"].append(time.perf_counter() - t0)
+        validate(node, data)
+        t0 = time.perf_counter()
+        node.commit(block, VALID, block_bytes=data)
+        t1 = time.perf_counter()
+        cold.commit(block, VALID, block_bytes=data)
+        t2 = time.perf_counter()
+        reenc.commit(block, VALID)
+        t3 = time.perf_counter()
+        t["node"].append(t1 - t0)
+        t["cold"].append(t2 - t1)
+        t["reencode"].append(t3 - t2)
+    raw.close()
+    for db in dbs:
+        db.close()
+    # Medians of per-block times: robust to another process's CPU burst landing on one block.
+    med = {k: statistics.median(v) for k, v in t.items()}
+    return {
+        "raw_blocks_per_s": 1 / med["raw"],
+        "commit_blocks_per_s": 1 / med["node"],
+        "commit_cold_blocks_per_s": 1 / med["cold"],
+        "commit_reencode_blocks_per_s": 1 / med["reencode"],
+        "commit_vs_raw": med["raw"] / med["node"],
+        "commit_cold_vs_raw": med["raw"] / med["cold"],
+        "commit_reencode_vs_raw": med["raw"] / med["reencode"],
+        "raw_total_s": sum(t["raw"]),
+        "commit_total_s": sum(t["node"]),
+        "bytes_per_block": float(len(data)),
+    }
+
+
+def fill(ledger: ChannelLedger, wl: Workload, target_tx: int) -> None:
+    while wl.height * TXS_PER_BLOCK < target_tx:
+        block, data = wl.next_block()
+        validate(ledger, data)
+        ledger.commit(block, VALID, block_bytes=data)
+
+
+def latency_us(fn: Any, args: list[Any]) -> dict[str, float]:
+    samples = []
+    for a in args:
+        t0 = time.perf_counter()
+        fn(*a)
+        samples.append((time.perf_counter() - t0) * 1e6)
+    samples.sort()
+    return {
+        "p50": statistics.median(samples),
+        "p99": samples[max(0, int(len(samples) * 0.99) - 1)],
+        "mean": statistics.fmean(samples),
+    }
+
+
+def measure_point(
+    path: Path, db: Database, ledger: ChannelLedger, wl: Workload, blocks: int, reads: int
+) -> dict[str, Any]:
+    """Commit rate and read latencies after the prefix's compactions have settled."""
+    prefix = wl.height * TXS_PER_BLOCK
+    t0 = time.perf_counter()
+    db.raw.compact_range()
+    settle_s = time.perf_counter() - t0
+    times: list[float] = []
+    t_val = 0.0
+    for _ in range(blocks):
+        block, data = wl.next_block()
+        t_val += validate(ledger, data)
+        t0 = time.perf_counter()
+        ledger.commit(block, VALID, block_bytes=data)
+        times.append(time.perf_counter() - t0)
+    t = statistics.median(times)  # per block; see commit_vs_raw
+    rng = random.Random(prefix)
+    keys = [("kv", rng.choice(wl.sample_keys)) for _ in range(reads)]
+    txs = [(rng.choice(wl.sample_txs),) for _ in range(reads)]
+    return {
+        "prefix_tx": prefix,
+        "settle_s": settle_s,
+        "blocks_per_s": 1 / t,
+        "tx_per_s": TXS_PER_BLOCK / t,
+        "validator_lookup_us_per_tx": t_val / (blocks * TXS_PER_BLOCK) * 1e6,
+        "get_version_us": latency_us(ledger.get_version, keys),
+        "get_state_us": latency_us(ledger.get_state, keys),
+        "get_tx_us": latency_us(ledger.get_tx, txs),
+        "bytes_on_disk_per_tx": dir_bytes(path) / (wl.height * TXS_PER_BLOCK),
+    }
+
+
+def scaling(root: Path, ids: Identities, points: list[int], blocks: int, reads: int, seed: int) -> list[dict[str, Any]]:
+    wl = Workload(ids, seed + 1)
+    path = root / "scale"
+    out = []
+    with Database(path) as db:
+        ledger = ChannelLedger(db, CHANNEL)
+        for p in points:
+            start_tx = wl.height * TXS_PER_BLOCK
+            t0 = time.perf_counter()
+            fill(ledger, wl, p)
+            fill_s = time.perf_counter() - t0
+            res = measure_point(path, db, ledger, wl, blocks, reads)
+            res["fill_s"] = fill_s
+            # sustained: building the blocks, validator lookups, commits and LevelDB's compactions
+            res["fill_tx_per_s"] = (p - start_tx) / fill_s if p > start_tx else None
+            out.append(res)
+            sustained = f", sustained fill {res['fill_tx_per_s']:,.0f} tx/s" if res["fill_tx_per_s"] else ""
+            print(
+                f"  prefix {res['prefix_tx']:>9,} tx: commit {res['blocks_per_s']:6.1f} blocks/s"
+                f" {res['tx_per_s']:9,.0f} tx/s | validator lookup {res['validator_lookup_us_per_tx']:.1f} µs/tx"
+                f" | p50/p99 get_version {res['get_version_us']['p50']:.1f}/{res['get_version_us']['p99']:.1f} µs,"
+                f" get_state {res['get_state_us']['p50']:.1f}/{res['get_state_us']['p99']:.1f} µs,"
+                f" get_tx {res['get_tx_us']['p50']:.0f}/{res['get_tx_us']['p99']:.0f} µs"
+                f" | {res['bytes_on_disk_per_tx']:.0f} B/tx on disk"
+                f" (fill {fill_s:.1f}s{sustained}, settle {res['settle_s']:.1f}s)",
+                flush=True,
+            )
+    return out
+
+
+def profile_commit(root: Path, ids: Identities, blocks: int) -> None:
+    wl = Workload(ids, 99)
+    built = [wl.next_block() for _ in range(blocks)]
+    with Database(root / "profile") as db:
+        ledger = ChannelLedger(db, CHANNEL)
+        prof = cProfile.Profile()
+        prof.enable()
+        for block, data in built:
+            validate(ledger, data)
+            ledger.commit(block, VALID, block_bytes=data)
+        prof.disable()
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(18)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "plyvel": version("plyvel"),
+        "leveldb": plyvel.__leveldb_version__,
+        "msgpack": version("msgpack"),
+        "cryptography": version("cryptography"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, no 1M point: runs in seconds")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--dir", type=Path, help="work directory (default: a temp dir, removed afterwards)")
+    ap.add_argument("--profile", action="store_true", help="cProfile the commit path and print the top entries")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.dir))
+    info = machine()
+    print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
+    print("machine:", ", ".join(f"{k} {v}" for k, v in info.items()))
+    print("work dir:", work)
+    try:
+        ids = Identities.create()
+        print(
+            f"tx shape: creator cert {len(ids.creator_cert)} B, endorser cert {len(ids.endorser_cert)} B,"
+            f" value {VALUE_BYTES} B, 1 read + 1 write, 1 endorsement; {TXS_PER_BLOCK} tx/block"
+        )
+        if args.profile:
+            profile_commit(work, ids, 5 if args.quick else 20)
+        n_vs = 5 if args.quick else 40
+        vs = commit_vs_raw(work, ids, n_vs, args.seed)
+        print(
+            f"commit vs raw (median per block over {n_vs} blocks of {vs['bytes_per_block'] / 1024:.0f} KiB, sync):"
+            f" raw {vs['raw_blocks_per_s']:.1f} blocks/s ({vs['raw_blocks_per_s'] * TXS_PER_BLOCK:,.0f} tx/s),"
+            f" commit(block_bytes=) {vs['commit_blocks_per_s']:.1f} blocks/s"
+            f" ({vs['commit_blocks_per_s'] * TXS_PER_BLOCK:,.0f} tx/s) = {vs['commit_vs_raw']:.2f} of raw"
+            f" [after the validator's tx_location lookups, as in the node];"
+            f" without prior lookups {vs['commit_cold_blocks_per_s']:.1f} blocks/s = {vs['commit_cold_vs_raw']:.2f};"
+            f" re-encoding the block {vs['commit_reencode_blocks_per_s']:.1f} blocks/s"
+            f" = {vs['commit_reencode_vs_raw']:.2f}"
+        )
+        points = [0, 10_000, 50_000] if args.quick else [0, 100_000, 1_000_000]
+        print(
+            "scaling (median commit rate over",
+            5 if args.quick else 20,
+            "blocks after compacting the prefix; reads of random sampled keys/txs):",
+        )
+        sc = scaling(work, ids, points, 5 if args.quick else 20, 500 if args.quick else 2000, args.seed)
+        ratio = sc[-1]["tx_per_s"] / sc[0]["tx_per_s"]
+        print(f"rate at {points[-1]:,} tx vs at 0: {ratio:.2f}")
+        if args.json:
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "command": sys.argv,
+                        "machine": info,
+                        "quick": args.quick,
+                        "txs_per_block": TXS_PER_BLOCK,
+                        **vs,
+                        "commit_tx_per_s": vs["commit_blocks_per_s"] * TXS_PER_BLOCK,
+                        "raw_tx_per_s": vs["raw_blocks_per_s"] * TXS_PER_BLOCK,
+                        "scaling": sc,
+                        "rate_at_1m_vs_0": ratio,
+                        "rate_ratio_prefix_tx": points[-1],
+                    },
+                    indent=2,
+                )
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
