@@ -283,6 +283,22 @@ class RawNode:
     def id(self) -> str:
         return self._r.id
 
+    @property
+    def config(self) -> RaftConfig:
+        return self._r.cfg
+
+    @property
+    def term(self) -> int:
+        return self._r.term
+
+    @property
+    def leader(self) -> str | None:
+        return self._r.lead or None
+
+    @property
+    def role(self) -> Role:
+        return self._r.role
+
     def status(self) -> Status:
         r = self._r
         progress: dict[str, PeerProgress] = {}

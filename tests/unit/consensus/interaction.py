@@ -235,7 +235,8 @@ class Env:
         rd = node.raw.ready()
         persist(node.storage, rd)
         self._print_ready(nid, rd)
-        self.queue.extend(rd.messages)
+        # Messages to a node that is down are lost (no connection to carry them).
+        self.queue.extend(m for m in rd.messages if (n := self.nodes.get(m.dst)) is not None and n.raw is not None)
         node.applied.extend(rd.committed_entries)
         node.raw.advance(rd)
         return True
@@ -328,7 +329,9 @@ class Env:
         self.blocked = set()
 
     def cmd_crash(self, pos: list[str], kw: dict[str, str]) -> None:
+        # Volatile state is lost; messages already queued for it are lost with its connections.
         self.nodes[pos[0]].raw = None
+        self.queue = [m for m in self.queue if m.dst != pos[0]]
 
     def cmd_restart(self, pos: list[str], kw: dict[str, str]) -> None:
         node = self.nodes[pos[0]]

@@ -1,0 +1,317 @@
+"""asyncio driver for one :class:`RawNode`: timer ticks, inbox, proposals, and the Ready loop.
+
+One task (``run``) owns the node; nothing else touches it. Each turn of the loop feeds the
+node its inputs (ticks, inbox messages, local requests) and then handles every Ready in the
+order the Raft paper requires (Figure 2, "respond after persisting")::
+
+    persist(storage, rd)      # one synchronous write batch; returns only when durable
+    await send(rd.messages)   # rd.messages refuses to exist before persist() ran
+    await restore(snapshot)   # if the Ready carries one (the application fetches its state)
+    await apply(entries)      # committed entries, in log order, each exactly once
+    node.advance(rd)
+
+The application contract (the ordering service builds on it):
+
+* ``await propose(data)`` returns the log index once the entry is appended to the leader's
+  durable log, or raises :class:`NotLeader` (with a hint) / :class:`ProposalDropped`. An
+  appended entry may still be lost to a leader change; it is committed when ``apply`` sees it.
+* ``apply`` receives committed entries of every kind (normal, conf change, the leader's empty
+  entries), so it can track the applied index; membership changes are applied to the core by
+  the driver itself. Across restarts, pass ``RaftConfig.applied`` to skip what was applied.
+* ``request_snapshot(index, data)``: the application's state at applied ``index``; the driver
+  stores it and compacts the log after the current Ready.
+* ``leader`` / ``status()`` tell who leads; ``stop(transfer=True)`` hands leadership over first.
+
+``send`` must not raise (the transport drops what it cannot deliver; Raft retransmits).
+An exception from ``apply`` or ``restore`` stops the driver: the application state is suspect.
+
+This module must never touch sockets itself, nor read the wall clock: time comes from the
+injected ``clock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from consensus.raft.core import RawNode, Ready, Status, persist
+from consensus.raft.storage import WritableStorage
+from consensus.raft.types import Compacted, ConfChange, Entry, Message, ProposalDropped, RaftError, Role, Snapshot
+
+__all__ = ["INBOX_MAX", "Clock", "RaftDriver", "SystemClock"]
+
+# Messages waiting to be stepped. A leader sends at most max_inflight_msgs appends per follower
+# plus heartbeats; 4096 absorbs bursts from a 5-7 node cluster while bounding memory to a few
+# hundred MiB in the worst case of full 1 MiB appends. Beyond it messages are dropped (Raft
+# tolerates loss: it retransmits).
+INBOX_MAX = 4096
+# Local requests (proposals, conf changes, transfers) waiting for the loop: bounds the memory
+# a burst of clients can pin; callers beyond it get ProposalDropped at once.
+REQUESTS_MAX = 10_000
+# Entries kept behind a snapshot for followers that are only slightly behind, so they get
+# entries instead of a full snapshot (etcd keeps 5000 by default; blocks are larger here).
+SNAPSHOT_KEEP_ENTRIES = 1000
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The event loop's monotonic clock."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass
+class _Request:
+    kind: str  # "propose" | "conf" | "transfer"
+    payload: bytes | ConfChange | str
+    fut: asyncio.Future[int]
+
+
+SendFn = Callable[[list[Message]], Awaitable[None] | None]
+ApplyFn = Callable[[list[Entry]], Awaitable[None]]
+RestoreFn = Callable[[Snapshot], Awaitable[None]]
+
+
+class RaftDriver:
+    def __init__(
+        self,
+        node: RawNode,
+        storage: WritableStorage,
+        send: SendFn,
+        apply: ApplyFn,
+        clock: Clock,
+        tick_interval_s: float,
+        *,
+        restore: RestoreFn | None = None,
+        inbox_max: int = INBOX_MAX,
+        snapshot_keep_entries: int = SNAPSHOT_KEEP_ENTRIES,
+    ) -> None:
+        if tick_interval_s <= 0:
+            raise ValueError("tick_interval_s must be positive")
+        self.node = node
+        self.storage = storage
+        self._send = send
+        self._apply = apply
+        self._restore = restore
+        self.clock = clock
+        self.tick_interval_s = tick_interval_s
+        self._inbox: deque[Message] = deque()
+        self._inbox_max = inbox_max
+        self._requests: deque[_Request] = deque()
+        self._awaiting_persist: list[tuple[int, int, asyncio.Future[int]]] = []
+        self._snapshot_request: tuple[int, bytes] | None = None
+        self._snapshot_keep = snapshot_keep_entries
+        self._ticks = 0
+        self._tick_count = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._running = False
+        self._transfer_wait: tuple[int, asyncio.Future[None]] | None = None
+        self.dropped_messages = 0
+        self.leader: str | None = None
+        self.role = Role.FOLLOWER
+
+    # ------------------------------------------------------------------------ inputs
+    def deliver(self, msg: Message) -> bool:
+        """Queue a message from a peer; False (and counted) if the inbox is full or stopping."""
+        if self._stopping or len(self._inbox) >= self._inbox_max:
+            self.dropped_messages += 1
+            return False
+        self._inbox.append(msg)
+        self._wake.set()
+        return True
+
+    def _request(self, kind: str, payload: bytes | ConfChange | str) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if self._stopping or len(self._requests) >= REQUESTS_MAX:
+            fut.set_exception(ProposalDropped("driver stopping or request queue full"))
+        else:
+            self._requests.append(_Request(kind, payload, fut))
+            self._wake.set()
+        return fut
+
+    async def propose(self, data: bytes) -> int:
+        """Append ``data``; returns its index once durable on this (leader) node."""
+        return await self._request("propose", bytes(data))
+
+    async def propose_conf_change(self, cc: ConfChange) -> int:
+        return await self._request("conf", cc)
+
+    async def transfer_leadership(self, to: str) -> bool:
+        return bool(await self._request("transfer", to))
+
+    def request_snapshot(self, index: int, data: bytes) -> None:
+        """Record the application's state at applied ``index``; stored after the current Ready."""
+        self._snapshot_request = (index, bytes(data))
+        self._wake.set()
+
+    def status(self) -> Status:
+        return self.node.status()
+
+    # -------------------------------------------------------------------------- loop
+    async def run(self) -> None:
+        """Run until :meth:`stop`. Owns the ticker task; re-raises what breaks the loop."""
+        if self._running:
+            raise RuntimeError("driver already running")
+        self._running = True
+        try:
+            if self.node.startup_snapshot is not None and self._restore is not None:
+                await self._restore(self.node.startup_snapshot)
+            async with asyncio.TaskGroup() as tg:
+                ticker = tg.create_task(self._ticker(), name=f"raft-ticker-{self.node.id}")
+                try:
+                    await self._loop()
+                finally:
+                    ticker.cancel()
+        finally:
+            self._running = False
+            self._fail_pending(ProposalDropped("driver stopped"))
+
+    async def _ticker(self) -> None:
+        while True:
+            await self.clock.sleep(self.tick_interval_s)
+            self._ticks += 1
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            self._feed_inputs()
+            while self.node.has_ready():
+                await self._handle_ready(self.node.ready())
+            self._take_snapshot()
+            self._check_transfer_wait()
+
+    def _feed_inputs(self) -> None:
+        node = self.node
+        while self._ticks:
+            self._ticks -= 1
+            self._tick_count += 1
+            node.tick()
+        while self._inbox:
+            node.step(self._inbox.popleft())
+        while self._requests:
+            req = self._requests.popleft()
+            if req.fut.done():  # the caller was cancelled
+                continue
+            try:
+                if req.kind == "propose":
+                    assert isinstance(req.payload, bytes)
+                    idx = node.propose(req.payload)
+                elif req.kind == "conf":
+                    assert isinstance(req.payload, ConfChange)
+                    idx = node.propose_conf_change(req.payload)
+                else:
+                    assert isinstance(req.payload, str)
+                    req.fut.set_result(int(node.transfer_leadership(req.payload)))
+                    continue
+            except RaftError as exc:  # typed errors go back to the caller; anything else is a bug
+                req.fut.set_exception(exc)
+                continue
+            self._awaiting_persist.append((idx, node.term, req.fut))
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        # 1. Durable first: nothing below may run before this returns.
+        persist(self.storage, rd)
+        self._resolve_persisted()
+        if rd.soft_state is not None:
+            self.leader, self.role = rd.soft_state.leader, rd.soft_state.role
+        # 2. Only now can the messages be read at all (Ready.messages enforces it).
+        if rd.messages:
+            res = self._send(list(rd.messages))
+            if inspect.isawaitable(res):
+                await res
+        # 3. The application catches up: snapshot first, then entries in log order.
+        if rd.snapshot is not None and self._restore is not None:
+            await self._restore(rd.snapshot)
+        if rd.committed_entries:
+            await self._apply(list(rd.committed_entries))
+        # 4.
+        self.node.advance(rd)
+
+    def _resolve_persisted(self) -> None:
+        if not self._awaiting_persist:
+            return
+        last = self.storage.last_index()
+        keep = []
+        for idx, term, fut in self._awaiting_persist:
+            if idx > last:
+                keep.append((idx, term, fut))
+                continue
+            if fut.done():
+                continue
+            try:
+                same = self.storage.term(idx) == term
+            except Compacted:
+                same = True  # compacted means committed and applied: it was ours
+            if same:
+                fut.set_result(idx)
+            else:
+                fut.set_exception(ProposalDropped(f"entry {idx} was replaced by a new leader"))
+        self._awaiting_persist = keep
+
+    def _take_snapshot(self) -> None:
+        req, self._snapshot_request = self._snapshot_request, None
+        if req is None:
+            return
+        index, data = req
+        if index <= self.storage.snapshot().index:
+            return
+        cs = self.node.conf_state_at(index)
+        self.storage.create_snapshot(index, cs, data)
+        upto = index - self._snapshot_keep
+        if upto >= self.storage.first_index():
+            self.storage.compact(upto)
+
+    # ---------------------------------------------------------------------- shutdown
+    def _check_transfer_wait(self) -> None:
+        if self._transfer_wait is None:
+            return
+        deadline, fut = self._transfer_wait
+        if self.role != Role.LEADER or self._tick_count >= deadline:
+            if not fut.done():
+                fut.set_result(None)
+            self._transfer_wait = None
+
+    def _best_transferee(self) -> str | None:
+        st = self.node.status()
+        peers = [(p.match, n) for n, p in st.progress.items() if n != st.id and n in st.voters and p.active]
+        return max(peers)[1] if peers else None
+
+    async def stop(self, transfer: bool = True) -> None:
+        """Stop the loop; a leader first hands leadership to its most up-to-date active voter
+        (thesis §3.10) and waits up to one election timeout for it to take over."""
+        if transfer and self._running and self.role == Role.LEADER:
+            target = self._best_transferee()
+            if target is not None:
+                await self.transfer_leadership(target)
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._transfer_wait = (self._tick_count + self.node.config.election_ticks, fut)
+                self._wake.set()
+                await fut
+        self._stopping = True
+        self._wake.set()
+
+    def _fail_pending(self, exc: Exception) -> None:
+        for req in self._requests:
+            if not req.fut.done():
+                req.fut.set_exception(exc)
+        self._requests.clear()
+        for _, _, fut in self._awaiting_persist:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._awaiting_persist = []
