@@ -622,7 +622,7 @@ class Client:
         return verify_inclusion(proof, expected_block_hash)
 
     def subscribe(self, kinds: Sequence[str], *, tx_id: bytes | None = None) -> Iterator[dict[str, Any]]:
-        """Blocking iterator over events; close it (or break out of the loop) to unsubscribe."""
+        """Subscribe now; return a blocking iterator over events. Close it (or leave the loop) to unsubscribe."""
         agen = self._run(self._async.subscribe(kinds, tx_id=tx_id))
 
         async def next_event() -> dict[str, Any]:
@@ -631,11 +631,14 @@ class Client:
         async def close() -> None:
             await agen.aclose()  # type: ignore[attr-defined]
 
-        try:
-            while True:
-                try:
-                    yield self._run(next_event())
-                except StopAsyncIteration:
-                    return
-        finally:
-            self._run(close())
+        def events() -> Iterator[dict[str, Any]]:
+            try:
+                while True:
+                    try:
+                        yield self._run(next_event())
+                    except StopAsyncIteration:
+                        return
+            finally:
+                self._run(close())
+
+        return events()
