@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from crypto.encoding import EncodingError, decode
+from crypto.encoding import MAX_DECODE_BYTES, EncodingError, decode
 from secprivnode.api import (
     BadRequest,
     ContractFailed,
@@ -93,7 +93,6 @@ class Session(Protocol):
 class CallContext:
     service: NodeService
     session: Session | None = None  # None over HTTP
-    max_body_bytes: int = 4 * 1024 * 1024
     table: Mapping[str, Method] = field(default_factory=dict)
 
 
@@ -188,9 +187,9 @@ def conv_transient(v: Any, name: str) -> dict[str, bytes]:
 
 
 def conv_proposal(v: Any, name: str) -> Proposal:
-    # The body limit already bounds the size; the canonical decoder re-checks it.
+    # The transport's body limit is the real bound; this one only mirrors the decoder's own.
     try:
-        return codec.proposal_from_hex(v, max_bytes=1 << 30)
+        return codec.proposal_from_hex(v, max_bytes=MAX_DECODE_BYTES)
     except codec.CodecError as exc:
         raise _fail(name, str(exc).removeprefix("proposal: ")) from exc
 

@@ -162,7 +162,7 @@ async def _handle_post(request: web.Request) -> web.Response:
             state.rejected_too_large += 1
             return _json_response(too_large, status=413)
         table: dict[str, Method] = app[TABLE_KEY]
-        ctx = CallContext(app[SERVICE_KEY], None, limits.max_body_bytes, table)
+        ctx = CallContext(app[SERVICE_KEY], None, table)
         result = await handle_text(body, ctx, max_batch_len=limits.max_batch_len, observer=state.observer())
     finally:
         state.in_flight -= 1
@@ -254,7 +254,7 @@ class WsSession:
 
     async def handle(self, text: str, table: dict[str, Method], inflight: asyncio.Semaphore) -> None:
         try:
-            ctx = CallContext(self.service, self, self.limits.max_body_bytes, table)
+            ctx = CallContext(self.service, self, table)
             result = await handle_text(
                 text, ctx, max_batch_len=self.limits.max_batch_len, observer=self.state.observer()
             )

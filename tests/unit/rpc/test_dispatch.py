@@ -20,7 +20,7 @@ MAX_BATCH = 10
 
 @pytest.fixture
 def ctx(fake: Any) -> CallContext:
-    return CallContext(fake, None, 4 << 20, METHODS)
+    return CallContext(fake, None, METHODS)
 
 
 async def call(ctx: CallContext, msg: Any) -> Any:
@@ -48,7 +48,8 @@ def signed(ident: ClientIdentity, fn: str, *args: Any, channel: str = "city") ->
 
 
 async def test_parse_error_has_null_id(ctx: CallContext) -> None:
-    for body in (b'{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]', b"\xff\xfe", b"", b"NaN"):
+    bodies = (b'{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]', b"\xff\xfe", b"", b"NaN", b"[" * 100_000)
+    for body in bodies:
         r = await handle_text(body, ctx, max_batch_len=MAX_BATCH)
         assert r == {"jsonrpc": "2.0", "error": {"code": -32700, "message": r["error"]["message"]}, "id": None}
         assert r["error"]["message"].startswith("Parse error")

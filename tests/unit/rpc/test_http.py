@@ -122,3 +122,18 @@ def test_docs_cover_every_method_and_error_code() -> None:
         assert f"`{name}`" in text, name
     for code, name in ERROR_CODES.items():
         assert str(code) in text and name in text
+
+
+async def test_websocket_connection_limit(fake: Any) -> None:
+    import aiohttp
+
+    from secprivnode.rpc.server import create_rpc_app, run_rpc_server
+
+    runner, port = await run_rpc_server(create_rpc_app(fake, limits=RpcLimits(max_ws_connections=1)), "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://127.0.0.1:{port}/ws"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+                await http.ws_connect(f"ws://127.0.0.1:{port}/ws")
+            assert exc.value.status == 503
+    finally:
+        await runner.cleanup()

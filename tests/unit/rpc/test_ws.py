@@ -27,7 +27,7 @@ async def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
 
 @pytest.fixture
 def limits() -> RpcLimits:
-    return RpcLimits(max_subscriptions_per_conn=3, ws_send_queue_max=4)
+    return RpcLimits(max_subscriptions_per_conn=3, ws_send_queue_max=4, max_ws_message_bytes=64 * 1024)
 
 
 @pytest.fixture
@@ -144,3 +144,48 @@ async def test_slow_subscriber_is_disconnected_and_server_keeps_serving(server: 
     await wait_until(lambda: not fake.subscribers and not state.sessions)
     status, body = await server.post({"jsonrpc": "2.0", "method": "chain_height", "id": 1})
     assert (status, body["result"]) == (200, 1)
+
+
+async def test_failing_event_stream_ends_with_an_error_notification(server: Any, fake: Any) -> None:
+    from secprivnode.api import NotFoundError
+
+    def broken(channel: Any, kinds: Any, tx_id: Any = None) -> Any:
+        async def gen() -> Any:
+            yield Event("block", "city", {"number": 1})
+            raise NotFoundError("the ledger was pruned")
+
+        return gen()
+
+    fake.subscribe = broken
+    async with server.http.ws_connect(ws_url(server)) as ws:
+        sub = (await rpc(ws, "subscribe", {"kinds": ["block"]}))["result"]
+        first = await ws.receive_json(timeout=5)
+        assert first["params"] == {
+            "subscription": sub,
+            "result": {"kind": "block", "channel": "city", "data": {"number": 1}},
+        }
+        last = await ws.receive_json(timeout=5)
+        assert last["params"] == {"subscription": sub, "error": {"code": -32001, "message": "the ledger was pruned"}}
+        assert (await rpc(ws, "unsubscribe", [sub], id_=2))["result"] is False  # it already ended
+
+
+async def test_oversize_ws_message_closes_that_socket_only(server: Any) -> None:
+    limits = server.app[STATE_KEY].limits
+    async with server.http.ws_connect(ws_url(server)) as ws:
+        await ws.send_str(" " * (limits.max_ws_message_bytes + 1))
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    async with server.http.ws_connect(ws_url(server)) as ws:
+        assert (await rpc(ws, "chain_height"))["result"] == 1
+
+
+async def test_shutdown_closes_subscribers(fake: Any) -> None:
+    from secprivnode.rpc.server import create_rpc_app, run_rpc_server
+
+    runner, port = await run_rpc_server(create_rpc_app(fake), "127.0.0.1", 0)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        assert "result" in await rpc(ws, "subscribe", {"kinds": ["block"]})
+        await asyncio.wait_for(runner.cleanup(), 10)
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert not fake.subscribers
