@@ -160,6 +160,8 @@ async def _handle_post(request: web.Request) -> web.Response:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:  # chunked bodies have no Content-Length to check first
             state.rejected_too_large += 1
+            if state.metrics:
+                state.metrics.rpc_rejected.labels("too_large").inc()
             return _json_response(too_large, status=413)
         table: dict[str, Method] = app[TABLE_KEY]
         ctx = CallContext(app[SERVICE_KEY], None, table)
@@ -207,15 +209,18 @@ class WsSession:
             data = await self.out.get()
             await self.ws.send_str(data)
 
-    # -- subscriptions (the methods.Session protocol) --
+    # -- subscriptions --
 
-    def subscribe(self, kinds: frozenset[str], channel: str | None, tx_id: bytes | None) -> str:
+    def subscribe(
+        self, kinds: frozenset[str], channel: str | None, tx_id: bytes | None, released: asyncio.Event
+    ) -> str:
+        """Start a subscription whose events wait for ``released`` (set once the response is queued)."""
         if len(self.subs) >= self.limits.max_subscriptions_per_conn:
             raise Overloaded(f"at most {self.limits.max_subscriptions_per_conn} subscriptions per connection")
         self._next_sub += 1
         sub_id = f"0x{self._next_sub:x}"
         events = self.service.subscribe(channel, kinds, tx_id)
-        self.subs[sub_id] = asyncio.get_running_loop().create_task(self._pump(sub_id, events))
+        self.subs[sub_id] = asyncio.get_running_loop().create_task(self._pump(sub_id, events, released))
         if self.state.metrics:
             self.state.metrics.ws_subscriptions.inc()
         return sub_id
@@ -227,14 +232,14 @@ class WsSession:
         task.cancel()
         return True
 
-    async def _pump(self, sub_id: str, events: AsyncIterator[Any]) -> None:
+    async def _pump(self, sub_id: str, events: AsyncIterator[Any], released: asyncio.Event) -> None:
         def note(key: str, value: Any) -> str:
             params = {"subscription": sub_id, key: value}
             return _json_text({"jsonrpc": "2.0", "method": "subscription", "params": params})
 
-        # Yield once so the subscribe response (queued by the calling request) goes out first.
-        await asyncio.sleep(0)
         try:
+            # The subscribe response must precede the first event (the client learns the id from it).
+            await released.wait()
             async for event in events:
                 if not self.offer(note("result", codec.to_json(event))):
                     return
@@ -253,14 +258,16 @@ class WsSession:
                     await aclose()
 
     async def handle(self, text: str, table: dict[str, Method], inflight: asyncio.Semaphore) -> None:
+        scope = _MessageScope(self)
         try:
-            ctx = CallContext(self.service, self, table)
+            ctx = CallContext(self.service, scope, table)
             result = await handle_text(
                 text, ctx, max_batch_len=self.limits.max_batch_len, observer=self.state.observer()
             )
             if result is not None:
                 self.offer(_json_text(result))
         finally:
+            scope.released.set()
             inflight.release()
 
     async def cancel_all(self) -> None:
@@ -271,6 +278,21 @@ class WsSession:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+
+
+class _MessageScope:
+    """The :class:`methods.Session` one WebSocket message sees: its subscriptions start delivering
+    only after that message's response is queued (a batch may answer other calls concurrently)."""
+
+    def __init__(self, session: WsSession) -> None:
+        self.session = session
+        self.released = asyncio.Event()
+
+    def subscribe(self, kinds: frozenset[str], channel: str | None, tx_id: bytes | None) -> str:
+        return self.session.subscribe(kinds, channel, tx_id, self.released)
+
+    def unsubscribe(self, subscription: str) -> bool:
+        return self.session.unsubscribe(subscription)
 
 
 async def _read_loop(session: WsSession, table: dict[str, Method], tasks: set[asyncio.Task[None]]) -> None:

@@ -52,10 +52,11 @@ async def test_oversize_body_refused_and_server_keeps_serving(server: Any) -> No
 
     async with server.http.post(server.url, data=chunks()) as resp:
         assert resp.status == 413
+    assert server.app[STATE_KEY].rejected_too_large == 2
     status, body = await server.post({"jsonrpc": "2.0", "method": "chain_height", "id": 2})
     assert (status, body["result"]) == (200, 1)
     metrics = server.metrics.registry.get_sample_value("secprivnode_rpc_rejected_total", {"reason": "too_large"})
-    assert metrics == 1.0
+    assert metrics == 2.0
 
 
 async def test_overloaded_when_too_many_in_flight(server: Any, fake: Any, ident_params: Any) -> None:

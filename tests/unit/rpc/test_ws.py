@@ -189,3 +189,18 @@ async def test_shutdown_closes_subscribers(fake: Any) -> None:
         msg = await ws.receive(timeout=5)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     assert not fake.subscribers
+
+
+async def test_subscribe_response_precedes_its_events_in_a_batch(server: Any, ident: ClientIdentity) -> None:
+    async with server.http.ws_connect(ws_url(server)) as ws:
+        await ws.send_json(
+            [
+                {"jsonrpc": "2.0", "method": "subscribe", "params": {"kinds": ["block"]}, "id": 1},
+                {"jsonrpc": "2.0", "method": "tx_submit", "params": put_params(ident, "z"), "id": 2},
+            ]
+        )
+        first = await ws.receive_json(timeout=5)
+        assert isinstance(first, list) and sorted(r["id"] for r in first) == [1, 2]
+        sub = next(r["result"] for r in first if r["id"] == 1)
+        event = await ws.receive_json(timeout=5)
+        assert event["params"]["subscription"] == sub and event["params"]["result"]["data"]["number"] == 1
