@@ -338,16 +338,30 @@ async def _get_tx(ctx: CallContext, a: dict[str, Any]) -> Any:
 
 
 async def _get_tx_proof(ctx: CallContext, a: dict[str, Any]) -> Any:
-    return codec.to_json(await ctx.service.get_tx_proof(a["channel"], a["tx_id"]))
+    # A mapping or storage.blockstore.TxProof (header, tx_hash, index, size, path) both become the
+    # documented object; the block hash is derived from the header when the node leaves it out.
+    proof = codec.to_json(await ctx.service.get_tx_proof(a["channel"], a["tx_id"]))
+    if "block_hash" not in proof:
+        proof["block_hash"] = codec.to_hex(codec.header_from_json(proof["header"]).hash())
+    proof.setdefault("tx_id", codec.to_hex(a["tx_id"]))
+    return proof
+
+
+def _version_row(row: Any, names: tuple[str, ...]) -> Any:
+    """State rows as objects: the node may give ``(value, version)`` / ``(key, value, version)`` tuples."""
+    if isinstance(row, (tuple, list)) and len(row) == len(names):
+        return dict(zip(names, row, strict=True))
+    return row
 
 
 async def _state_get(ctx: CallContext, a: dict[str, Any]) -> Any:
-    return codec.to_json(await ctx.service.state_get(a["channel"], a["contract"], a["key"]))
+    row = await ctx.service.state_get(a["channel"], a["contract"], a["key"])
+    return codec.to_json(_version_row(row, ("value", "version")))
 
 
 async def _state_range(ctx: CallContext, a: dict[str, Any]) -> Any:
     rows = await ctx.service.state_get_range(a["channel"], a["contract"], a["start"], a["end"], a["limit"])
-    return codec.to_json(rows[: a["limit"]])
+    return codec.to_json([_version_row(r, ("key", "value", "version")) for r in rows[: a["limit"]]])
 
 
 async def _state_history(ctx: CallContext, a: dict[str, Any]) -> Any:

@@ -264,3 +264,29 @@ async def test_results_are_hex_and_names(ctx: CallContext, ident: ClientIdentity
     assert raft["leader"] == "n1" and raft["term"] == 3 and raft["voters"] == ["n1", "n2", "n3"]
     status = (await call(ctx, req("node_status")))["result"]
     assert status["default_channel"] == "city" and status["cert"] == "0x0102"
+
+
+async def test_storage_shaped_results_are_normalised(ctx: CallContext, fake: Any, ident: ClientIdentity) -> None:
+    from secprivnode.client import verify_inclusion
+    from storage.blockstore import TxProof
+
+    submitted = (await call(ctx, req("tx_submitAndWait", signed(ident, "put", "a", b"\x01"))))["result"]
+    await call(ctx, req("tx_submitAndWait", signed(ident, "put", "b", b"\x02")))
+    as_dict = (await call(ctx, req("chain_getTxProof", [submitted["tx_id"]])))["result"]
+
+    async def storage_proof(channel: Any, tx_id: bytes) -> TxProof:
+        d = await type(fake).get_tx_proof(fake, channel, tx_id)
+        return TxProof(d["header"], d["tx_hash"], d["index"], d["size"], d["path"])
+
+    async def storage_get(channel: Any, contract: str, key: str) -> Any:
+        return (b"\x01", (1, 0))
+
+    async def storage_range(channel: Any, contract: str, start: str, end: str, limit: int) -> Any:
+        return [("a", b"\x01", (1, 0)), ("b", b"\x02", (2, 0))]
+
+    fake.get_tx_proof, fake.state_get, fake.state_get_range = storage_proof, storage_get, storage_range
+    from_storage = (await call(ctx, req("chain_getTxProof", [submitted["tx_id"]])))["result"]
+    assert from_storage == as_dict and verify_inclusion(from_storage)
+    assert (await call(ctx, req("state_get", ["kv", "a"])))["result"] == {"value": "0x01", "version": [1, 0]}
+    rows = (await call(ctx, req("state_getRange", ["kv", "", "", 1])))["result"]
+    assert rows == [{"key": "a", "value": "0x01", "version": [1, 0]}]
