@@ -25,7 +25,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,7 +58,9 @@ __all__ = [
     "RpcError",
     "RpcTimeout",
     "ServerError",
+    "Subscription",
     "SubscriptionClosed",
+    "SyncSubscription",
     "TransportError",
     "TxRejected",
     "TxResult",
@@ -497,50 +499,88 @@ class AsyncClient:
     def verify_inclusion(self, proof: Mapping[str, Any], expected_block_hash: bytes | None = None) -> bool:
         return verify_inclusion(proof, expected_block_hash)
 
-    async def subscribe(self, kinds: Sequence[str], *, tx_id: bytes | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Subscribe over WebSocket; return an async iterator of events (``{"kind", "channel", "data"}``).
+    def subscribe(self, kinds: Sequence[str], *, tx_id: bytes | None = None) -> Subscription:
+        """Events of ``kinds`` (``{"kind", "channel", "data"}``) over WebSocket.
 
-        The subscription is active when this returns, so no event after that point is missed. The
-        iterator ends with :class:`SubscriptionClosed` if the node closes the connection; close it
-        (``aclose()``, or leave an ``async for``) to unsubscribe.
+        ``async for ev in client.subscribe(["tx"])`` subscribes on first use; ``sub = await
+        client.subscribe(...)`` returns once the node confirmed the subscription, so no later event
+        is missed. Leave the loop or ``await sub.aclose()`` to unsubscribe.
         """
         params: dict[str, Any] = {"kinds": list(kinds), "channel": self.channel}
         if tx_id is not None:
             params["tx_id"] = to_hex(tx_id)
+        return Subscription(self, params)
+
+
+class Subscription:
+    """One subscription on its own WebSocket: awaitable (to confirm it), async-iterable, closeable.
+
+    Iteration ends with :class:`SubscriptionClosed` when the node closes the socket (close code 4000:
+    this client read too slowly; 1001: the node shut down); catch up from the ledger and resubscribe.
+    """
+
+    def __init__(self, client: AsyncClient, params: dict[str, Any]) -> None:
+        self._client = client
+        self._params = params
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self.id: str | None = None
+
+    async def start(self) -> Subscription:
+        if self._ws is not None:
+            return self
+        c = self._client
         try:
-            ws = await self._http().ws_connect(self.ws_url, max_msg_size=MAX_RESPONSE_BYTES)
+            ws = await c._http().ws_connect(c.ws_url, max_msg_size=MAX_RESPONSE_BYTES)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransportError(f"subscribe: {type(exc).__name__}: {exc}") from exc
         try:
-            await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": params})
-            msg = await ws.receive(timeout=self._timeout_s)
+            await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": self._params})
+            msg = await ws.receive(timeout=c._timeout_s)
             if msg.type != aiohttp.WSMsgType.TEXT:
                 raise SubscriptionClosed(f"subscribe: connection closed (code {ws.close_code})", ws.close_code)
             data = msg.json()
             if "error" in data:
                 e = data["error"]
                 raise rpc_error(int(e["code"]), str(e["message"]), e.get("data"))
-            sub_id = data["result"]
+            self.id = str(data["result"])
         except BaseException:
             await ws.close()
             raise
-        return _subscription(ws, sub_id)
+        self._ws = ws
+        return self
 
+    def __await__(self) -> Generator[Any, None, Subscription]:
+        return self.start().__await__()
 
-async def _subscription(ws: aiohttp.ClientWebSocketResponse, sub_id: str) -> AsyncIterator[dict[str, Any]]:
-    try:
-        async for msg in ws:
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        ws = (await self.start())._ws
+        assert ws is not None
+        while True:
+            msg = await ws.receive()
             if msg.type != aiohttp.WSMsgType.TEXT:
-                break
+                await ws.close()
+                raise SubscriptionClosed(f"subscription closed by the node (code {ws.close_code})", ws.close_code)
             data = msg.json()
             p = data.get("params") or {}
-            if data.get("method") == "subscription" and p.get("subscription") == sub_id:
+            if data.get("method") == "subscription" and p.get("subscription") == self.id:
                 if "error" in p:
+                    await ws.close()
                     raise rpc_error(int(p["error"]["code"]), str(p["error"]["message"]))
-                yield p["result"]
-        raise SubscriptionClosed(f"subscription closed by the node (code {ws.close_code})", ws.close_code)
-    finally:
-        await ws.close()
+                return dict(p["result"])
+
+    async def aclose(self) -> None:
+        """Unsubscribe: closing the socket ends every subscription on it at the node."""
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def __aenter__(self) -> Subscription:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 # ---- sync client -----------------------------------------------------------------------------------
@@ -621,24 +661,29 @@ class Client:
     def verify_inclusion(self, proof: Mapping[str, Any], expected_block_hash: bytes | None = None) -> bool:
         return verify_inclusion(proof, expected_block_hash)
 
-    def subscribe(self, kinds: Sequence[str], *, tx_id: bytes | None = None) -> Iterator[dict[str, Any]]:
-        """Subscribe now; return a blocking iterator over events. Close it (or leave the loop) to unsubscribe."""
-        agen = self._run(self._async.subscribe(kinds, tx_id=tx_id))
+    def subscribe(self, kinds: Sequence[str], *, tx_id: bytes | None = None) -> SyncSubscription:
+        """Subscribe now; return a blocking iterator over events. ``close()`` it to unsubscribe."""
+        return SyncSubscription(self, self._run(self._async.subscribe(kinds, tx_id=tx_id).start()))
 
-        async def next_event() -> dict[str, Any]:
-            return await agen.__anext__()
 
-        async def close() -> None:
-            await agen.aclose()  # type: ignore[attr-defined]
+class SyncSubscription:
+    """A :class:`Subscription` driven from a :class:`Client`'s thread; iterate, then ``close()``."""
 
-        def events() -> Iterator[dict[str, Any]]:
-            try:
-                while True:
-                    try:
-                        yield self._run(next_event())
-                    except StopAsyncIteration:
-                        return
-            finally:
-                self._run(close())
+    def __init__(self, client: Client, sub: Subscription) -> None:
+        self._client = client
+        self._sub = sub
 
-        return events()
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        return self._client._run(self._sub.__anext__())
+
+    def close(self) -> None:
+        self._client._run(self._sub.aclose())
+
+    def __enter__(self) -> SyncSubscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

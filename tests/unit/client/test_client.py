@@ -185,28 +185,55 @@ def _tuple(obj: Any) -> Any:
     return tuple(_tuple(x) for x in obj) if isinstance(obj, list) else obj
 
 
-async def test_subscribe_async(server: Any, ident: ClientIdentity) -> None:
+async def test_subscribe_async(server: Any, fake: Any, ident: ClientIdentity) -> None:
     async with AsyncClient(server.url, ident) as c:
         events = await c.subscribe(["tx"])
+        assert events.id is not None
         r = await c.invoke("kv", "put", "k", b"v")
         ev = await asyncio.wait_for(events.__anext__(), 5)
-        assert ev == {
-            "kind": "tx",
-            "channel": "city",
-            "data": {"tx_id": to_hex(r.tx_id), "block_number": 1, "code": "VALID"},
-        }
-        await events.aclose()  # type: ignore[attr-defined]
+        data = {"tx_id": to_hex(r.tx_id), "block_number": 1, "code": "VALID"}
+        assert ev == {"kind": "tx", "channel": "city", "data": data}
+        await events.aclose()
+        await wait_for(lambda: not fake.subscribers)
+
+        async def first_block() -> dict[str, Any]:
+            async for ev in c.subscribe(["block"]):  # subscribes lazily on first iteration
+                return ev
+            raise AssertionError("unreachable")
+
+        task = asyncio.create_task(first_block())
+        await wait_for(lambda: bool(fake.subscribers))
+        await c.invoke("kv", "put", "k2", b"v")
+        assert (await asyncio.wait_for(task, 5))["data"]["number"] == 2
         with pytest.raises(sdk.UnknownChannel):
             await AsyncClient(server.url, channel="nowhere").subscribe(["block"])
+
+
+async def test_subscription_closed_by_node(server: Any, fake: Any, ident: ClientIdentity) -> None:
+    from secprivnode.rpc.server import STATE_KEY
+
+    async with AsyncClient(server.url, ident) as c, c.subscribe(["block"]) as sub:
+        (session,) = server.app[STATE_KEY].sessions
+        await session.ws.close(code=4000, message=b"test")
+        with pytest.raises(sdk.SubscriptionClosed) as exc:
+            await asyncio.wait_for(sub.__anext__(), 5)
+        assert exc.value.close_code == 4000
+
+
+async def wait_for(pred: Any, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
 
 
 async def test_sync_client(server: Any, fake: Any, ident: ClientIdentity) -> None:
     def scenario() -> dict[str, Any]:
         with Client(server.url, ident) as c:
-            events = c.subscribe(["block"])
-            r = c.invoke("kv", "put", "sync", b"\x09")
-            ev = next(events)
-            events.close()
+            with c.subscribe(["block"]) as events:
+                r = c.invoke("kv", "put", "sync", b"\x09")
+                ev = next(events)
             return {
                 "r": r,
                 "height": c.height(),
