@@ -296,6 +296,10 @@ class Raft:
 
     def _handle_vote_request(self, m: Message) -> None:
         # Raft paper §5.2/§5.4.1; a pre-vote is granted without recording anything.
+        # A node answers even if its own (possibly stale) configuration makes it a learner: the
+        # candidate may know it was promoted already. Learners' votes never count, because a
+        # candidate tallies only the voters of its own configuration (vote_result), and a
+        # candidate only asks its voters.
         can_vote = (
             self.vote == m.src
             or (self.vote == NONE and self.lead == NONE)

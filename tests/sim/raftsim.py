@@ -144,6 +144,7 @@ class Sim:
             "snapshots": 0,
             "conf": 0,
             "restores": 0,
+            "lost_readies": 0,
         }
 
     # ------------------------------------------------------------------------ lifecycle
@@ -170,6 +171,8 @@ class Sim:
     def _crash(self, nid: str) -> None:
         node = self.nodes[nid]
         node.raw = None
+        if node.pending is not None and node.pending.must_persist:
+            self.stats["lost_readies"] += 1
         node.pending = None  # never synced: lost, and none of its messages left
         self.stats["crashes"] += 1
         self._log("crash", nid)
@@ -336,12 +339,6 @@ class Sim:
     # -------------------------------------------------------------------------- faults
     def _maybe_faults(self) -> None:
         f, rng = self.faults, self.rng
-        if rng.random() < f.crash:
-            # Leaders are the interesting victims (Figure 8 needs leaders to fail mid-replication).
-            lead = self.leader()
-            nid = lead.id if lead is not None and rng.random() < 0.5 else rng.choice(list(self.nodes))
-            if self.nodes[nid].up:
-                self._crash(nid)
         for nid, node in self.nodes.items():
             if not node.up and node.started and rng.random() < 0.1:
                 self._start(nid)
@@ -355,6 +352,24 @@ class Sim:
             self._conf_change()
         if rng.random() < f.snap:
             self._snapshot(rng.choice(list(self.nodes)))
+
+    def _maybe_crash(self) -> None:
+        # Called between Ready handling rounds, so a node may die holding a Ready it has not
+        # synced yet: that state and its messages are lost.
+        f, rng = self.faults, self.rng
+        if rng.random() < f.crash / 3:
+            # Leaders are the interesting victims (Figure 8 needs leaders to fail mid-replication).
+            lead = self.leader()
+            holding = [n for n, node in self.nodes.items() if node.pending is not None]
+            pick = rng.random()
+            if lead is not None and pick < 0.4:
+                nid = lead.id
+            elif holding and pick < 0.8:
+                nid = rng.choice(holding)
+            else:
+                nid = rng.choice(list(self.nodes))
+            if self.nodes[nid].up:
+                self._crash(nid)
 
     def _partition(self) -> None:
         ids = list(self.nodes)
@@ -461,6 +476,8 @@ class Sim:
                     self._sync(node)
                     self._take_ready(node)
             self._check_roles()
+            if self.now < self.fault_ticks:
+                self._maybe_crash()
 
     def heal(self) -> None:
         self.blocked.clear()

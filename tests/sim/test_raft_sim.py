@@ -32,16 +32,17 @@ def test_seed_replays_identically() -> None:
 
 def test_simulation_exercises_faults_and_progress() -> None:
     """The seeds above are only worth something if faults and progress really happen."""
-    totals = {"crashes": 0, "snapshots": 0, "conf": 0, "restores": 0, "blocks": 0, "terms": 0}
+    totals = {"crashes": 0, "snapshots": 0, "conf": 0, "restores": 0, "lost_readies": 0, "blocks": 0, "terms": 0}
     for seed in range(40):
         sim = run_seed(seed, n_nodes=3 + 2 * (seed % 2))
-        for k in ("crashes", "snapshots", "conf", "restores"):
+        for k in ("crashes", "snapshots", "conf", "restores", "lost_readies"):
             totals[k] += sim.stats[k]
         totals["blocks"] += len(sim.chain)
         totals["terms"] += len(sim.leader_of_term)
     for k in ("crashes", "snapshots", "conf", "blocks"):
         assert totals[k] > 20, (k, totals)
     assert totals["restores"] > 0, totals  # followers installed snapshots sent by a leader
+    assert totals["lost_readies"] > 0, totals  # crashes lost state that was not yet synced
     assert totals["terms"] > 40  # elections beyond the first one happened
 
 

@@ -13,7 +13,7 @@ Messages are held in one network queue until ``deliver-msgs``; ``process-ready``
 node's Ready (always synced), queues its messages and applies its committed entries.
 
 Commands: ``add-nodes N [voters=1,2,3] [pre-vote=true] [check-quorum=true] [max-size=B]
-[election=10]``, ``set-log ID term=T [commit=C] t1 t2 …`` (replace a node's durable log with
+[max-uncommitted=B] [election=10]``, ``set-log ID term=T [commit=C] t1 t2 …`` (replace a node's durable log with
 entries of those terms at indices 1…), ``campaign ID``, ``tick ID [n]``, ``tick-election ID``,
 ``tick-heartbeat ID``, ``process-ready ID…``, ``deliver-msgs [ID…] [drop=true]``,
 ``drop-msgs from=A to=B``, ``stabilize [ID…]``, ``propose ID data``, ``propose-conf-change ID
@@ -167,6 +167,7 @@ class Env:
                 pre_vote=kw.get("pre-vote", "true") == "true",
                 check_quorum=kw.get("check-quorum", "true") == "true",
                 max_size_per_msg=int(kw.get("max-size", str(1 << 20))),
+                max_uncommitted_bytes=int(kw.get("max-uncommitted", str(64 << 20))),
             )
             node = Node(nid, cfg, MemoryStorage(), None)
             node.raw = self._new_raw(node)

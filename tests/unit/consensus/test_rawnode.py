@@ -89,14 +89,10 @@ def test_proposals_dropped_during_transfer_and_over_limit() -> None:
     assert env.raw("1").status().lead_transferee is None
     env.raw("1").propose(b"ok again")
 
-    env2 = Env()
-    env2.run("add-nodes 3")
-    node = env2.raw("1")
-    node._r.cfg = RaftConfig("1", ("1", "2", "3"), max_uncommitted_bytes=10)
-    node.campaign()
-    env2.run("stabilize")
+    env2 = cluster(max_uncommitted="10")
     env2.run("partition 1 / 2 3")
-    node.propose(b"12345678")
+    node = env2.raw("1")
+    node.propose(b"12345678")  # uncommitted: 8 bytes
     with pytest.raises(ProposalDropped):
         node.propose(b"12345678")
 
