@@ -220,9 +220,13 @@ class WsSession:
         self._next_sub += 1
         sub_id = f"0x{self._next_sub:x}"
         events = self.service.subscribe(channel, kinds, tx_id)
-        self.subs[sub_id] = asyncio.get_running_loop().create_task(self._pump(sub_id, events, released))
-        if self.state.metrics:
-            self.state.metrics.ws_subscriptions.inc()
+        task = asyncio.get_running_loop().create_task(self._pump(sub_id, events, released))
+        self.subs[sub_id] = task
+        metrics = self.state.metrics
+        if metrics:
+            metrics.ws_subscriptions.inc()
+            # A done callback also runs for a task cancelled before it started (no finally would).
+            task.add_done_callback(lambda _t: metrics.ws_subscriptions.dec())
         return sub_id
 
     def unsubscribe(self, subscription: str) -> bool:
@@ -250,8 +254,6 @@ class WsSession:
             self.offer(note("error", {"code": -32603, "message": "Internal error"}))
         finally:
             self.subs.pop(sub_id, None)
-            if self.state.metrics:
-                self.state.metrics.ws_subscriptions.dec()
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):

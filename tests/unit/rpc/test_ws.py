@@ -204,3 +204,14 @@ async def test_subscribe_response_precedes_its_events_in_a_batch(server: Any, id
         sub = next(r["result"] for r in first if r["id"] == 1)
         event = await ws.receive_json(timeout=5)
         assert event["params"]["subscription"] == sub and event["params"]["result"]["data"]["number"] == 1
+
+
+async def test_subscription_gauge_returns_to_zero(server: Any) -> None:
+    gauge = "secprivnode_ws_subscriptions"
+    async with server.http.ws_connect(ws_url(server)) as ws:
+        subs = [(await rpc(ws, "subscribe", {"kinds": ["block"]}, id_=i))["result"] for i in range(3)]
+        assert server.metrics.registry.get_sample_value(gauge) == 3.0
+        assert (await rpc(ws, "unsubscribe", [subs[0]], id_=9))["result"] is True
+        await wait_until(lambda: server.metrics.registry.get_sample_value(gauge) == 2.0)
+    await wait_until(lambda: server.metrics.registry.get_sample_value(gauge) == 0.0)
+    await wait_until(lambda: server.metrics.registry.get_sample_value("secprivnode_ws_connections") == 0.0)
