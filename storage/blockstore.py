@@ -1,10 +1,10 @@
 """Reading a channel's blocks, validation codes and transaction index, with every read checked.
 
-A stored block is ``crc32(bytes) ‖ bytes`` where ``bytes`` is the block's canonical encoding as
-committed. The CRC is checked on every read; a mismatch, or bytes that do not parse as a block,
-raise :class:`CorruptionError`: corrupt data is never returned. Verified block bytes are kept in a
-small LRU (``BLOCK_BYTES_CACHE_MAX``) because transaction, history and proof reads tend to hit the
-same recent blocks.
+A stored block is its canonical encoding as committed, with its CRC-32 under a key of its own
+(see :mod:`storage.keys`). The CRC is checked on every read from disk; a mismatch, or bytes that
+do not parse as a block, raise :class:`CorruptionError`: corrupt data is never returned.
+Verified block bytes are kept in a small LRU (``BLOCK_BYTES_CACHE_MAX``) because transaction,
+history and proof reads tend to hit the same recent blocks.
 
 Writes are not done here: :class:`storage.ledger.ChannelLedger` builds the one write batch of a
 commit. This module must never write to the database.
@@ -27,7 +27,7 @@ from storage.codec import BlockSlices, TxSlice, locate_tx, slice_block
 from storage.errors import CorruptionError, NotFound
 from storage.model import Block, BlockHeader, Transaction, ValidationCode
 
-__all__ = ["BLOCK_BYTES_CACHE_MAX", "BlockStore", "TxProof", "TxRecord", "block_value", "verify_tx_proof"]
+__all__ = ["BLOCK_BYTES_CACHE_MAX", "BlockStore", "TxProof", "TxRecord", "block_crc", "verify_tx_proof"]
 
 _CRC = struct.Struct(">I")
 CRC_LEN = _CRC.size
@@ -37,9 +37,10 @@ BLOCK_BYTES_CACHE_MAX = 8
 _CODES = frozenset(int(c) for c in ValidationCode)
 
 
-def block_value(data: bytes) -> bytes:
-    """The stored value of a block: ``crc32 ‖ canonical bytes``."""
-    return _CRC.pack(zlib.crc32(data)) + data
+def block_crc(data: bytes) -> bytes:
+    """The stored checksum of a block's bytes: ``u32 crc32``. It is kept under its own key rather
+    than prefixed to the block, so a commit never builds a second copy of a multi-MB block."""
+    return _CRC.pack(zlib.crc32(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +89,13 @@ class BlockStore:
         if cached is not None:
             self._cache.move_to_end(number)
             return cached
-        value = self._raw.get(keys.block_key(self._cp, number), verify_checksums=True)
-        if value is None:
+        data = self._raw.get(keys.block_key(self._cp, number), verify_checksums=True)
+        if data is None:
             raise NotFound(f"block {number} is not stored")
-        if len(value) < CRC_LEN:
-            raise CorruptionError(f"block {number}: stored value too short", height=number)
-        data = value[CRC_LEN:]
-        if _CRC.unpack_from(value)[0] != zlib.crc32(data):
+        crc = self._raw.get(keys.crc_key(self._cp, number), verify_checksums=True)
+        if crc is None or len(crc) != CRC_LEN:
+            raise CorruptionError(f"block {number}: checksum entry missing or malformed", height=number)
+        if _CRC.unpack(crc)[0] != zlib.crc32(data):
             raise CorruptionError(f"block {number}: checksum mismatch", height=number)
         self._cache[number] = data
         if len(self._cache) > BLOCK_BYTES_CACHE_MAX:

@@ -22,7 +22,7 @@ import msgpack
 from crypto.hashing import Tag
 from storage.errors import CorruptionError
 
-__all__ = ["BlockSlices", "slice_block"]
+__all__ = ["BlockSlices", "CommitSlices", "TxSlice", "commit_slices", "locate_tx", "slice_block"]
 
 _BLOCK_FIELDS = 4
 _TX_FIELDS = 5
@@ -48,22 +48,36 @@ class BlockSlices:
     rwset_ranges: list[tuple[int, int]]  # [start, end) of each transaction's read/write set
     orderer: bytes
     signature: bytes
-    rwsets: list[Any] | None = None  # each rwset as msgpack decodes it (tuples), when asked for
+
+
+@dataclass(frozen=True, slots=True)
+class CommitSlices:
+    """What a commit needs from a block's bytes: hashes, tx ids and decoded read/write sets."""
+
+    header_hash: bytes
+    tx_hashes: list[bytes]
+    tx_ids: list[bytes]
+    rwsets: list[Any]  # each rwset as msgpack decodes it (tuples); the committer checks what it uses
 
 
 _TX_TAG = hashlib.sha256(Tag.TRANSACTION)
 _ID_TAG = hashlib.sha256(Tag.PROPOSAL_HEADER)
 
 
-def slice_block(data: bytes, *, parse_rwsets: bool = False) -> BlockSlices:
-    """Locate the header and every transaction in ``data``; raise CorruptionError if it is no block.
-
-    With ``parse_rwsets`` the read/write sets are also decoded (plain msgpack, no shape checks: the
-    caller checks what it uses), in the same pass.
-    """
-    view = memoryview(data)
+def _unpacker(data: bytes) -> Any:
     up = msgpack.Unpacker(max_buffer_size=len(data) + 1, raw=False, use_list=False)
     up.feed(data)
+    return up
+
+
+def _bad(exc: Exception) -> CorruptionError:
+    return CorruptionError(f"block bytes do not parse: {type(exc).__name__}: {exc}")
+
+
+def slice_block(data: bytes) -> BlockSlices:
+    """Locate the header and every transaction in ``data``; raise CorruptionError if it is no block."""
+    view = memoryview(data)
+    up = _unpacker(data)
     try:
         if up.read_array_header() != _BLOCK_FIELDS:
             raise CorruptionError("block: expected an array of 4")
@@ -76,35 +90,25 @@ def slice_block(data: bytes, *, parse_rwsets: bool = False) -> BlockSlices:
         tx_hashes: list[bytes] = []
         tx_ids: list[bytes] = []
         rw_ranges: list[tuple[int, int]] = []
-        rwsets: list[Any] | None = [] if parse_rwsets else None
         tell, skip, read_arr = up.tell, up.skip, up.read_array_header
-        # The hot loop of every commit: hashes start from copies of the tag-primed states, and the
-        # read/write set is decoded (or skipped) in the same walk.
-        rw_step = up.unpack if parse_rwsets else skip
-        id_copy, tx_copy = _ID_TAG.copy, _TX_TAG.copy
         for _ in range(n):
             start = tell()
             if read_arr() != _TX_FIELDS or read_arr() != _PROPOSAL_FIELDS:
                 raise CorruptionError("transaction: unexpected shape")
             p0 = tell()
             skip()
-            h = id_copy()
+            h = _ID_TAG.copy()
             h.update(view[p0 : tell()])
             tx_ids.append(h.digest())
-            skip()  # contract
-            skip()  # function
-            skip()  # args
-            skip()  # creator signature
-            skip()  # response
+            for _ in range(5):  # contract, function, args, creator signature, response
+                skip()
             r0 = tell()
-            rw = rw_step()
-            if rwsets is not None:
-                rwsets.append(rw)
+            skip()
             rw_ranges.append((r0, tell()))
             skip()  # endorsements
             end = tell()
             ranges.append((start, end))
-            h = tx_copy()
+            h = _TX_TAG.copy()
             h.update(view[start:end])
             tx_hashes.append(h.digest())
         orderer = up.unpack()
@@ -116,8 +120,57 @@ def slice_block(data: bytes, *, parse_rwsets: bool = False) -> BlockSlices:
     except CorruptionError:
         raise
     except Exception as exc:  # OutOfData, StackError, ValueError: the bytes are not a block
-        raise CorruptionError(f"block bytes do not parse: {type(exc).__name__}: {exc}") from exc
-    return BlockSlices((h0, h1), header_hash, ranges, tx_hashes, tx_ids, rw_ranges, orderer, signature, rwsets)
+        raise _bad(exc) from exc
+    return BlockSlices((h0, h1), header_hash, ranges, tx_hashes, tx_ids, rw_ranges, orderer, signature)
+
+
+def commit_slices(data: bytes) -> CommitSlices:
+    """The commit path's single pass over a block's bytes (the hot loop of every commit): tx ids
+    and Merkle leaves hashed from slices, with hash states primed with their tags, and each
+    read/write set decoded as it is passed. Same checks on the block's shape as :func:`slice_block`."""
+    view = memoryview(data)
+    up = _unpacker(data)
+    tx_hashes: list[bytes] = []
+    tx_ids: list[bytes] = []
+    rwsets: list[Any] = []
+    try:
+        if up.read_array_header() != _BLOCK_FIELDS:
+            raise CorruptionError("block: expected an array of 4")
+        h0 = up.tell()
+        up.skip()
+        header_hash = digest_bytes(Tag.BLOCK_HEADER, view[h0 : up.tell()])
+        n = up.read_array_header()
+        tell, skip, read_arr, unpack = up.tell, up.skip, up.read_array_header, up.unpack
+        id_copy, tx_copy = _ID_TAG.copy, _TX_TAG.copy
+        ids_append, hashes_append, rw_append = tx_ids.append, tx_hashes.append, rwsets.append
+        for _ in range(n):
+            start = tell()
+            if read_arr() != _TX_FIELDS or read_arr() != _PROPOSAL_FIELDS:
+                raise CorruptionError("transaction: unexpected shape")
+            p0 = tell()
+            skip()
+            h = id_copy()
+            h.update(view[p0 : tell()])
+            ids_append(h.digest())
+            skip()  # contract
+            skip()  # function
+            skip()  # args
+            skip()  # creator signature
+            skip()  # response
+            rw_append(unpack())
+            skip()  # endorsements
+            h = tx_copy()
+            h.update(view[start : tell()])
+            hashes_append(h.digest())
+        if type(unpack()) is not bytes or type(unpack()) is not bytes:
+            raise CorruptionError("block: orderer and signature must be bytes")
+        if tell() != len(data):
+            raise CorruptionError("block: trailing bytes")
+    except CorruptionError:
+        raise
+    except Exception as exc:  # OutOfData, StackError, ValueError: the bytes are not a block
+        raise _bad(exc) from exc
+    return CommitSlices(header_hash, tx_hashes, tx_ids, rwsets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +190,7 @@ class TxSlice:
 def locate_tx(data: bytes, index: int) -> TxSlice:
     """Find transaction ``index`` in a block's bytes by skipping the ones before it; a point read
     needs one transaction, not the hashes of all of them. CorruptionError if it is not there."""
-    up = msgpack.Unpacker(max_buffer_size=len(data) + 1, raw=False, use_list=False)
-    up.feed(data)
+    up = _unpacker(data)
     try:
         if up.read_array_header() != _BLOCK_FIELDS:
             raise CorruptionError("block: expected an array of 4")
@@ -165,4 +217,4 @@ def locate_tx(data: bytes, index: int) -> TxSlice:
     except CorruptionError:
         raise
     except Exception as exc:  # OutOfData, StackError, ValueError: the bytes are not a block
-        raise CorruptionError(f"block bytes do not parse: {type(exc).__name__}: {exc}") from exc
+        raise _bad(exc) from exc

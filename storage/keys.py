@@ -25,6 +25,7 @@ __all__ = [
     "block_key",
     "channel_prefix",
     "codes_key",
+    "crc_key",
     "hash_key",
     "history_key",
     "history_prefix",
@@ -48,7 +49,8 @@ MAX_CHANNEL_BYTES = 255
 MAX_NAMESPACE_BYTES = 0xFFFF
 
 META = b"m"  # height marker
-BLOCK = b"b"  # block number -> crc32 ‖ canonical block bytes
+BLOCK = b"b"  # block number -> canonical block bytes
+CRC = b"k"  # block number -> crc32 of the block bytes
 CODES = b"c"  # block number -> validation codes, one byte per tx
 HASH = b"h"  # header hash -> block number
 TX = b"t"  # tx id -> location
@@ -82,6 +84,10 @@ def meta_key(cp: bytes) -> bytes:
 
 def block_key(cp: bytes, number: int) -> bytes:
     return cp + BLOCK + _U64.pack(number)
+
+
+def crc_key(cp: bytes, number: int) -> bytes:
+    return cp + CRC + _U64.pack(number)
 
 
 def codes_key(cp: bytes, number: int) -> bytes:

@@ -28,8 +28,8 @@ from typing import Any
 from crypto.encoding import EncodingError, decode
 from crypto.merkle import merkle_root
 from storage import keys
-from storage.blockstore import BlockStore, TxProof, TxRecord, block_value, verify_tx_proof
-from storage.codec import BlockSlices, slice_block
+from storage.blockstore import BlockStore, TxProof, TxRecord, block_crc, verify_tx_proof
+from storage.codec import CommitSlices, commit_slices
 from storage.errors import ChainError, CorruptionError, NotFound, StorageError
 from storage.kv import Database
 from storage.model import (
@@ -132,7 +132,7 @@ class ChannelLedger:
 
     def _check(
         self, block: Block, codes: Sequence[ValidationCode], block_bytes: bytes | None
-    ) -> tuple[int, bytes, BlockSlices, bytes]:
+    ) -> tuple[int, bytes, CommitSlices, bytes]:
         """Everything commit checks before it builds the batch; ChainError if the block is refused."""
         n = self._height
         h = block.header
@@ -153,7 +153,7 @@ class ChannelLedger:
             raise ChainError(f"block {n}: unknown validation code", height=n)
         data = block.encode() if block_bytes is None else bytes(block_bytes)
         try:
-            sl = slice_block(data, parse_rwsets=True)
+            sl = commit_slices(data)
         except CorruptionError as exc:
             raise ChainError(f"block {n}: bytes do not parse as a block: {exc}", height=n) from exc
         if block_bytes is not None and sl.header_hash != h.hash():
@@ -164,12 +164,13 @@ class ChannelLedger:
             raise ChainError(f"block {n}: data hash is not the Merkle root of its transactions", height=n)
         return n, data, sl, code_bytes
 
-    def _fill(self, batch: Any, n: int, data: bytes, sl: BlockSlices, code_bytes: bytes) -> None:
+    def _fill(self, batch: Any, n: int, data: bytes, sl: CommitSlices, code_bytes: bytes) -> None:
         """Put block ``n``'s writes into ``batch``; raises ChainError (batch discarded) on a broken rule."""
         cp = self._cp
         raw_get = self._raw.get
         put, delete = batch.put, batch.delete
-        put(keys.block_key(cp, n), block_value(data))
+        put(keys.block_key(cp, n), data)
+        put(keys.crc_key(cp, n), block_crc(data))
         put(keys.hash_key(cp, sl.header_hash), keys.U64.pack(n))
         put(keys.codes_key(cp, n), code_bytes)
         tx_prefix = cp + keys.TX
@@ -178,19 +179,22 @@ class ChannelLedger:
         ns_prefix = self._state.ns_prefix
         absent_get = self._absent.get
         rwsets = sl.rwsets
-        assert rwsets is not None  # _check asked slice_block for them
-        seen: set[bytes] = set()
+        tx_ids = sl.tx_ids
+        # An id repeated inside the block: only its first occurrence can be first in the ledger.
+        seen: set[bytes] | None = set() if len(set(tx_ids)) != len(tx_ids) else None
         last_ns: object = None
         sp = nsb = b""
-        for i, tx_id in enumerate(sl.tx_ids):
+        for i, tx_id in enumerate(tx_ids):
             code = code_bytes[i]
             tk = tx_prefix + tx_id
             # absent[tx_id] == n: the validator's tx_location() found no such id at this height,
             # and only this commit can add one, so the lookup need not be repeated.
-            first = tx_id not in seen and (absent_get(tx_id) == n or raw_get(tk) is None)
+            first = absent_get(tx_id) == n or raw_get(tk) is None
+            if seen is not None:
+                first = first and tx_id not in seen
+                seen.add(tx_id)
             if first and code != _DUPLICATE:
                 put(tk, pack_loc(n, i, code))
-                seen.add(tx_id)
             if code != _VALID:
                 continue  # writes of invalid transactions are never applied
             if not first:

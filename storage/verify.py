@@ -77,7 +77,7 @@ def recover(raw: Any, cp: bytes, blocks: BlockStore, channel: str) -> tuple[int,
     """Reconcile the ledger with the disk on open; return (height, tip hash)."""
     marker = raw.get(keys.meta_key(cp), verify_checksums=True)
     if marker is None:
-        for key in (keys.block_key(cp, 0), keys.codes_key(cp, 0)):
+        for key in (keys.block_key(cp, 0), keys.crc_key(cp, 0), keys.codes_key(cp, 0)):
             if raw.get(key) is not None:
                 raise CorruptionError("block 0 is stored but there is no height marker", height=0)
         return 0, None
@@ -93,7 +93,7 @@ def recover(raw: Any, cp: bytes, blocks: BlockStore, channel: str) -> tuple[int,
     if sl.header_hash != tip:
         raise CorruptionError(f"block {n} does not hash to the marker's tip hash", height=n)
     _check_indices(raw, cp, blocks, n, sl)
-    for key in (keys.block_key(cp, height), keys.codes_key(cp, height)):
+    for key in (keys.block_key(cp, height), keys.crc_key(cp, height), keys.codes_key(cp, height)):
         if raw.get(key) is not None:
             raise CorruptionError(f"data for block {height} is stored beyond the height marker", height=height)
     return height, tip

@@ -280,13 +280,14 @@ def _flip(db: Database, key: bytes, offset: int) -> None:
     db.raw.put(key, bytes(value), sync=True)
 
 
-@pytest.mark.parametrize("offset", [0, 5, 40, 300, -3])
-def test_flipped_block_byte_is_never_served(db: Database, chain: Chain, offset: int) -> None:
+@pytest.mark.parametrize(("space", "offset"), [("b", 0), ("b", 5), ("b", 40), ("b", 300), ("b", -3), ("k", 1)])
+def test_flipped_block_byte_is_never_served(db: Database, chain: Chain, space: str, offset: int) -> None:
     led = ChannelLedger(db, "city")
     txs = [chain.tx([("k", b"v" * 50)]) for _ in range(3)]
     chain.commit(led, txs)
     chain.commit(led, [chain.tx()])
-    _flip(db, K.block_key(K.channel_prefix("city"), 0), offset)
+    cp = K.channel_prefix("city")
+    _flip(db, K.block_key(cp, 0) if space == "b" else K.crc_key(cp, 0), offset)
     fresh = ChannelLedger(db, "city")  # no cached copy
     for read in (
         lambda: fresh.get_block(0),
@@ -310,7 +311,7 @@ def test_corrupt_tip_is_detected_on_open(db: Database, chain: Chain) -> None:
         ChannelLedger(db, "city")
 
 
-@pytest.mark.parametrize("damage", ["marker", "codes", "hash-index", "tx-index", "beyond", "no-marker"])
+@pytest.mark.parametrize("damage", ["marker", "codes", "crc", "hash-index", "tx-index", "beyond", "no-marker"])
 def test_recovery_refuses_inconsistent_stores(db: Database, chain: Chain, damage: str) -> None:
     led = ChannelLedger(db, "city")
     t = chain.tx([("k", b"v")])
@@ -320,6 +321,8 @@ def test_recovery_refuses_inconsistent_stores(db: Database, chain: Chain, damage
         db.raw.put(K.meta_key(cp), K.pack_height(1, b"\x00" * 32))
     elif damage == "codes":
         db.raw.delete(K.codes_key(cp, 0))
+    elif damage == "crc":
+        db.raw.delete(K.crc_key(cp, 0))
     elif damage == "hash-index":
         db.raw.delete(K.hash_key(cp, b0.hash()))
     elif damage == "tx-index":
@@ -398,3 +401,10 @@ def test_valid_tx_with_malformed_rwset_refuses_the_block(ledger: ChannelLedger, 
     # the same tx marked invalid is stored as it is (its writes are never applied)
     ledger.commit(block, [ValidationCode.BAD_PAYLOAD])
     assert ledger.get_range("kv", "", "") == []
+
+
+def test_a_valid_copy_after_a_duplicate_in_one_block_is_refused(ledger: ChannelLedger, chain: Chain) -> None:
+    t = chain.tx([("k", b"1")])
+    with pytest.raises(ChainError, match="VALID"):
+        ledger.commit(chain.builder.block([t, t]), [ValidationCode.DUPLICATE_TXID, V])
+    assert ledger.height == 0
