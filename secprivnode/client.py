@@ -38,6 +38,25 @@ from cryptography.x509.oid import NameOID
 from crypto.encoding import EncodingError, encode
 from crypto.signing import PrivateKey, PublicKey, sign
 from secprivnode.rpc.codec import CodecError, from_hex, header_from_json, proposal_to_hex, to_hex
+from secprivnode.rpc.errors import (
+    BadRequest,
+    ContractFailed,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    MethodNotFound,
+    NotFound,
+    NotLeader,
+    Overloaded,
+    ParseError,
+    RpcError,
+    RpcTimeout,
+    ServerError,
+    TxRejected,
+    Unauthorized,
+    UnknownChannel,
+    rpc_error,
+)
 from storage.model import NONCE_BYTES, ChannelConfig, Proposal, ProposalHeader, config_update_digest
 
 __all__ = [
@@ -79,106 +98,7 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 DEFAULT_HTTP_TIMEOUT_S = 60.0
 
 
-# ---- errors --------------------------------------------------------------------------------------
-
-
-class RpcError(Exception):
-    """A JSON-RPC error object returned by the node."""
-
-    code = 0
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(f"[{code}] {message}")
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-class ParseError(RpcError):
-    code = -32700
-
-
-class InvalidRequest(RpcError):
-    code = -32600
-
-
-class MethodNotFound(RpcError):
-    code = -32601
-
-
-class InvalidParams(RpcError):
-    code = -32602
-
-
-class InternalError(RpcError):
-    code = -32603
-
-
-class ServerError(RpcError):
-    code = -32000
-
-
-class NotFound(RpcError):
-    code = -32001
-
-
-class UnknownChannel(RpcError):
-    code = -32002
-
-
-class TxRejected(RpcError):
-    code = -32003
-
-
-class ContractFailed(RpcError):
-    code = -32004
-
-
-class NotLeader(RpcError):
-    code = -32005
-
-
-class Overloaded(RpcError):
-    code = -32006
-
-
-class RpcTimeout(RpcError):
-    code = -32007
-
-
-class Unauthorized(RpcError):
-    code = -32008
-
-
-class BadRequest(RpcError):
-    code = -32009
-
-
-_ERRORS: dict[int, type[RpcError]] = {
-    cls.code: cls
-    for cls in (
-        ParseError,
-        InvalidRequest,
-        MethodNotFound,
-        InvalidParams,
-        InternalError,
-        ServerError,
-        NotFound,
-        UnknownChannel,
-        TxRejected,
-        ContractFailed,
-        NotLeader,
-        Overloaded,
-        RpcTimeout,
-        Unauthorized,
-        BadRequest,
-    )
-}
-
-
-def rpc_error(code: int, message: str, data: Any = None) -> RpcError:
-    """The exception for an error object: the class of its code, else :class:`RpcError`."""
-    return _ERRORS.get(code, RpcError)(code, message, data)
+# ---- transport errors (JSON-RPC error objects are in secprivnode.rpc.errors) ---------------------
 
 
 class TransportError(Exception):
