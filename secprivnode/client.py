@@ -424,7 +424,7 @@ class AsyncClient:
 
         ``async for ev in client.subscribe(["tx"])`` subscribes on first use; ``sub = await
         client.subscribe(...)`` returns once the node confirmed the subscription, so no later event
-        is missed. Leave the loop or ``await sub.aclose()`` to unsubscribe.
+        is missed. ``await sub.aclose()`` (or use it as ``async with``) to unsubscribe.
         """
         params: dict[str, Any] = {"kinds": list(kinds), "channel": self.channel}
         if tx_id is not None:
