@@ -1,0 +1,204 @@
+"""``secprivnode tx`` and ``secprivnode chain``: invoke contracts and read the ledger of a network.
+
+A node is addressed either by ``--url`` or by ``--dir`` (a local network directory) plus an
+optional ``--node`` name; identities by ``--identity org/user`` inside that directory, or by
+``--cert``/``--key`` files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from secprivnode.client import ArgumentError, Client, ClientIdentity, RpcError, TransportError
+from secprivnode.network import NetworkError, load_network
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _target_options(fn: F) -> F:
+    fn = click.option(
+        "--dir",
+        "directory",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("city"),
+        show_default=True,
+        help="Local network directory.",
+    )(fn)
+    fn = click.option("--node", "node_name", default=None, help="Node to talk to (default: the first).")(fn)
+    fn = click.option("--url", default=None, help="JSON-RPC URL of a node (instead of --dir/--node).")(fn)
+    fn = click.option("--channel", default=None, help="Channel (default: the node's default channel).")(fn)
+    return fn
+
+
+def _identity_options(fn: F) -> F:
+    fn = click.option("--identity", default=None, help="org/user inside --dir (default: first org's client1).")(fn)
+    fn = click.option("--cert", type=click.Path(dir_okay=False, path_type=Path), default=None)(fn)
+    fn = click.option("--key", type=click.Path(dir_okay=False, path_type=Path), default=None)(fn)
+    return fn
+
+
+def _url(directory: Path, node_name: str | None, url: str | None) -> str:
+    if url:
+        return url
+    try:
+        _, nodes = load_network(directory)
+    except NetworkError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if node_name is None:
+        return nodes[0].rpc_url
+    for n in nodes:
+        if n.name == node_name:
+            return n.rpc_url
+    raise click.ClickException(f"no node {node_name!r} in {directory} (have: {', '.join(n.name for n in nodes)})")
+
+
+def _identity(directory: Path, identity: str | None, cert: Path | None, key: Path | None) -> ClientIdentity:
+    if cert or key:
+        if not (cert and key):
+            raise click.ClickException("--cert and --key go together")
+        cert_path, key_path = cert, key
+    else:
+        if identity is None:
+            try:
+                _, nodes = load_network(directory)
+            except NetworkError as exc:
+                raise click.ClickException(str(exc)) from exc
+            identity = f"{nodes[0].org}/client1"
+        org, sep, user = identity.partition("/")
+        if not sep or not org or not user:
+            raise click.ClickException(f"--identity: expected org/user, got {identity!r}")
+        base = directory / "crypto" / org / "users" / user
+        cert_path, key_path = base / "cert.pem", base / "key.pem"
+    try:
+        return ClientIdentity.load(cert_path, key_path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot load identity: {exc}") from exc
+
+
+def _args(raw: str) -> list[Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"--args: invalid JSON: {exc}") from exc
+    if not isinstance(value, list):
+        raise click.ClickException('--args: expected a JSON array, e.g. \'["asset1", "red"]\'')
+    return value
+
+
+def _show(value: Any) -> None:
+    def enc(o: Any) -> Any:
+        if isinstance(o, bytes):
+            try:
+                return o.decode()
+            except UnicodeDecodeError:
+                return "0x" + o.hex()
+        raise TypeError(type(o).__name__)
+
+    click.echo(json.dumps(value, indent=2, default=enc))
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except RpcError as exc:
+        raise click.ClickException(f"node refused: {exc}") from exc
+    except ArgumentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except (TransportError, OSError) as exc:
+        raise click.ClickException(f"cannot reach the node: {exc}") from exc
+
+
+def register(cli: click.Group) -> None:
+    @cli.group("tx")
+    def tx_group() -> None:
+        """Invoke and query contracts."""
+
+    @tx_group.command("invoke")
+    @_target_options
+    @_identity_options
+    @click.option("--contract", required=True)
+    @click.option("--fn", "function", required=True)
+    @click.option("--args", "raw_args", default="[]", show_default=True, help="JSON array of arguments.")
+    @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit.")
+    def invoke(
+        directory: Path,
+        node_name: str | None,
+        url: str | None,
+        channel: str | None,
+        identity: str | None,
+        cert: Path | None,
+        key: Path | None,
+        contract: str,
+        function: str,
+        raw_args: str,
+        wait: bool,
+    ) -> None:
+        """Submit a transaction; with --wait, print its block and validation code."""
+        args = _args(raw_args)
+        ident = _identity(directory, identity, cert, key)
+        with Client(_url(directory, node_name, url), ident, channel) as c:
+            res = _run(lambda: c.invoke(contract, function, *args, wait=wait))
+        out = {"tx_id": res.tx_id.hex(), "block": res.block_number, "code": res.code, "response": res.response}
+        _show(out)
+        if wait and res.code != "VALID":
+            raise SystemExit(2)
+
+    @tx_group.command("query")
+    @_target_options
+    @_identity_options
+    @click.option("--contract", required=True)
+    @click.option("--fn", "function", required=True)
+    @click.option("--args", "raw_args", default="[]", show_default=True, help="JSON array of arguments.")
+    def query(
+        directory: Path,
+        node_name: str | None,
+        url: str | None,
+        channel: str | None,
+        identity: str | None,
+        cert: Path | None,
+        key: Path | None,
+        contract: str,
+        function: str,
+        raw_args: str,
+    ) -> None:
+        """Run a query function on one node's committed state; nothing is ordered."""
+        args = _args(raw_args)
+        ident = _identity(directory, identity, cert, key)
+        with Client(_url(directory, node_name, url), ident, channel) as c:
+            _show(_run(lambda: c.query(contract, function, *args)))
+
+    @cli.group("chain")
+    def chain_group() -> None:
+        """Read blocks and transactions."""
+
+    @chain_group.command("height")
+    @_target_options
+    def height(directory: Path, node_name: str | None, url: str | None, channel: str | None) -> None:
+        """Number of blocks on the node's chain."""
+        with Client(_url(directory, node_name, url), None, channel) as c:
+            click.echo(_run(c.height))
+
+    @chain_group.command("block")
+    @_target_options
+    @click.argument("number", type=click.IntRange(0))
+    def block(directory: Path, node_name: str | None, url: str | None, channel: str | None, number: int) -> None:
+        """Show block NUMBER."""
+        with Client(_url(directory, node_name, url), None, channel) as c:
+            _show(_run(lambda: c.get_block(number)))
+
+    @chain_group.command("tx")
+    @_target_options
+    @click.argument("tx_id")
+    def tx(directory: Path, node_name: str | None, url: str | None, channel: str | None, tx_id: str) -> None:
+        """Show transaction TX_ID (hex) with its block and validation code."""
+        try:
+            raw = bytes.fromhex(tx_id.removeprefix("0x"))
+        except ValueError as exc:
+            raise click.ClickException("TX_ID must be hex") from exc
+        with Client(_url(directory, node_name, url), None, channel) as c:
+            _show(_run(lambda: c.get_tx(raw)))
