@@ -86,6 +86,7 @@ class Faults:
     partition: float
     conf: float
     snap: float
+    churn: float  # probability per tick that a random node starts an election on its own
     sync: float  # probability a pending Ready is synced in a given round
     # Node configuration varies too: tiny messages and windows exercise flow control and make
     # a new leader's old-term entries reach followers before its own (Figure 8).
@@ -104,8 +105,9 @@ class Faults:
             partition=rng.choice([0.0, 0.02, 0.05]),
             conf=rng.choice([0.0, 0.02, 0.05]),
             snap=rng.choice([0.0, 0.05, 0.2]),
+            churn=rng.choice([0.0, 0.05, 0.2]),
             sync=rng.choice([1.0, 0.7, 0.4]),
-            max_size_per_msg=rng.choice([1 << 20, 64]),
+            max_size_per_msg=rng.choice([1 << 20, 64, 1]),
             max_inflight=rng.choice([256, 2]),
             pre_vote=rng.random() < 0.8,
             check_quorum=rng.random() < 0.8,
@@ -348,6 +350,11 @@ class Sim:
         elif self.blocked and rng.random() < 0.05:
             self.blocked.clear()
             self._log("heal", "")
+        if rng.random() < f.churn:
+            node = self.nodes[rng.choice(list(self.nodes))]
+            if node.raw is not None:
+                node.raw.campaign()
+                self._log("campaign", node.id)
         if rng.random() < f.conf:
             self._conf_change()
         if rng.random() < f.snap:
