@@ -179,8 +179,10 @@ class RawNode:
         self._r.tick()
 
     def step(self, msg: Message) -> None:
-        """Feed a message from a peer. Messages for other nodes or from unknown terms are
-        handled by the protocol rules (ignored or answered); they never raise."""
+        """Feed a message from a peer. Messages for other nodes or from old terms are handled
+        by the protocol rules (ignored or answered). A malformed message raises
+        :class:`ProtocolViolation` before it touches any state."""
+        msg.check_well_formed()
         self._r.step(msg)
 
     def campaign(self) -> None:

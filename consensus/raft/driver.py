@@ -23,6 +23,8 @@ The application contract (the ordering service builds on it):
 * ``leader`` / ``status()`` tell who leads; ``stop(transfer=True)`` hands leadership over first.
 
 ``send`` must not raise (the transport drops what it cannot deliver; Raft retransmits).
+A malformed message from a peer is dropped, counted, and reported to ``on_violation(peer, exc)``
+so the node can disconnect that peer.
 An exception from ``apply`` or ``restore`` stops the driver: the application state is suspect.
 
 This module must never touch sockets itself, nor read the wall clock: time comes from the
@@ -40,7 +42,17 @@ from typing import Protocol
 
 from consensus.raft.core import RawNode, Ready, Status, persist
 from consensus.raft.storage import WritableStorage
-from consensus.raft.types import Compacted, ConfChange, Entry, Message, ProposalDropped, RaftError, Role, Snapshot
+from consensus.raft.types import (
+    Compacted,
+    ConfChange,
+    Entry,
+    Message,
+    ProposalDropped,
+    ProtocolViolation,
+    RaftError,
+    Role,
+    Snapshot,
+)
 
 __all__ = ["INBOX_MAX", "Clock", "RaftDriver", "SystemClock"]
 
@@ -98,6 +110,7 @@ class RaftDriver:
         restore: RestoreFn | None = None,
         inbox_max: int = INBOX_MAX,
         snapshot_keep_entries: int = SNAPSHOT_KEEP_ENTRIES,
+        on_violation: Callable[[str, ProtocolViolation], None] | None = None,
     ) -> None:
         if tick_interval_s <= 0:
             raise ValueError("tick_interval_s must be positive")
@@ -120,7 +133,9 @@ class RaftDriver:
         self._stopping = False
         self._running = False
         self._transfer_wait: tuple[int, asyncio.Future[None]] | None = None
+        self._on_violation = on_violation
         self.dropped_messages = 0
+        self.protocol_violations = 0
         self.leader: str | None = None
         self.role = Role.FOLLOWER
 
@@ -203,7 +218,13 @@ class RaftDriver:
             self._tick_count += 1
             node.tick()
         while self._inbox:
-            node.step(self._inbox.popleft())
+            msg = self._inbox.popleft()
+            try:
+                node.step(msg)
+            except ProtocolViolation as exc:
+                self.protocol_violations += 1
+                if self._on_violation is not None:
+                    self._on_violation(msg.src, exc)
         while self._requests:
             req = self._requests.popleft()
             if req.fut.done():  # the caller was cancelled

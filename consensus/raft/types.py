@@ -31,6 +31,7 @@ __all__ = [
     "MsgType",
     "NotLeader",
     "ProposalDropped",
+    "ProtocolViolation",
     "RaftError",
     "Role",
     "Snapshot",
@@ -77,6 +78,11 @@ class Unavailable(RaftError):
 
 class WireError(ValueError):
     """Bytes or values received from a peer are not a well-formed Raft message."""
+
+
+class ProtocolViolation(RaftError):
+    """A decodable message that no correct peer sends (e.g. non-contiguous entries). The peer
+    is at fault: drop the message and penalise or disconnect it; our state is unchanged."""
 
 
 # -------------------------------------------------------------------------------------- enums
@@ -281,6 +287,24 @@ class Message:
             snapshot=None if snap is None else Snapshot.from_wire(snap),
             force=_bool(force),
         )
+
+    def check_well_formed(self) -> None:
+        """Raise :class:`ProtocolViolation` unless the fields are consistent with the type."""
+        if self.src == self.dst:
+            raise ProtocolViolation("message addressed to its sender")
+        if self.entries and self.type != MsgType.APP:
+            raise ProtocolViolation(f"{self.type.name} carries entries")
+        if (self.snapshot is not None) != (self.type == MsgType.SNAP):
+            raise ProtocolViolation("snapshot present iff the message is SNAP")
+        prev_term = self.log_term
+        for i, e in enumerate(self.entries):
+            if e.index != self.index + 1 + i:
+                raise ProtocolViolation(f"entry {i} has index {e.index}, expected {self.index + 1 + i}")
+            if e.term < prev_term or e.term > self.term:
+                raise ProtocolViolation(f"entry {e.index} has term {e.term} out of order")
+            prev_term = e.term
+        if self.snapshot is not None and (self.snapshot.index == 0 or not self.snapshot.conf_state.voters):
+            raise ProtocolViolation("empty snapshot")
 
     def __str__(self) -> str:
         parts = [f"{self.src}->{self.dst} {self.type.name} term={self.term}"]

@@ -231,3 +231,26 @@ async def test_inbox_is_bounded(tmp_path: Path) -> None:
     msg = Message(MsgType.HEARTBEAT, src="b", dst="a")
     assert [drv.deliver(msg) for _ in range(5)] == [True, True, True, False, False]
     assert drv.dropped_messages == 2
+
+
+async def test_malformed_message_is_dropped_and_reported() -> None:
+    from consensus.raft import MemoryStorage
+
+    storage = MemoryStorage()
+    node = RawNode(RaftConfig("a", ("a", "b", "c")), storage, random.Random(1))
+    seen: list[str] = []
+
+    async def apply(ents: list[Entry]) -> None:
+        return None
+
+    clock = FakeClock()
+    drv = RaftDriver(
+        node, storage, lambda m: None, apply, clock, TICK_S, on_violation=lambda peer, exc: seen.append(peer)
+    )
+    task = asyncio.create_task(drv.run())
+    bad = Message(MsgType.APP, "b", "a", term=3, index=0, entries=(Entry(3, 5),))
+    drv.deliver(bad)
+    await wait_until(clock, lambda: drv.protocol_violations == 1, timeout_s=1)
+    assert seen == ["b"] and node.term == 1  # the bad message changed nothing
+    await drv.stop()
+    await task

@@ -12,9 +12,13 @@ from consensus.raft import (
     ConfChangeRefused,
     ConfChangeType,
     DurabilityOrderError,
+    Entry,
     MemoryStorage,
+    Message,
+    MsgType,
     NotLeader,
     ProposalDropped,
+    ProtocolViolation,
     RaftConfig,
     RawNode,
     Role,
@@ -183,3 +187,22 @@ def test_lagging_follower_gets_snapshot() -> None:
     assert st3.commit == env.raw("1").status().commit
     assert env.nodes["3"].storage.snapshot().index == 7
     assert env.nodes["3"].storage.snapshot().data == b"state@7"
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        Message(MsgType.APP, "2", "1", term=5, index=3, log_term=2, entries=(Entry(5, 5),)),  # gap
+        Message(MsgType.APP, "2", "1", term=5, index=3, log_term=2, entries=(Entry(6, 4),)),  # future term
+        Message(MsgType.APP, "2", "1", term=5, index=3, log_term=4, entries=(Entry(3, 4),)),  # term goes back
+        Message(MsgType.HEARTBEAT, "2", "1", term=5, entries=(Entry(5, 1),)),
+        Message(MsgType.SNAP, "2", "1", term=5),
+        Message(MsgType.APP, "1", "1", term=5),
+    ],
+)
+def test_malformed_peer_messages_rejected_without_state_change(msg: Message) -> None:
+    env = cluster()
+    before = env.raw("1").status()
+    with pytest.raises(ProtocolViolation):
+        env.raw("1").step(msg)
+    assert env.raw("1").status() == before
