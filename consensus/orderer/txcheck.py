@@ -23,9 +23,9 @@ This module must never read the clock and never accept bytes that ``Transaction.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgpack
 
@@ -54,14 +54,16 @@ ARG_BLOCK_DEPTH = 5
 _PROPOSAL_HEADER_TAG = Tag.PROPOSAL_HEADER
 _TRANSACTION_TAG = Tag.TRANSACTION
 _PROPOSAL_TAG = Tag.PROPOSAL
-_packb = msgpack.packb
 _unpackb = msgpack.unpackb
+# One packer reused: building a Packer per call costs more than packing a small array. Its pack()
+# runs entirely under the GIL, so concurrent callers cannot interleave inside it.
+_pack = msgpack.Packer(use_bin_type=True).pack
+_sha256 = hashlib.sha256
 _SCALARS = frozenset({bytes, str, int, bool, type(None)})
 
 
-@dataclass(frozen=True, slots=True)
-class TxInfo:
-    """What the orderer keeps per admitted transaction."""
+class TxInfo(NamedTuple):
+    """What the orderer keeps per admitted transaction (a tuple: cheapest to build per tx)."""
 
     tx_id: bytes  # digest(PROPOSAL_HEADER, header)
     tx_hash: bytes  # digest(TRANSACTION, tx): the block's Merkle leaf
@@ -124,10 +126,20 @@ def _reads_ok(reads: Any) -> None:
 
 
 def _shape_ok(obj: Any) -> tuple[Any, ...]:
-    """Type-check ``obj`` against Transaction.from_obj; return the proposal header array."""
-    proposal, sig, response, rwset, ends = _arr(obj, 5)
-    header, contract, function, args = _arr(proposal, 4)
-    ch, creator, nonce, ts = _arr(header, 4)
+    """Type-check ``obj`` against Transaction.from_obj; return the proposal header array.
+
+    The common case (no events, reads, ranges or endorsements; scalar arguments) costs a few
+    type tests; the loops only run for what is there. Checks are inlined: this runs per tx.
+    """
+    if type(obj) is not tuple or len(obj) != 5:
+        raise _Bad("transaction: expected an array of 5")
+    proposal, sig, response, rwset, ends = obj
+    if type(proposal) is not tuple or len(proposal) != 4:
+        raise _Bad("proposal: expected an array of 4")
+    header, contract, function, args = proposal
+    if type(header) is not tuple or len(header) != 4:
+        raise _Bad("proposal header: expected an array of 4")
+    ch, creator, nonce, ts = header
     if type(ch) is not str or type(creator) is not bytes or type(nonce) is not bytes or type(ts) is not int:
         raise _Bad("proposal header field types")
     if type(contract) is not str or type(function) is not str or type(args) is not tuple:
@@ -137,17 +149,22 @@ def _shape_ok(obj: Any) -> tuple[Any, ...]:
             _arg_ok(a, ARG_BLOCK_DEPTH)
     if type(sig) is not bytes:
         raise _Bad("signature")
-    status, message, payload, events = _arr(response, 4)
+    if type(response) is not tuple or len(response) != 4:
+        raise _Bad("response: expected an array of 4")
+    status, message, payload, events = response
     if type(status) is not int or type(message) is not str or type(payload) is not bytes or type(events) is not tuple:
         raise _Bad("response field types")
     for ev in events:
         name, data = _arr(ev, 2)
         if type(name) is not str or type(data) is not bytes:
             raise _Bad("event")
-    ns, reads, writes, ranges = _arr(rwset, 4)
-    if type(ns) is not str or type(writes) is not tuple or type(ranges) is not tuple:
+    if type(rwset) is not tuple or len(rwset) != 4:
+        raise _Bad("rwset: expected an array of 4")
+    ns, reads, writes, ranges = rwset
+    if type(ns) is not str or type(reads) is not tuple or type(writes) is not tuple or type(ranges) is not tuple:
         raise _Bad("rwset field types")
-    _reads_ok(reads)
+    if reads:
+        _reads_ok(reads)
     for w in writes:
         k, v = _arr(w, 2)
         if type(k) is not str or (v is not None and type(v) is not bytes):
@@ -188,9 +205,9 @@ def inspect_tx(data: bytes, channel: str, max_bytes: int) -> TxInfo:
         header = _shape_ok(obj)
         # Re-packing yields shortest forms; equality proves the input used them and had no
         # trailing bytes (the unpacker already refused those).
-        if _packb(obj, use_bin_type=True) != data:
+        if _pack(obj) != data:
             raise _Bad("non-canonical encoding")
-        header_bytes = _packb(header, use_bin_type=True)
+        header_bytes = _pack(header)
     except _Bad as exc:
         raise InvalidTransaction("malformed", str(exc)) from None
     except Exception as exc:  # the C unpacker raises several unrelated types for bad input
@@ -198,9 +215,7 @@ def inspect_tx(data: bytes, channel: str, max_bytes: int) -> TxInfo:
     if header[0] != channel:
         raise InvalidTransaction("wrong_channel", f"transaction is for channel {header[0]!r}, not {channel!r}")
     return TxInfo(
-        digest_bytes(_PROPOSAL_HEADER_TAG, header_bytes),
-        digest_bytes(_TRANSACTION_TAG, data),
-        data,
+        _sha256(_PROPOSAL_HEADER_TAG + header_bytes).digest(), _sha256(_TRANSACTION_TAG + data).digest(), data
     )
 
 

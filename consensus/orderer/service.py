@@ -1,0 +1,747 @@
+"""The ordering service of one orderer node of one channel: admission, cutting, Raft, delivery.
+
+API (what the node calls)::
+
+    svc = OrderingService(
+        channel="city", node_id="orderer0",
+        signer=BlockSigner(cert_der, private_key), batch=BatchConfig(...),
+        msp_provider=lambda: current_msp, clock=clock, raft=raft_port,
+        forward=async_forward, ledger_tip=lambda: LedgerTip.from_ledger(ledger),
+        config=OrdererConfig(...), on_dropped=cb, on_state_transfer=cb, verifier=batch_verifier,
+    )
+    await svc.start()
+    tx_id = await svc.submit(tx_bytes)                  # raises OrdererError / NotLeader
+    results = await svc.submit_many([tx_bytes, ...])    # per item: tx id or the OrdererError
+    async for block in svc.committed(): ...             # OrderedBlock, in order, exactly once
+    svc.status(); svc.metrics                           # OrdererStatus, OrdererMetrics
+    await svc.stop()
+
+Wiring to Raft (the node does it): the driver's committed entries go to ``await svc.apply(entries)``
+(it blocks while the delivery queue is full: back-pressure on Raft apply), its snapshots take
+``svc.snapshot_data()`` and an installed snapshot goes to ``svc.restore_snapshot(data, index)``;
+``raft_port`` (:class:`RaftPort`) is how the service proposes and reads the log tail.
+
+How the chain is kept (each Raft entry carries exactly one block):
+
+* The leader bases block N+1 on the last block in its own Raft log, committed or not: it tracks
+  the number, hash and timestamp of its last proposed block, and stamps the block's header with
+  its term and the log index the entry will take. On becoming leader it derives that tip from the
+  last applied block plus the unapplied tail of its log, replayed with the apply rule below.
+* Apply rule, identical on every node: a block is appended to the chain iff its number is the next
+  one, its previous hash is the last applied block's hash, and its header's (term, index) are those
+  of the entry that carries it. Anything else is skipped. All nodes apply the same entries
+  (Raft's State Machine Safety, §5.4.3), so all skip the same ones; the transactions of a skipped
+  block are reported through ``on_dropped`` so clients can resubmit them.
+* Delivery is through a bounded queue; after a restart the service starts from the ledger tip
+  (``ledger_tip``), so entries up to the Raft index of the ledger's last block are not delivered
+  again.
+* Block time is ``max(now_ms, previous block's time)``: monotonic even if the leader's clock steps
+  back or leadership moves to a node with a slower clock.
+
+A follower forwards submissions to the leader through ``forward(leader_id, tx_bytes)``, or with
+``OrdererConfig.forward=False`` raises :class:`~consensus.raft.types.NotLeader` with the hint.
+
+This module must never read the clock except through the injected ``clock``, never let the
+delivery queue or pools grow past their limits, and never deliver a block that does not extend the
+chain it delivered before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from consensus.orderer.blocks import BlockSigner, assemble_block, block_tx_ids, read_header
+from consensus.orderer.cutter import BlockCutter, check_batch_config
+from consensus.orderer.errors import OrdererError, OrdererStopped
+from consensus.orderer.pool import TxPool
+from consensus.orderer.txcheck import CreatorChecker, MSPLike, TxInfo, inspect_tx
+from consensus.raft.driver import RaftDriver
+from consensus.raft.types import Entry, EntryKind, NotLeader, ProposalDropped, Role, Snapshot
+from crypto.batch import BatchVerifier
+from crypto.encoding import EncodingError, decode, encode
+from storage.model import GENESIS_PREVIOUS_HASH, BatchConfig, BlockHeader
+
+__all__ = [
+    "Clock",
+    "DriverPort",
+    "LedgerTip",
+    "OrderedBlock",
+    "OrdererConfig",
+    "OrdererMetrics",
+    "OrdererStatus",
+    "OrderingService",
+    "RaftPort",
+    "SystemClock",
+]
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+
+class Clock(Protocol):
+    """Wall time in unix milliseconds (block timestamps, batch timeouts) and sleeping on it."""
+
+    def now_ms(self) -> int: ...
+
+    async def sleep_ms(self, ms: int) -> None: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    async def sleep_ms(self, ms: int) -> None:
+        await asyncio.sleep(max(ms, 0) / 1000)
+
+
+class RaftStatusLike(Protocol):
+    @property
+    def leader(self) -> str | None: ...
+    @property
+    def term(self) -> int: ...
+    @property
+    def role(self) -> Role: ...
+    @property
+    def last_index(self) -> int: ...
+
+
+class RaftPort(Protocol):
+    """What the service needs of the Raft driver."""
+
+    def status(self) -> RaftStatusLike: ...
+
+    async def propose(self, data: bytes) -> int:
+        """Append ``data`` as one entry; its log index. Raises NotLeader / ProposalDropped."""
+        ...
+
+    def entries(self, lo: int, hi: int) -> Sequence[Entry]:
+        """Log entries ``[lo, hi)`` (committed or not), for a new leader to read its tail."""
+        ...
+
+    def request_snapshot(self, index: int, data: bytes) -> None:
+        """The application state at applied ``index``; Raft may compact the log up to it."""
+        ...
+
+
+# Bytes of log entries read per storage call when a new leader reads its log tail.
+ENTRIES_READ_BYTES = 4 * MiB
+
+
+class DriverPort:
+    """:class:`RaftPort` over a :class:`consensus.raft.driver.RaftDriver`.
+
+    Wiring (the driver's callbacks close over the service, created just after)::
+
+        driver = RaftDriver(node, storage, send, apply=lambda es: svc.apply(es), clock=clock,
+                            tick_interval_s=0.05, restore=lambda snap: svc.restore(snap))
+        svc = OrderingService(..., raft=DriverPort(driver))
+    """
+
+    def __init__(self, driver: RaftDriver) -> None:
+        self._driver = driver
+
+    def status(self) -> RaftStatusLike:
+        return self._driver.status()
+
+    async def propose(self, data: bytes) -> int:
+        return await self._driver.propose(data)
+
+    def entries(self, lo: int, hi: int) -> Sequence[Entry]:
+        storage = self._driver.storage
+        lo = max(lo, storage.first_index())
+        hi = min(hi, storage.last_index() + 1)
+        out: list[Entry] = []
+        while lo < hi:
+            ents = storage.entries(lo, hi, ENTRIES_READ_BYTES)
+            out.extend(ents)
+            lo = ents[-1].index + 1
+        return out
+
+    def request_snapshot(self, index: int, data: bytes) -> None:
+        self._driver.request_snapshot(index, data)
+
+
+@dataclass(frozen=True, slots=True)
+class OrdererConfig:
+    # Pending pool bounds: submissions get PoolFull beyond them. 100k × ~1 KiB txs is ~100 MiB at
+    # worst, and at tens of thousands of tx/s it is a few seconds of work queued: more would only
+    # add latency, not throughput.
+    pool_max_txs: int = 100_000
+    pool_max_bytes: int = 128 * MiB
+    # Ids of recently applied transactions kept for duplicate detection: several seconds of peak
+    # throughput; older replays are caught by the node's ledger check and by committers.
+    recent_ids_max: int = 200_000
+    # Applied block bytes kept so that a node becoming leader can learn recent ids: covers
+    # recent_ids_max ids of small transactions while bounding memory.
+    recent_block_bytes_max: int = 48 * MiB
+    # Proposed but not yet applied blocks: enough to keep Raft appends pipelined over a LAN
+    # round trip plus an fsync, small enough that a deposed leader drops little.
+    inflight_blocks_max: int = 16
+    # Blocks applied but not yet taken by the local committer: beyond it Raft apply waits.
+    commit_queue_max: int = 64
+    # Transactions checked per creator-verification batch (one executor call).
+    verify_batch_max: int = 4096
+    # Concurrent forwards from a follower to the leader.
+    forward_concurrency_max: int = 256
+    # How often the leader loop re-reads the Raft status when nothing else wakes it.
+    status_poll_ms: int = 20
+    # Applied blocks between two Raft snapshot requests: the log is compacted behind them, and
+    # a follower further behind than the kept entries gets a snapshot and state transfer.
+    snapshot_every_blocks: int = 1000
+    verify_creator: bool = True
+    forward: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "pool_max_txs",
+            "pool_max_bytes",
+            "inflight_blocks_max",
+            "commit_queue_max",
+            "verify_batch_max",
+            "forward_concurrency_max",
+            "status_poll_ms",
+            "snapshot_every_blocks",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTip:
+    """Where the local ledger ends: the service continues the chain from here after a restart."""
+
+    height: int  # number of committed blocks = number of the next block
+    tip_hash: bytes  # hash of the last block (GENESIS_PREVIOUS_HASH when empty)
+    raft_index: int  # Raft index of the entry that carried the last block (0: none)
+    timestamp_ms: int  # the last block's timestamp (0 when empty)
+
+    @classmethod
+    def from_ledger(cls, ledger: Any) -> LedgerTip:
+        """From a :class:`storage.ledger.ChannelLedger` (``height``, ``tip_hash``, ``get_header``)."""
+        height = ledger.height
+        if height == 0:
+            return cls(0, GENESIS_PREVIOUS_HASH, 0, 0)
+        header: BlockHeader = ledger.get_header(height - 1)
+        return cls(height, header.hash(), header.index, header.timestamp_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderedBlock:
+    """A block committed by Raft and appended to the chain, as delivered to the committer."""
+
+    number: int
+    hash: bytes
+    header: BlockHeader
+    data: bytes  # canonical Block bytes (decode with Block.decode)
+    tx_count: int
+
+
+@dataclass(slots=True)
+class OrdererMetrics:
+    blocks_cut: int = 0  # blocks this node proposed as leader
+    txs_cut: int = 0
+    blocks_delivered: int = 0  # blocks applied and handed to the committer
+    txs_ordered: int = 0
+    blocks_skipped: int = 0  # committed entries that did not extend the chain
+    txs_dropped: int = 0  # reported through on_dropped
+    txs_forwarded: int = 0
+    rejects: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class OrdererStatus:
+    node_id: str
+    role: Role
+    leader: str | None
+    term: int
+    next_number: int  # number of the next block to be applied
+    tip_hash: bytes
+    applied_index: int
+    pool_txs: int
+    pool_bytes: int
+    inflight_blocks: int
+    delivery_queue: int
+
+
+Forward = Callable[[str, bytes], Awaitable[bytes]]
+DroppedHook = Callable[[Sequence[bytes], str], None]
+StateTransferHook = Callable[[int, bytes], None]
+
+
+class OrderingService:
+    """One orderer node's ordering service for one channel (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        channel: str,
+        node_id: str,
+        signer: BlockSigner,
+        batch: BatchConfig,
+        msp_provider: Callable[[], MSPLike],
+        clock: Clock,
+        raft: RaftPort,
+        forward: Forward,
+        ledger_tip: Callable[[], LedgerTip],
+        config: OrdererConfig | None = None,
+        on_dropped: DroppedHook | None = None,
+        on_state_transfer: StateTransferHook | None = None,
+        verifier: BatchVerifier | None = None,
+    ) -> None:
+        check_batch_config(batch)
+        self.channel = channel
+        self.node_id = node_id
+        self.config = cfg = config or OrdererConfig()
+        self.metrics = OrdererMetrics()
+        self._signer = signer
+        self._batch = batch
+        self._clock = clock
+        self._raft = raft
+        self._forward = forward
+        self._ledger_tip = ledger_tip
+        self._on_dropped = on_dropped
+        self._on_state_transfer = on_state_transfer
+        self._own_verifier = verifier is None and cfg.verify_creator
+        self._verifier = verifier if verifier is not None else (BatchVerifier() if cfg.verify_creator else None)
+        self._checker = CreatorChecker(msp_provider, self._verifier) if self._verifier is not None else None
+        self._pool = TxPool(cfg.pool_max_txs, cfg.pool_max_bytes, cfg.recent_ids_max)
+        self._cutter: BlockCutter[TxInfo] = BlockCutter(batch)
+        self._queue: asyncio.Queue[OrderedBlock] = asyncio.Queue(maxsize=cfg.commit_queue_max)
+        self._forward_sem = asyncio.Semaphore(cfg.forward_concurrency_max)
+        # Chain as applied (every node).
+        self._next_number = 0
+        self._prev_hash = GENESIS_PREVIOUS_HASH
+        self._tip_ts = 0
+        self._applied_index = 0
+        self._recent_blocks: collections.deque[bytes] = collections.deque()
+        self._recent_bytes = 0
+        # Leader state: valid while _lead_term is not None.
+        self._lead_term: int | None = None
+        self._tip_number = -1
+        self._tip_hash = GENESIS_PREVIOUS_HASH
+        self._lead_ts = 0
+        self._next_index = 0
+        self._inflight: dict[int, bytes] = {}  # Raft index -> hash of the block we expect there
+        self._incoming: list[TxInfo] = []  # admitted (and verified) txs not yet given to the cutter
+        self._ready: collections.deque[list[TxInfo]] = collections.deque()  # cut, not yet proposed
+        self._verify_queue: collections.deque[tuple[list[TxInfo], asyncio.Future[list[OrdererError | None]]]] = (
+            collections.deque()
+        )
+        self._proposals: set[asyncio.Task[None]] = set()
+        self._blocks_since_snapshot = 0
+        self._wake = asyncio.Event()
+        self._verify_wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+
+    # ------------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Load the ledger tip and start the leader and verification loops."""
+        assert not self._running, "start() called twice"
+        tip = self._ledger_tip()
+        self._next_number = tip.height
+        self._prev_hash = tip.tip_hash
+        self._tip_ts = tip.timestamp_ms
+        self._applied_index = max(self._applied_index, tip.raft_index)
+        self._running = True
+        self._tasks.append(asyncio.create_task(self._leader_loop(), name=f"orderer-{self.node_id}-leader"))
+        if self._checker is not None:
+            self._tasks.append(asyncio.create_task(self._verify_loop(), name=f"orderer-{self.node_id}-verify"))
+
+    async def stop(self) -> None:
+        """Stop the loops; pending submissions fail with OrdererStopped. Idempotent."""
+        self._running = False
+        self._tasks.extend(self._proposals)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+        self._tasks.clear()
+        while self._verify_queue:
+            _, fut = self._verify_queue.popleft()
+            if not fut.done():
+                fut.set_exception(OrdererStopped("ordering service stopped"))
+        if self._own_verifier and self._verifier is not None:
+            self._verifier.close()
+
+    # ------------------------------------------------------------------------- submission
+    async def submit(self, tx_bytes: bytes) -> bytes:
+        """Submit one transaction; its tx id once admitted. Raises OrdererError or NotLeader."""
+        (res,) = await self.submit_many([tx_bytes])
+        if isinstance(res, BaseException):
+            raise res
+        return res
+
+    async def submit_many(self, txs: Sequence[bytes]) -> list[bytes | OrdererError]:
+        """Submit transactions; per item the tx id (admitted) or the refusal. Raises NotLeader
+        (follower in no-forward mode, or no leader known) and OrdererStopped."""
+        if not self._running:
+            raise OrdererStopped("ordering service is not running")
+        self._check_role()
+        if self._lead_term is None:
+            return await self._forward_many(txs)
+        results: list[bytes | OrdererError] = []
+        admitted: list[TxInfo] = []
+        slots: list[int] = []
+        channel, max_bytes, pool = self.channel, self._batch.absolute_max_bytes, self._pool
+        rejects = self.metrics.rejects
+        for data in txs:
+            try:
+                info = inspect_tx(data, channel, max_bytes)
+                pool.admit(info)
+            except OrdererError as exc:
+                rejects[exc.reason] += 1
+                results.append(exc)
+                continue
+            slots.append(len(results))
+            results.append(info.tx_id)
+            admitted.append(info)
+        if not admitted:
+            return results
+        if self._checker is None:
+            self._incoming.extend(admitted)
+            self._wake.set()
+            return results
+        fut: asyncio.Future[list[OrdererError | None]] = asyncio.get_running_loop().create_future()
+        self._verify_queue.append((admitted, fut))
+        self._verify_wake.set()
+        for slot, err in zip(slots, await fut, strict=True):
+            if err is not None:
+                results[slot] = err
+        return results
+
+    async def _forward_many(self, txs: Sequence[bytes]) -> list[bytes | OrdererError]:
+        leader = self._raft.status().leader
+        if not self.config.forward or leader is None or leader == self.node_id:
+            raise NotLeader(leader)
+
+        async def one(data: bytes) -> bytes | OrdererError:
+            async with self._forward_sem:
+                try:
+                    return await self._forward(leader, data)
+                except OrdererError as exc:
+                    return exc
+
+        self.metrics.txs_forwarded += len(txs)
+        if len(txs) == 1:
+            return [await one(txs[0])]
+        return list(await asyncio.gather(*(one(d) for d in txs)))
+
+    async def _verify_loop(self) -> None:
+        assert self._checker is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._verify_wake.wait()
+            self._verify_wake.clear()
+            while self._verify_queue:
+                jobs = []
+                infos: list[TxInfo] = []
+                while self._verify_queue and len(infos) < self.config.verify_batch_max:
+                    job = self._verify_queue.popleft()
+                    jobs.append(job)
+                    infos.extend(job[0])
+                now_s = self._clock.now_ms() // 1000
+                errors = await loop.run_in_executor(None, self._checker.check, infos, now_s)
+                pos = 0
+                for job_infos, fut in jobs:
+                    errs = errors[pos : pos + len(job_infos)]
+                    pos += len(job_infos)
+                    for info, err in zip(job_infos, errs, strict=True):
+                        if err is None:
+                            self._incoming.append(info)
+                        else:
+                            self._pool.remove_pending([info])
+                            self.metrics.rejects[err.reason] += 1
+                    if not fut.done():
+                        fut.set_result(list(errs))
+                self._wake.set()
+
+    # --------------------------------------------------------------------------- delivery
+    async def committed(self) -> AsyncIterator[OrderedBlock]:
+        """Blocks in chain order, each exactly once (one consumer: the local committer)."""
+        while True:
+            yield await self._queue.get()
+
+    def status(self) -> OrdererStatus:
+        st = self._raft.status()
+        return OrdererStatus(
+            node_id=self.node_id,
+            role=st.role,
+            leader=st.leader,
+            term=st.term,
+            next_number=self._next_number,
+            tip_hash=self._prev_hash,
+            applied_index=self._applied_index,
+            pool_txs=self._pool.pending_count,
+            pool_bytes=self._pool.pending_bytes,
+            inflight_blocks=len(self._inflight),
+            delivery_queue=self._queue.qsize(),
+        )
+
+    # ------------------------------------------------------------------------------ apply
+    async def apply(self, entries: Sequence[Entry]) -> None:
+        """Committed entries, in log order (the Raft driver's apply step). Waits while the
+        delivery queue is full."""
+        for e in entries:
+            if e.index <= self._applied_index:
+                continue  # before the ledger tip (restart) or a snapshot: already handled
+            self._applied_index = e.index
+            self._drop_lost(e.index)
+            if e.kind != EntryKind.NORMAL or not e.data:
+                self._resolve_own(e.index, None)
+                continue
+            block = self._extend(e)
+            if block is not None:
+                await self._queue.put(block)
+                self._blocks_since_snapshot += 1
+        if self._blocks_since_snapshot >= self.config.snapshot_every_blocks:
+            self._blocks_since_snapshot = 0
+            self._raft.request_snapshot(self._applied_index, self.snapshot_data())
+
+    def _extend(self, e: Entry) -> OrderedBlock | None:
+        """The apply rule (module docstring): extend the chain with ``e``'s block, or skip it."""
+        try:
+            parsed = read_header(e.data)
+        except EncodingError:
+            parsed = None
+        h = parsed.header if parsed is not None else None
+        if (
+            parsed is None
+            or h is None
+            or h.channel != self.channel
+            or h.number != self._next_number
+            or h.previous_hash != self._prev_hash
+            or h.term != e.term
+            or h.index != e.index
+        ):
+            self.metrics.blocks_skipped += 1
+            if not self._resolve_own(e.index, None) and parsed is not None:
+                self._report_dropped(self._ids_of(e.data), "stale")
+            return None
+        self._next_number += 1
+        self._prev_hash = parsed.hash
+        self._tip_ts = h.timestamp_ms
+        if not self._resolve_own(e.index, parsed.hash) and self._lead_term is not None:
+            self._pool.add_recent(self._ids_of(e.data))
+        self._remember(e.data)
+        self.metrics.blocks_delivered += 1
+        self.metrics.txs_ordered += parsed.tx_count
+        return OrderedBlock(h.number, parsed.hash, h, e.data, parsed.tx_count)
+
+    def _resolve_own(self, index: int, applied_hash: bytes | None) -> bool:
+        """Settle the block expected at ``index`` (proposed by us, or found in our log tail when
+        we became leader): ordered if the applied block is it, else dropped. A dropped block of
+        ours means the leader tip is wrong: resync it. Returns whether one was expected."""
+        expected = self._inflight.pop(index, None)
+        if expected is None:
+            return False
+        ordered = expected == applied_hash
+        ids = self._pool.resolve(index, ordered)
+        if not ordered:
+            self._report_dropped(ids, "lost")
+            if self._lead_term is not None:
+                self._resync_leader()
+        return True
+
+    def _drop_lost(self, index: int) -> None:
+        """Expected blocks at indices below ``index`` that were never applied were truncated away."""
+        for k in sorted(k for k in self._inflight if k < index):
+            self._resolve_own(k, None)
+
+    def _remember(self, data: bytes) -> None:
+        self._recent_blocks.append(data)
+        self._recent_bytes += len(data)
+        while self._recent_bytes > self.config.recent_block_bytes_max and len(self._recent_blocks) > 1:
+            self._recent_bytes -= len(self._recent_blocks.popleft())
+
+    def _ids_of(self, data: bytes) -> list[bytes]:
+        try:
+            return block_tx_ids(data)
+        except EncodingError:
+            return []
+
+    def _report_dropped(self, ids: Sequence[bytes], reason: str) -> None:
+        if not ids:
+            return
+        self.metrics.txs_dropped += len(ids)
+        if self._on_dropped is not None:
+            self._on_dropped(ids, reason)
+
+    # --------------------------------------------------------------------------- snapshots
+    def snapshot_data(self) -> bytes:
+        """The ordering state at the applied index: Raft snapshot data."""
+        return encode([self._next_number - 1, self._prev_hash, self._tip_ts])
+
+    def restore_snapshot(self, data: bytes, index: int) -> None:
+        """A snapshot at Raft ``index`` was installed: continue the chain after its block, and
+        ask the node (``on_state_transfer``) to fetch the blocks up to it from peers."""
+        if not data:  # Raft's bootstrap snapshot: membership only, no ordering state yet
+            self._applied_index = max(self._applied_index, index)
+            return
+        try:
+            number, tip_hash, ts = decode(data)
+        except (EncodingError, ValueError, TypeError) as exc:
+            raise ValueError(f"bad ordering snapshot: {exc}") from exc
+        self._applied_index = max(self._applied_index, index)
+        if number + 1 <= self._next_number:
+            return  # the ledger is already at or past the snapshot
+        self._next_number = number + 1
+        self._prev_hash = tip_hash
+        self._tip_ts = ts
+        self._recent_blocks.clear()
+        self._recent_bytes = 0
+        if self._on_state_transfer is not None:
+            self._on_state_transfer(number, tip_hash)
+
+    async def restore(self, snapshot: Snapshot) -> None:
+        """The Raft driver's ``restore`` callback."""
+        self.restore_snapshot(snapshot.data, snapshot.index)
+
+    # ---------------------------------------------------------------------- leader logic
+    def _check_role(self) -> None:
+        st = self._raft.status()
+        if st.role == Role.LEADER:
+            if self._lead_term != st.term:
+                self._become_leader(st)
+        elif self._lead_term is not None:
+            self._step_down()
+
+    def _become_leader(self, st: RaftStatusLike) -> None:
+        """Derive the leader tip from the applied chain plus the unapplied tail of our log."""
+        if self._lead_term is not None:
+            self._step_down()
+        self._lead_term = st.term
+        self._pool.clear_recent()
+        for data in self._recent_blocks:
+            self._pool.add_recent(self._ids_of(data))
+        self._resync_leader()
+        log.info(
+            "%s: leader of %s in term %d, next block %d", self.node_id, self.channel, st.term, self._tip_number + 1
+        )
+
+    def _resync_leader(self) -> None:
+        st = self._raft.status()
+        number, prev, ts = self._next_number - 1, self._prev_hash, self._tip_ts
+        for e in self._raft.entries(self._applied_index + 1, st.last_index + 1):
+            if e.kind != EntryKind.NORMAL or not e.data:
+                continue
+            try:
+                h = read_header(e.data)
+            except EncodingError:
+                continue
+            hd = h.header
+            if hd.number == number + 1 and hd.previous_hash == prev and hd.term == e.term and hd.index == e.index:
+                number, prev, ts = hd.number, h.hash, hd.timestamp_ms
+                if e.index not in self._inflight:
+                    self._inflight[e.index] = h.hash
+                    self._pool.add_inflight_ids(e.index, self._ids_of(e.data))
+        self._tip_number, self._tip_hash, self._lead_ts = number, prev, ts
+        self._next_index = st.last_index + 1
+
+    def _step_down(self) -> None:
+        """Leadership lost: pending transactions are dropped (in-flight ones settle at apply)."""
+        self._lead_term = None
+        pending = list(self._incoming)
+        self._incoming.clear()
+        pending.extend(self._cutter.cut())
+        for b in self._ready:
+            pending.extend(b)
+        self._ready.clear()
+        self._pool.remove_pending(pending)
+        self._report_dropped([t.tx_id for t in pending], "leader_changed")
+
+    async def _leader_loop(self) -> None:
+        while True:
+            self._check_role()
+            if self._lead_term is not None:
+                await self._cut_and_propose()
+            await self._wait()
+
+    async def _wait(self) -> None:
+        delay = self.config.status_poll_ms
+        deadline = self._cutter.deadline_ms()
+        if deadline is not None and self._lead_term is not None:
+            delay = min(delay, max(deadline - self._clock.now_ms(), 0))
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep_ms(delay))
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+        self._wake.clear()
+
+    async def _cut_and_propose(self) -> None:
+        now = self._clock.now_ms()
+        if self._incoming:
+            incoming, self._incoming = self._incoming, []
+            self._ready.extend(self._cutter.add(incoming, now))
+        due = self._cutter.cut_if_due(now)
+        if due:
+            self._ready.append(due)
+        while self._ready and len(self._inflight) < self.config.inflight_blocks_max and self._lead_term is not None:
+            self._propose(self._ready.popleft())
+
+    def _propose(self, batch: list[TxInfo]) -> None:
+        """Assemble the next block on the leader tip and hand it to Raft without waiting.
+
+        Several proposals are in flight at once (Raft appends pipeline); the driver appends them
+        in the order they were made, so each is stamped with the index it will take.
+        """
+        assert self._lead_term is not None
+        predicted = self._next_index
+        ab = assemble_block(
+            channel=self.channel,
+            number=self._tip_number + 1,
+            previous_hash=self._tip_hash,
+            txs=batch,
+            timestamp_ms=max(self._clock.now_ms(), self._lead_ts),
+            term=self._lead_term,
+            index=predicted,
+            signer=self._signer,
+        )
+        # Book the block before proposing: the entry may be applied before propose() returns.
+        self._pool.to_inflight(predicted, batch)
+        self._inflight[predicted] = ab.hash
+        self._next_index = predicted + 1
+        self._tip_number, self._tip_hash, self._lead_ts = ab.header.number, ab.hash, ab.header.timestamp_ms
+        self.metrics.blocks_cut += 1
+        self.metrics.txs_cut += len(batch)
+        task = asyncio.create_task(self._await_proposal(predicted, ab.hash, ab.data))
+        self._proposals.add(task)
+        task.add_done_callback(self._proposals.discard)
+
+    async def _await_proposal(self, predicted: int, block_hash: bytes, data: bytes) -> None:
+        try:
+            index = await self._raft.propose(data)
+        except (NotLeader, ProposalDropped) as exc:
+            log.info("%s: proposal for index %d failed: %s", self.node_id, predicted, exc)
+            if self._inflight.get(predicted) == block_hash:
+                del self._inflight[predicted]
+                self._report_dropped(self._pool.resolve(predicted, False), "proposal_dropped")
+                if self._lead_term is not None and isinstance(exc, ProposalDropped):
+                    self._resync_leader()
+            self._wake.set()  # the leader loop re-reads the role
+            return
+        if index != predicted and self._inflight.get(predicted) == block_hash:
+            # Another entry took the index we stamped: every node will skip this block when it is
+            # applied at ``index``; book it there so its transactions are reported then.
+            del self._inflight[predicted]
+            self._pool.add_inflight_ids(index, self._pool.resolve(predicted, False))
+            self._inflight[index] = block_hash
+            self._resync_leader()
