@@ -125,7 +125,7 @@ class RaftDriver:
         self._inbox_max = inbox_max
         self._requests: deque[_Request] = deque()
         self._awaiting_persist: list[tuple[int, int, asyncio.Future[int]]] = []
-        self._snapshot_request: tuple[int, bytes] | None = None
+        self._snapshot_request: tuple[int, bytes, asyncio.Future[Snapshot]] | None = None
         self._snapshot_keep = snapshot_keep_entries
         self._ticks = 0
         self._tick_count = 0
@@ -168,10 +168,20 @@ class RaftDriver:
     async def transfer_leadership(self, to: str) -> bool:
         return bool(await self._request("transfer", to))
 
-    def request_snapshot(self, index: int, data: bytes) -> None:
-        """Record the application's state at applied ``index``; stored after the current Ready."""
-        self._snapshot_request = (index, bytes(data))
+    def request_snapshot(self, index: int, data: bytes) -> asyncio.Future[Snapshot]:
+        """Record the application's state at applied ``index`` (callable from ``apply``).
+
+        The snapshot is stored, and the log compacted behind it, after the current Ready is
+        advanced. The returned future yields the stored snapshot, or raises Compacted (not newer
+        than the current one) / Unavailable (``index`` not applied yet). A newer request
+        replaces one not yet taken, which then raises :class:`ProposalDropped`.
+        """
+        fut: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
+        if self._snapshot_request is not None:
+            self._snapshot_request[2].set_exception(ProposalDropped("replaced by a newer snapshot request"))
+        self._snapshot_request = (index, bytes(data), fut)
         self._wake.set()
+        return fut
 
     def status(self) -> Status:
         return self.node.status()
@@ -289,14 +299,17 @@ class RaftDriver:
         req, self._snapshot_request = self._snapshot_request, None
         if req is None:
             return
-        index, data = req
-        if index <= self.storage.snapshot().index:
+        index, data, fut = req
+        try:
+            cs = self.node.conf_state_at(index)
+            snap = self.storage.create_snapshot(index, cs, data)
+        except RaftError as exc:
+            fut.set_exception(exc)
             return
-        cs = self.node.conf_state_at(index)
-        self.storage.create_snapshot(index, cs, data)
         upto = index - self._snapshot_keep
         if upto >= self.storage.first_index():
             self.storage.compact(upto)
+        fut.set_result(snap)
 
     # ---------------------------------------------------------------------- shutdown
     def _check_transfer_wait(self) -> None:
@@ -336,3 +349,6 @@ class RaftDriver:
             if not fut.done():
                 fut.set_exception(exc)
         self._awaiting_persist = []
+        if self._snapshot_request is not None:
+            self._snapshot_request[2].set_exception(exc)
+            self._snapshot_request = None

@@ -13,6 +13,7 @@ import pytest
 from fakes import FakeClock, wait_until
 
 from consensus.raft import (
+    Compacted,
     ConfChange,
     ConfChangeRefused,
     ConfChangeType,
@@ -25,6 +26,7 @@ from consensus.raft import (
     RawNode,
     Role,
     Snapshot,
+    Unavailable,
 )
 from consensus.raft.driver import RaftDriver
 from consensus.raft.leveldb_storage import LevelDBStorage
@@ -212,10 +214,22 @@ async def test_snapshot_request_compacts_the_log(cluster: Cluster) -> None:
     await wait_until(c.clock, lambda: c.app_index[lead] >= 12, timeout_s=5)
     drv = c.drivers[lead]
     drv._snapshot_keep = 2
-    drv.request_snapshot(c.app_index[lead], b"state")
-    await wait_until(c.clock, lambda: drv.storage.snapshot().index == c.app_index[lead], timeout_s=1)
+    fut = drv.request_snapshot(c.app_index[lead], b"state")
+    await wait_until(c.clock, fut.done, timeout_s=1)
+    snap = fut.result()
+    assert snap == drv.storage.snapshot() and snap.index == c.app_index[lead] and snap.data == b"state"
     assert drv.storage.first_index() == c.app_index[lead] - 1
-    assert drv.storage.snapshot().conf_state.voters == tuple(sorted(IDS))
+    assert snap.conf_state.voters == tuple(sorted(IDS))
+    # Not newer than the current snapshot, or beyond what is applied: typed errors, loop unharmed.
+    stale = drv.request_snapshot(snap.index, b"again")
+    await wait_until(c.clock, stale.done, timeout_s=1)
+    with pytest.raises(Compacted):
+        stale.result()
+    early = drv.request_snapshot(c.app_index[lead] + 100, b"future")
+    await wait_until(c.clock, early.done, timeout_s=1)
+    with pytest.raises(Unavailable):
+        early.result()
+    await drv.propose(b"still running")
 
 
 async def test_inbox_is_bounded(tmp_path: Path) -> None:
