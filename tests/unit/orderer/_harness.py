@@ -151,3 +151,47 @@ async def advance_until(clock: FakeClock, pred: Callable[[], bool], step_ms: int
         clock.advance(step_ms)
         moved += step_ms
         await asyncio.sleep(0.001)
+
+
+class VirtualClock:
+    """One virtual time for the Raft drivers (``now``/``sleep`` in seconds) and the ordering
+    services (``now_ms``/``sleep_ms``, unix milliseconds). Moves only in :meth:`advance`."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self._start_ms = start_ms
+        self._now = 0.0
+        self._seq = itertools.count()
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+
+    def now(self) -> float:
+        return self._now
+
+    def now_ms(self) -> int:
+        return self._start_ms + round(self._now * 1000)
+
+    async def sleep(self, seconds: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + max(seconds, 0.0), next(self._seq), fut))
+        await fut
+
+    async def sleep_ms(self, ms: int) -> None:
+        await self.sleep(ms / 1000)
+
+    async def advance(self, seconds: float) -> None:
+        self._now += seconds
+        while self._sleepers and self._sleepers[0][0] <= self._now + 1e-9:
+            _, _, fut = heapq.heappop(self._sleepers)
+            if not fut.done():
+                fut.set_result(None)
+        for _ in range(10):  # let woken tasks run to their next await
+            await asyncio.sleep(0)
+
+
+async def run_until(clock: VirtualClock, pred: Callable[[], bool], timeout_s: float = 30.0, what: str = "") -> None:
+    """Advance virtual time in 10 ms steps until ``pred`` holds (fail after ``timeout_s`` of it)."""
+    waited = 0.0
+    while not pred():
+        if waited >= timeout_s:
+            raise AssertionError(f"not reached within {timeout_s} virtual seconds: {what}")
+        await clock.advance(0.01)
+        waited += 0.01
