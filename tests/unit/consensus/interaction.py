@@ -236,8 +236,13 @@ class Env:
         rd = node.raw.ready()
         persist(node.storage, rd)
         self._print_ready(nid, rd)
-        # Messages to a node that is down are lost (no connection to carry them).
-        self.queue.extend(m for m in rd.messages if (n := self.nodes.get(m.dst)) is not None and n.raw is not None)
+        # Messages across a partition, or to a node that is down, are lost at once.
+        for m in rd.messages:
+            dst = self.nodes.get(m.dst)
+            if (m.src, m.dst) in self.blocked or dst is None or dst.raw is None:
+                self.say(f"  dropped: {m}")
+            else:
+                self.queue.append(m)
         node.applied.extend(rd.committed_entries)
         node.raw.advance(rd)
         return True
