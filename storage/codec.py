@@ -60,6 +60,7 @@ class CommitSlices:
     rwsets: list[Any]  # each rwset as msgpack decodes it (tuples); the committer checks what it uses
 
 
+_BLOCK_ARRAY = 0x94  # fixarray of 4: the only canonical header of a block
 _TX_TAG = hashlib.sha256(Tag.TRANSACTION)
 _ID_TAG = hashlib.sha256(Tag.PROPOSAL_HEADER)
 
@@ -138,8 +139,11 @@ def commit_slices(data: bytes) -> CommitSlices:
             raise CorruptionError("block: expected an array of 4")
         h0 = up.tell()
         up.skip()
-        header_hash = digest_bytes(Tag.BLOCK_HEADER, view[h0 : up.tell()])
+        a0 = up.tell()
+        header_hash = digest_bytes(Tag.BLOCK_HEADER, view[h0:a0])
         n = up.read_array_header()
+        if data[0] != _BLOCK_ARRAY or data[a0 : up.tell()] != msgpack.Packer().pack_array_header(n):
+            raise CorruptionError("block: non-canonical array header")
         tell, skip, read_arr, unpack = up.tell, up.skip, up.read_array_header, up.unpack
         id_copy, tx_copy = _ID_TAG.copy, _TX_TAG.copy
         ids_append, hashes_append, rw_append = tx_ids.append, tx_hashes.append, rwsets.append
@@ -162,10 +166,14 @@ def commit_slices(data: bytes) -> CommitSlices:
             h = tx_copy()
             h.update(view[start : tell()])
             hashes_append(h.digest())
-        if type(unpack()) is not bytes or type(unpack()) is not bytes:
+        t0 = tell()
+        orderer, signature = unpack(), unpack()
+        if type(orderer) is not bytes or type(signature) is not bytes:
             raise CorruptionError("block: orderer and signature must be bytes")
-        if tell() != len(data):
-            raise CorruptionError("block: trailing bytes")
+        # The header and transactions are proven canonical by their hashes; the rest is checked
+        # here, so stored bytes always decode with the strict decoder.
+        if data[t0:] != msgpack.packb(orderer, use_bin_type=True) + msgpack.packb(signature, use_bin_type=True):
+            raise CorruptionError("block: non-canonical or trailing bytes after the transactions")
     except CorruptionError:
         raise
     except Exception as exc:  # OutOfData, StackError, ValueError: the bytes are not a block

@@ -408,3 +408,22 @@ def test_a_valid_copy_after_a_duplicate_in_one_block_is_refused(ledger: ChannelL
     with pytest.raises(ChainError, match="VALID"):
         ledger.commit(chain.builder.block([t, t]), [ValidationCode.DUPLICATE_TXID, V])
     assert ledger.height == 0
+
+
+def test_non_canonical_caller_bytes_are_refused(ledger: ChannelLedger, chain: Chain) -> None:
+    block = chain.block([chain.tx([("a", b"1")])])
+    data = block.encode()
+    sig = block.signature
+    assert data.endswith(b"\xc4" + bytes([len(sig)]) + sig)
+    bin16 = data[: -(len(sig) + 2)] + b"\xc5" + len(sig).to_bytes(2, "big") + sig  # same value, longer form
+    with pytest.raises(ChainError):
+        ledger.commit(block, [V], block_bytes=bin16)
+    a0 = 1 + len(encode(block.header.to_obj()))
+    assert data[a0] == 0x91
+    arr16 = data[:a0] + b"\xdc\x00\x01" + data[a0 + 1 :]  # the tx array as array16: same value
+    with pytest.raises(ChainError):
+        ledger.commit(block, [V], block_bytes=arr16)
+    with pytest.raises(ChainError):
+        ledger.commit(block, [V], block_bytes=data + b"\x00")
+    ledger.commit(block, [V], block_bytes=data)
+    assert ledger.get_block(0) == block
