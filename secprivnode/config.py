@@ -78,7 +78,7 @@ class ChannelSpec:
 class P2PSection:
     listen: str = "127.0.0.1:7051"
     advertise: str = ""  # address peers dial; defaults to listen
-    bootstrap: tuple[str, ...] = ()  # seed peer addresses (host:port)
+    bootstrap: tuple[str, ...] = ()  # seed peers as name@host:port (the name is the peer's certificate CN)
     network_id: str = "secprivnode"
 
     def __post_init__(self) -> None:
@@ -86,7 +86,10 @@ class P2PSection:
         if self.advertise:
             parse_hostport(self.advertise, "p2p.advertise")
         for b in self.bootstrap:
-            parse_hostport(b, "p2p.bootstrap")
+            name, at, addr = b.partition("@")
+            if not at or not name:
+                raise ConfigError(f"p2p.bootstrap: expected name@host:port, got {b!r}")
+            parse_hostport(addr, "p2p.bootstrap")
 
     @property
     def advertised(self) -> str:
@@ -110,7 +113,7 @@ class RaftSection:
     tick_ms: int = 100
     election_ticks: int = 10
     heartbeat_ticks: int = 1
-    snapshot_interval_entries: int = 10_000
+    snapshot_interval_blocks: int = 1000  # Raft log compaction: a snapshot every this many blocks
 
     def __post_init__(self) -> None:
         if self.tick_ms <= 0 or self.heartbeat_ticks <= 0 or self.election_ticks <= self.heartbeat_ticks:

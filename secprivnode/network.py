@@ -171,7 +171,7 @@ def init_network(
             "channels": [{"name": channel, "genesis": os.path.relpath(genesis_path, n.dir)}],
             "p2p": {
                 "listen": n.p2p,
-                "bootstrap": [m.p2p for m in nodes if m is not n],
+                "bootstrap": [f"{m.name}@{m.p2p}" for m in nodes if m is not n],
                 "network_id": f"secprivnode-{channel}",
             },
             "rpc": {"listen": n.rpc, "operations_listen": n.ops},

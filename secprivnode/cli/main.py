@@ -14,6 +14,7 @@ import click
 # Command modules, in the order their groups appear in --help.
 COMMAND_MODULES = [
     "secprivnode.cli.network_cmds",
+    "secprivnode.cli.node_cmds",
     "secprivnode.cli.tx_cmds",
     "secprivnode.cli.crypto_cmds",
     "secprivnode.cli.ledger_cmds",

@@ -1,0 +1,246 @@
+"""The gateway: turns a client's signed proposal into an ordered transaction (Fabric's Gateway).
+
+1. Pick endorsers that satisfy the contract's endorsement policy among the channel's reachable
+   nodes, this node first (``policy.plan``).
+2. Ask them concurrently (this node directly, others with ``wire.ENDORSE`` requests).
+3. Check that every endorser produced the same response and read/write set (a mismatch means
+   the endorsers saw different state or run different code: the transaction would fail
+   validation, so it is refused here with a clear error instead).
+4. Assemble the transaction and hand it to ordering: the local ordering service (which forwards
+   to the Raft leader), or an orderer peer over ``wire.SUBMIT``.
+5. Optionally wait for the commit and report the block number and validation code.
+
+Every failure becomes a :class:`~secprivnode.api.ServiceError` with a stable code. This module
+never signs for the client and never orders a transaction whose endorsements disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from consensus.orderer.errors import OrdererError
+from consensus.raft import NotLeader, ProposalDropped
+from crypto.encoding import EncodingError, encode
+from p2p.errors import P2PError
+from secprivnode import wire
+from secprivnode.api import (
+    ContractFailed,
+    NotLeaderError,
+    Overloaded,
+    ServiceError,
+    SubmitResult,
+    TimeoutError_,
+    TxRejected,
+    UnknownChannel,
+)
+from secprivnode.channel import ChannelRuntime
+from secprivnode.contracts.config_contract import contract_policy
+from secprivnode.contracts.policy import PolicyUnsatisfiable, plan
+from secprivnode.pipeline.endorser import EndorsementResult
+from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
+from storage.model import (
+    Endorsement,
+    MalformedError,
+    Proposal,
+    ReadWriteSet,
+    Response,
+    Transaction,
+)
+
+__all__ = ["Gateway", "rejection_to_error"]
+
+log = logging.getLogger(__name__)
+
+# How long one remote endorsement may take (simulation is milliseconds; this covers a busy peer).
+ENDORSE_TIMEOUT_S = 10.0
+# How long a forwarded submission may take to be admitted by an orderer.
+SUBMIT_TIMEOUT_S = 10.0
+
+
+def rejection_to_error(exc: ProposalRejected) -> ServiceError:
+    if isinstance(exc, ContractRejected):
+        r = exc.response
+        return ContractFailed(exc.message, {"status": r.status, "message": r.message, "payload": r.payload})
+    if exc.code is RejectCode.BAD_CHANNEL:
+        return UnknownChannel(exc.message)
+    return TxRejected(exc.message, {"reason": exc.code.value})
+
+
+def _response_json(r: Response) -> dict[str, Any]:
+    return {
+        "status": r.status,
+        "message": r.message,
+        "payload": r.payload,
+        "events": [{"name": n, "payload": p} for n, p in r.events],
+    }
+
+
+class Gateway:
+    def __init__(self, node_name: str, org: str, channels: dict[str, ChannelRuntime], transport: Any) -> None:
+        self._name = node_name
+        self._org = org
+        self._channels = channels
+        self._transport = transport
+
+    def channel(self, name: str) -> ChannelRuntime:
+        ch = self._channels.get(name)
+        if ch is None:
+            raise UnknownChannel(f"this node does not serve channel {name!r}")
+        return ch
+
+    # ------------------------------------------------------------------ endorsement
+    def _endorsers(self, ch: ChannelRuntime, contract: str) -> list[str]:
+        cfg = ch.view.require_config()
+        policy = contract_policy(cfg, contract)
+        if policy is None:
+            raise TxRejected(
+                f"contract {contract!r} is not defined on channel {ch.name}", {"reason": "unknown_contract"}
+            )
+        connected = set(self._transport.connected_peers())
+        available: dict[str, list[str]] = {self._org: [self._name]}
+        for n in cfg.nodes:
+            if n.name in connected:
+                available.setdefault(n.org, []).append(n.name)
+        try:
+            return plan(policy, available, self._org)
+        except PolicyUnsatisfiable as exc:
+            raise Overloaded(f"not enough reachable endorsers for {contract!r}: {exc}") from exc
+
+    async def _endorse_remote(self, peer: str, ch: ChannelRuntime, proposal: Proposal, sig: bytes) -> EndorsementResult:
+        payload = [ch.name, proposal.to_obj(), sig, dict(proposal.transient)]
+        try:
+            answer = await self._transport.request(peer, wire.ENDORSE, payload, ENDORSE_TIMEOUT_S)
+            resp_obj, rwset_obj, end_obj = wire.unpack_answer(answer)
+            return EndorsementResult(
+                Response.from_obj(resp_obj), ReadWriteSet.from_obj(rwset_obj), Endorsement.from_obj(end_obj)
+            )
+        except wire.RemoteRefusal as exc:
+            if exc.kind == RejectCode.CONTRACT_ERROR.value:
+                raise ContractFailed(f"{peer}: {exc.message}") from exc
+            raise TxRejected(f"{peer} refused to endorse: {exc.message}", {"reason": exc.kind}) from exc
+        except (P2PError, MalformedError, EncodingError, ValueError) as exc:
+            raise Overloaded(f"endorser {peer} unavailable: {exc}") from exc
+
+    async def on_endorse(self, peer: str, payload: Any) -> list[Any]:
+        """Serve a ``wire.ENDORSE`` request from another node's gateway."""
+        try:
+            channel, prop_obj, sig, transient = payload
+            ch = self.channel(channel)
+            proposal = Proposal.from_obj(prop_obj)
+            if not isinstance(sig, bytes) or not isinstance(transient, dict):
+                raise MalformedError("bad signature or transient map")
+            proposal = Proposal(proposal.header, proposal.contract, proposal.function, proposal.args, transient)
+            res = ch.endorser.endorse(proposal, sig)
+        except ProposalRejected as exc:
+            return wire.err(exc.code.value, exc.message)
+        except (MalformedError, EncodingError, ValueError, TypeError) as exc:
+            return wire.err(RejectCode.BAD_PROPOSAL.value, str(exc))
+        except ServiceError as exc:
+            return wire.err(RejectCode.BAD_CHANNEL.value, exc.message)
+        return wire.ok(res.response.to_obj(), res.rwset.to_obj(), res.endorsement.to_obj())
+
+    async def endorse(self, proposal: Proposal, sig: bytes) -> Transaction:
+        ch = self.channel(proposal.header.channel)
+        peers = self._endorsers(ch, proposal.contract)
+        jobs = []
+        for p in peers:
+            if p == self._name:
+                jobs.append(self._endorse_local(ch, proposal, sig))
+            else:
+                jobs.append(self._endorse_remote(p, ch, proposal, sig))
+        results = await asyncio.gather(*jobs)
+        first = results[0]
+        ref = encode([first.response.to_obj(), first.rwset.to_obj()])
+        for p, r in zip(peers[1:], results[1:], strict=True):
+            if encode([r.response.to_obj(), r.rwset.to_obj()]) != ref:
+                raise TxRejected(
+                    f"endorsements disagree ({peers[0]} vs {p}): the endorsers' states or contracts differ",
+                    {"reason": "endorsement_mismatch"},
+                )
+        stored = Proposal(proposal.header, proposal.contract, proposal.function, proposal.args)
+        return Transaction(stored, sig, first.response, first.rwset, tuple(r.endorsement for r in results))
+
+    async def _endorse_local(self, ch: ChannelRuntime, proposal: Proposal, sig: bytes) -> EndorsementResult:
+        try:
+            return ch.endorser.endorse(proposal, sig)
+        except ProposalRejected as exc:
+            raise rejection_to_error(exc) from exc
+
+    # ------------------------------------------------------------------ ordering
+    async def order(self, ch: ChannelRuntime, tx_bytes: bytes) -> None:
+        try:
+            if ch.orderer is not None:
+                await ch.orderer.submit(tx_bytes)
+                return
+            await self._submit_remote(ch, tx_bytes)
+        except NotLeader as exc:
+            raise NotLeaderError(f"not the leader; try {exc.leader_hint}", {"leader": exc.leader_hint}) from exc
+        except ProposalDropped as exc:
+            raise Overloaded(f"ordering dropped the transaction: {exc}") from exc
+        except OrdererError as exc:
+            raise _orderer_error(type(exc).__name__, str(exc)) from exc
+
+    async def _submit_remote(self, ch: ChannelRuntime, tx_bytes: bytes) -> None:
+        cfg = ch.view.require_config()
+        connected = set(self._transport.connected_peers())
+        orderers = [n.name for n in cfg.orderers() if n.name in connected]
+        leader = ch.leader()
+        if leader in orderers:
+            orderers.remove(leader)
+            orderers.insert(0, leader)
+        last: Exception | None = None
+        for o in orderers:
+            try:
+                answer = await self._transport.request(o, wire.SUBMIT, [ch.name, tx_bytes], SUBMIT_TIMEOUT_S)
+                wire.unpack_answer(answer)
+                return
+            except wire.RemoteRefusal as exc:
+                if exc.kind in ("NotLeader", "NotOrderer", "ProposalDropped", "OrdererStopped"):
+                    last = exc
+                    continue
+                raise _orderer_error(exc.kind, exc.message) from exc
+            except P2PError as exc:
+                last = exc
+        raise Overloaded(f"no orderer of {ch.name} accepted the transaction: {last}")
+
+    async def submit(self, proposal: Proposal, sig: bytes, *, wait: bool, timeout_s: float) -> SubmitResult:
+        ch = self.channel(proposal.header.channel)
+        tx = await self.endorse(proposal, sig)
+        tx_bytes = tx.encode()
+        tx_id = tx.tx_id
+        fut = ch.wait_for(tx_id) if wait else None
+        try:
+            await self.order(ch, tx_bytes)
+            if fut is None:
+                return SubmitResult(tx_id, response=_response_json(tx.response))
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+            except TimeoutError as exc:
+                raise TimeoutError_(
+                    f"transaction {tx_id.hex()} not committed within {timeout_s}s (it may still commit)",
+                    {"tx_id": "0x" + tx_id.hex()},
+                ) from exc
+            return SubmitResult(tx_id, outcome.block_number, outcome.code, _response_json(tx.response))
+        finally:
+            if fut is not None:
+                ch.forget_waiter(tx_id, fut)
+
+    async def query(self, proposal: Proposal, sig: bytes) -> dict[str, Any]:
+        ch = self.channel(proposal.header.channel)
+        try:
+            response, _ = ch.endorser.evaluate(proposal, sig)
+        except ProposalRejected as exc:
+            raise rejection_to_error(exc) from exc
+        if response.status >= 400:
+            raise ContractFailed(f"contract returned {response.status}: {response.message}", _response_json(response))
+        return _response_json(response)
+
+
+def _orderer_error(kind: str, message: str) -> ServiceError:
+    if kind in ("PoolFull", "Overloaded"):
+        return Overloaded(message)
+    if kind == "NotLeader":
+        return NotLeaderError(message)
+    return TxRejected(message, {"reason": kind})

@@ -1,0 +1,315 @@
+"""The node daemon: assembly, lifecycle and graceful shutdown.
+
+Components are started in dependency order under one :class:`contextlib.AsyncExitStack` and
+unwound in reverse, also when start-up fails half-way:
+
+    storage → identity → transport → channels (ledger, pipeline, Raft, ordering) → gossip → RPC
+
+Shutdown (SIGTERM/SIGINT, or :meth:`Node.request_stop`): the RPC and operations servers stop
+accepting work, each channel hands its Raft leadership to a caught-up follower and stops ordering,
+gossip and the transport close, then storage. Every task is owned by the component that created
+it, and each component's ``stop`` cancels and awaits its own.
+
+This module wires components together; it holds no protocol logic of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+from typing import Any
+
+from aiohttp import web
+
+from crypto.batch import BatchVerifier
+from crypto.msp import MSP, Identity, IdentityError, Role
+from crypto.signing import BACKEND_ENV, PrivateKey, PublicKey
+from p2p.gossip.core import GossipCore
+from p2p.gossip.service import GossipService
+from p2p.transport import Transport
+from secprivnode import wire
+from secprivnode.channel import ChannelRuntime
+from secprivnode.config import NodeConfig, parse_hostport
+from secprivnode.contracts.builtin import builtin_registry
+from secprivnode.gateway import Gateway
+from secprivnode.genesis import read_genesis
+from secprivnode.metrics import NodeMetrics
+from secprivnode.ops import create_ops_app
+from secprivnode.rpc.server import RpcLimits, create_rpc_app, run_rpc_server
+from secprivnode.service import LocalNodeService
+from storage.kv import Database
+
+__all__ = ["Node", "NodeStartError", "run_node"]
+
+log = logging.getLogger(__name__)
+
+# How long a graceful shutdown may take before the remaining tasks are cancelled.
+SHUTDOWN_TIMEOUT_S = 20.0
+
+
+class NodeStartError(RuntimeError):
+    """The node cannot start with this configuration (bad identity, genesis, ports…)."""
+
+
+class _GossipStore:
+    """Adapts a channel runtime to the gossip core's BlockStore protocol."""
+
+    def __init__(self, ch: ChannelRuntime) -> None:
+        self._ch = ch
+
+    @property
+    def height(self) -> int:
+        return self._ch.gossip_height()
+
+    @property
+    def tip_hash(self) -> bytes | None:
+        return self._ch.gossip_tip_hash()
+
+    def get_block_bytes(self, number: int) -> bytes:
+        return self._ch.gossip_block_bytes(number)
+
+    def deliver(self, blocks: Any) -> None:
+        self._ch.gossip_deliver(blocks)
+
+
+def _load_identity(config: NodeConfig) -> tuple[Identity, PrivateKey, bytes]:
+    try:
+        cert_pem = config.identity.cert.read_bytes()
+        key = PrivateKey.from_pem(config.identity.key.read_bytes())
+        ident = Identity.from_cert(cert_pem)
+    except (OSError, ValueError, IdentityError) as exc:
+        raise NodeStartError(f"cannot load the node identity: {exc}") from exc
+    if ident.role is not Role.NODE:
+        raise NodeStartError(f"{config.identity.cert} is a {ident.role.value} certificate, not a node certificate")
+    if (ident.name, ident.org) != (config.node.name, config.node.org):
+        raise NodeStartError(
+            f"certificate is for {ident.org}/{ident.name} but the config says {config.node.org}/{config.node.name}"
+        )
+    if ident.public_key != key.public:
+        raise NodeStartError("the private key does not match the certificate")
+    return ident, key, cert_pem
+
+
+class Node:
+    """One node process. ``async with Node(cfg) as node`` starts it; leaving the block stops it."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.metrics = NodeMetrics()
+        self.channels: dict[str, ChannelRuntime] = {}
+        self.rpc_port = 0
+        self.ops_port = 0
+        self.p2p_port = 0
+        self._stack = contextlib.AsyncExitStack()
+        self._stop = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Node:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def _start(self) -> None:
+        cfg = self.config
+        os.environ[BACKEND_ENV] = cfg.crypto.backend
+        ident, key, cert_pem = _load_identity(cfg)
+        self.identity = ident
+
+        # storage
+        cfg.node.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            db = Database(cfg.node.data_dir / "ledger")
+        except Exception as exc:
+            raise NodeStartError(f"cannot open the ledger in {cfg.node.data_dir}: {exc}") from exc
+        self._stack.callback(db.close)
+        if cfg.crypto.verify_workers > 0:
+            verifier = BatchVerifier(workers=cfg.crypto.verify_workers)
+        else:
+            verifier = BatchVerifier(workers=1, inline_max=1 << 62)  # never leaves the process
+        self._stack.callback(verifier.close)
+
+        genesis = {}
+        for spec in cfg.channels:
+            try:
+                genesis[spec.name] = read_genesis(spec.genesis, spec.name)
+            except (OSError, ValueError) as exc:
+                raise NodeStartError(f"channel {spec.name}: cannot read genesis block {spec.genesis}: {exc}") from exc
+
+        # transport; its trust store follows the default channel's membership
+        host, port = parse_hostport(cfg.p2p.listen, "p2p.listen")
+        rng = random.Random(int.from_bytes(os.urandom(8), "big"))
+        transport = Transport(
+            identity=ident,
+            key=key,
+            cert_pem=cert_pem,
+            msp_provider=self._default_msp,
+            network_id=cfg.p2p.network_id,
+            channels=[c.name for c in cfg.channels],
+            listen_host=host,
+            listen_port=port,
+            advertise_address=cfg.p2p.advertised,
+            rng=rng,
+        )
+        self.transport = transport
+        contracts = builtin_registry()
+        for spec in cfg.channels:
+            self.channels[spec.name] = ChannelRuntime(
+                name=spec.name,
+                db=db,
+                genesis=genesis[spec.name],
+                config=cfg,
+                identity=ident,
+                key=key,
+                transport=transport,
+                contracts=contracts,
+                metrics=self.metrics,
+                verifier=verifier,
+                rng=rng,
+            )
+        self.gateway = Gateway(ident.name, ident.org, self.channels, transport)
+        transport.register_app_handler(wire.RAFT, self._on_raft)
+        transport.register_request_handler(wire.SUBMIT, self._on_submit)
+        transport.register_request_handler(wire.ENDORSE, self.gateway.on_endorse)
+        try:
+            await transport.start()
+        except OSError as exc:
+            raise NodeStartError(f"cannot listen for peers on {cfg.p2p.listen}: {exc.strerror}") from exc
+        self._stack.push_async_callback(transport.stop)
+        self.p2p_port = transport.listen_port
+        for b in cfg.p2p.bootstrap:
+            name, _, addr = b.rpartition("@")
+            if name:
+                transport.add_peer(name, addr)
+
+        # gossip
+        core = GossipCore(
+            node_id=ident.name,
+            org=ident.org,
+            address=cfg.p2p.advertised,
+            cert_der=ident.cert_der,
+            key=key,
+            incarnation=time.time_ns() // 1_000_000,
+            stores={n: _GossipStore(ch) for n, ch in self.channels.items()},
+            resolve_key=self._orderer_key,
+            validate_cert=self._validate_node_cert,
+            rng=random.Random(rng.getrandbits(64)),
+        )
+        # Wall-clock milliseconds: the core also judges certificate validity with this clock.
+        gossip = GossipService(transport, core, clock_ms=lambda: time.time_ns() // 1_000_000, connect_discovered=True)
+
+        # channels: commit loops, Raft and ordering
+        for ch in self.channels.values():
+            await ch.start(publish=gossip.publish_block)
+            self._stack.push_async_callback(ch.stop)
+        await gossip.start()
+        self._stack.push_async_callback(gossip.stop)
+
+        # RPC and operations
+        self.service = LocalNodeService(cfg, self.channels, self.gateway, transport, lambda: (ident.cert_der, key))
+        limits = RpcLimits(max_body_bytes=cfg.rpc.max_body_bytes, max_batch_len=cfg.rpc.max_batch)
+        await self._serve(create_rpc_app(self.service, limits=limits, metrics=self.metrics), cfg.rpc.listen, "rpc")
+        await self._serve(create_ops_app(self.service, self.metrics.registry), cfg.rpc.operations_listen, "ops")
+        log.info(
+            "node %s (%s) up: p2p :%d, rpc :%d, ops :%d, channels %s",
+            ident.name,
+            ident.org,
+            self.p2p_port,
+            self.rpc_port,
+            self.ops_port,
+            ", ".join(self.channels),
+        )
+
+    async def _serve(self, app: web.Application, listen: str, which: str) -> None:
+        host, port = parse_hostport(listen, which)
+        try:
+            runner, bound = await run_rpc_server(app, host, port)
+        except OSError as exc:
+            raise NodeStartError(f"cannot listen for {which} on {listen}: {exc.strerror}") from exc
+        self._stack.push_async_callback(runner.cleanup)
+        if which == "rpc":
+            self.rpc_port = bound
+        else:
+            self.ops_port = bound
+
+    # ------------------------------------------------------------------ peers
+    def _default_msp(self) -> MSP:
+        return self.channels[self.config.default_channel].view.msp()
+
+    def _validate_node_cert(self, cert_der: bytes, now: int) -> Identity:
+        return self._default_msp().validate(cert_der, now=now, roles={Role.NODE})
+
+    def _orderer_key(self, channel: str, cert_der: bytes) -> PublicKey | None:
+        ch = self.channels.get(channel)
+        if ch is None:
+            return None
+        cfg = ch.view.config()
+        if cfg is None:
+            return None
+        try:
+            ident = ch.view.msp().validate(cert_der, now=int(time.time()), roles={Role.NODE})
+        except IdentityError:
+            return None
+        node = cfg.node(ident.name)
+        if node is None or not node.orderer or node.org != ident.org:
+            return None
+        return ident.public_key
+
+    def _on_raft(self, peer: str, payload: Any) -> None:
+        try:
+            channel, msg = payload
+            ch = self.channels[channel]
+        except (ValueError, TypeError, KeyError):
+            return
+        try:
+            ch.on_raft_message(peer, msg)
+        except (ValueError, TypeError) as exc:
+            log.warning("bad Raft message from %s: %s", peer, exc)
+
+    async def _on_submit(self, peer: str, payload: Any) -> Any:
+        try:
+            channel, tx_bytes = payload
+            ch = self.channels[channel]
+        except (ValueError, TypeError, KeyError):
+            return wire.err("BadRequest", "malformed submission")
+        if not isinstance(tx_bytes, bytes):
+            return wire.err("BadRequest", "transaction must be bytes")
+        return await ch.on_submit(peer, tx_bytes)
+
+
+async def run_node(config: NodeConfig) -> int:
+    """Run until SIGTERM/SIGINT; return the process exit code."""
+    node = Node(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, node.request_stop)
+    try:
+        await node.__aenter__()
+    except NodeStartError as exc:
+        log.error("%s", exc)
+        return 2
+    await node.wait_stopped()
+    log.info("shutting down")
+    try:
+        await asyncio.wait_for(node.__aexit__(None, None, None), SHUTDOWN_TIMEOUT_S)
+    except TimeoutError:
+        log.error("shutdown did not finish within %.0fs; exiting anyway", SHUTDOWN_TIMEOUT_S)
+        return 1
+    log.info("stopped")
+    return 0

@@ -1,0 +1,285 @@
+"""The node's :class:`~secprivnode.api.NodeService`: ledger reads, submissions, status, events.
+
+A thin translation layer over the channel runtimes and the gateway; results use the shapes
+``docs/rpc.md`` documents for the RPC server. Storage errors of a missing item become
+``NotFoundError``; anything else unexpected is left to the RPC server's internal-error path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psutil
+
+from crypto.encoding import EncodingError, encode
+from crypto.msp import IdentityError, Role
+from crypto.signing import get_backend
+from p2p.api import PeerTransport
+from secprivnode import __version__
+from secprivnode.api import BadRequest, Event, NotFoundError, SubmitResult, Unauthorized, UnknownChannel
+from secprivnode.channel import ChannelRuntime
+from secprivnode.config import NodeConfig
+from secprivnode.contracts.config_contract import ConfigError, check_config, decode_config
+from secprivnode.gateway import Gateway
+from secprivnode.genesis import config_transaction
+from storage.errors import NotFound
+from storage.model import Block, ChannelConfig, Proposal, ValidationCode, config_update_digest
+
+__all__ = ["LocalNodeService"]
+
+# Most rows a range or history read returns in one call.
+RANGE_LIMIT_MAX = 1000
+
+
+class LocalNodeService:
+    def __init__(
+        self,
+        config: NodeConfig,
+        channels: dict[str, ChannelRuntime],
+        gateway: Gateway,
+        transport: PeerTransport,
+        admin_signer: Callable[[], Any],
+    ) -> None:
+        self._cfg = config
+        self._channels = channels
+        self._gateway = gateway
+        self._transport = transport
+        self._admin_signer = admin_signer  # (cert_der, key) of this node, to create config txs
+        self._started = time.time()
+        self._proc = psutil.Process(os.getpid())
+
+    @property
+    def default_channel(self) -> str:
+        return self._cfg.default_channel
+
+    def _ch(self, channel: str | None) -> ChannelRuntime:
+        name = channel or self._cfg.default_channel
+        ch = self._channels.get(name)
+        if ch is None:
+            raise UnknownChannel(f"this node does not serve channel {name!r}")
+        return ch
+
+    # ------------------------------------------------------------------ status
+    async def node_status(self) -> dict[str, Any]:
+        return {
+            "name": self._cfg.node.name,
+            "org": self._cfg.node.org,
+            "version": __version__,
+            "roles": list(self._cfg.node.roles),
+            "default_channel": self._cfg.default_channel,
+            "channels": {
+                n: {"height": c.ledger.height, "orderer": c.orderer is not None} for n, c in self._channels.items()
+            },
+            "peers": len(self._transport.connected_peers()),
+            "uptime_s": int(time.time() - self._started),
+            "rss_bytes": self._proc.memory_info().rss,
+            "crypto_backend": get_backend().name,
+        }
+
+    async def node_peers(self) -> list[dict[str, Any]]:
+        out = []
+        for p in sorted(self._transport.connected_peers()):
+            info = self._transport.peer_info(p)
+            out.append(
+                {
+                    "name": p,
+                    "org": getattr(info, "org", None),
+                    "address": getattr(info, "address", None),
+                    "channels": list(getattr(info, "channels", ())),
+                }
+            )
+        return out
+
+    async def raft_status(self, channel: str | None) -> dict[str, Any]:
+        return self._ch(channel).raft_status()
+
+    async def health(self) -> dict[str, tuple[bool, str]]:
+        checks: dict[str, tuple[bool, str]] = {}
+        for name, ch in self._channels.items():
+            checks[f"ledger:{name}"] = (True, f"height {ch.ledger.height}")
+            if ch.orderer is not None:
+                st = ch.raft_status()
+                checks[f"raft:{name}"] = (True, f"{st['role']}, leader {st['leader']}")
+        peers = len(self._transport.connected_peers())
+        expected = max(len(c.view.require_config().nodes) - 1 for c in self._channels.values())
+        checks["p2p"] = (True, f"{peers} of {expected} peers connected")
+        return checks
+
+    # ------------------------------------------------------------------ chain
+    async def chain_height(self, channel: str | None) -> int:
+        return self._ch(channel).ledger.height
+
+    async def get_block(self, channel: str | None, number: int) -> tuple[Block, list[ValidationCode]]:
+        ledger = self._ch(channel).ledger
+        if not 0 <= number < ledger.height:
+            raise NotFoundError(f"no block {number} (height {ledger.height})")
+        return ledger.get_block(number), ledger.get_codes(number)
+
+    async def get_block_by_hash(self, channel: str | None, block_hash: bytes) -> tuple[Block, list[ValidationCode]]:
+        ledger = self._ch(channel).ledger
+        try:
+            block = ledger.get_block_by_hash(block_hash)
+        except NotFound as exc:
+            raise NotFoundError(f"no block with hash 0x{block_hash.hex()}") from exc
+        return block, ledger.get_codes(block.number)
+
+    async def get_transaction(self, channel: str | None, tx_id: bytes) -> dict[str, Any]:
+        ledger = self._ch(channel).ledger
+        try:
+            rec = ledger.get_tx(tx_id)
+        except NotFound as exc:
+            raise NotFoundError(f"no transaction 0x{tx_id.hex()}") from exc
+        tx = rec.tx
+        creator = _creator_name(tx.proposal.header.creator)
+        return {
+            "tx_id": tx_id,
+            "block": rec.block_number,
+            "index": rec.tx_index,
+            "code": rec.code,
+            "channel": tx.channel,
+            "creator": creator,
+            "contract": tx.proposal.contract,
+            "function": tx.proposal.function,
+            "args": list(tx.proposal.args),
+            "timestamp_ms": tx.proposal.header.timestamp_ms,
+            "response": tx.response,
+            "rwset": tx.rwset,
+            "endorsers": [_creator_name(e.endorser) for e in tx.endorsements],
+        }
+
+    async def get_tx_proof(self, channel: str | None, tx_id: bytes) -> dict[str, Any]:
+        ledger = self._ch(channel).ledger
+        try:
+            proof = ledger.tx_proof(tx_id)
+        except NotFound as exc:
+            raise NotFoundError(f"no transaction 0x{tx_id.hex()}") from exc
+        return {
+            "header": proof.header,
+            "tx_hash": proof.tx_hash,
+            "index": proof.index,
+            "size": proof.size,
+            "path": list(proof.path),
+            "block_hash": proof.header.hash(),
+            "tx_id": tx_id,
+        }
+
+    # ------------------------------------------------------------------ state
+    async def state_get(self, channel: str | None, contract: str, key: str) -> dict[str, Any] | None:
+        got = self._ch(channel).ledger.get_state(contract, key)
+        if got is None:
+            return None
+        return {"value": got[0], "version": got[1]}
+
+    async def state_get_range(
+        self, channel: str | None, contract: str, start: str, end: str, limit: int
+    ) -> list[dict[str, Any]]:
+        rows = self._ch(channel).ledger.get_range(contract, start, end, min(max(limit, 1), RANGE_LIMIT_MAX))
+        return [{"key": k, "value": v, "version": ver} for k, v, ver in rows]
+
+    async def state_get_history(self, channel: str | None, contract: str, key: str, limit: int) -> list[dict[str, Any]]:
+        hist = self._ch(channel).ledger.get_history(contract, key, min(max(limit, 1), RANGE_LIMIT_MAX))
+        return [{"version": h.version, "tx_id": h.tx_id, "value": h.value, "is_delete": h.is_delete} for h in hist]
+
+    # ------------------------------------------------------------------ transactions
+    async def tx_submit(self, proposal: Proposal, signature: bytes) -> SubmitResult:
+        return await self._gateway.submit(proposal, signature, wait=False, timeout_s=0)
+
+    async def tx_submit_and_wait(self, proposal: Proposal, signature: bytes, timeout_s: float) -> SubmitResult:
+        return await self._gateway.submit(proposal, signature, wait=True, timeout_s=timeout_s)
+
+    async def tx_query(self, proposal: Proposal, signature: bytes) -> dict[str, Any]:
+        return await self._gateway.query(proposal, signature)
+
+    async def tx_status(self, channel: str | None, tx_id: bytes) -> dict[str, Any]:
+        ch = self._ch(channel)
+        loc = ch.ledger.tx_location(tx_id)
+        if loc is not None:
+            return {"tx_id": tx_id, "status": "committed", "block": loc[0], "index": loc[1], "code": loc[2]}
+        return {"tx_id": tx_id, "status": "pending" if ch.is_awaited(tx_id) else "unknown"}
+
+    async def contract_list(self, channel: str | None) -> list[dict[str, Any]]:
+        cfg = self._ch(channel).view.require_config()
+        return [{"name": c.name, "version": c.version, "policy": c.policy} for c in cfg.contracts]
+
+    async def config_get(self, channel: str | None) -> dict[str, Any]:
+        ch = self._ch(channel)
+        cfg = ch.view.require_config()
+        return {"sequence": cfg.sequence, "config": _config_json(cfg)}
+
+    async def config_update(
+        self, channel: str | None, config_obj: Any, signatures: list[tuple[bytes, bytes]]
+    ) -> SubmitResult:
+        """Order a channel config update approved by ``signatures`` of channel admins."""
+        ch = self._ch(channel)
+        try:
+            new = decode_config(config_obj)
+            check_config(new, channel=ch.name)
+        except (ConfigError, EncodingError, ValueError) as exc:
+            raise BadRequest(f"invalid configuration: {exc}") from exc
+        current = ch.view.require_config()
+        if new.sequence != current.sequence + 1:
+            raise BadRequest(f"configuration sequence must be {current.sequence + 1}, got {new.sequence}")
+        msp = ch.view.msp()
+        now = int(time.time())
+        digest = config_update_digest(new)
+        backend = get_backend()
+        for cert, sig in signatures:
+            try:
+                ident = msp.validate(cert, now=now, roles={Role.ADMIN})
+            except IdentityError as exc:
+                raise Unauthorized(f"config approvals must come from channel admins: {exc}") from exc
+            if not backend.verify(ident.public_key, sig, digest):
+                raise Unauthorized(f"bad approval signature from {ident.id}")
+        version = ch.ledger.get_version("_config", "channel")
+        cert_der, key = self._admin_signer()
+        tx = config_transaction(
+            new,
+            creator_cert_der=cert_der,
+            creator_key=key,
+            approvals=signatures,
+            current_version=version,
+            timestamp_ms=now * 1000,
+        )
+        fut = ch.wait_for(tx.tx_id)
+        try:
+            await self._gateway.order(ch, tx.encode())
+            outcome = await asyncio.wait_for(asyncio.shield(fut), 30.0)
+        finally:
+            ch.forget_waiter(tx.tx_id, fut)
+        return SubmitResult(tx.tx_id, outcome.block_number, outcome.code)
+
+    # ------------------------------------------------------------------ events
+    def subscribe(self, channel: str | None, kinds: frozenset[str], tx_id: bytes | None = None) -> AsyncIterator[Event]:
+        return self._ch(channel).events(kinds, tx_id)
+
+
+def _creator_name(cert_der: bytes) -> str:
+    from crypto.msp import Identity
+
+    try:
+        ident = Identity.from_cert(cert_der)
+    except IdentityError:
+        return "?"
+    return f"{ident.org}/{ident.name} ({ident.role.value})"
+
+
+def _config_json(cfg: ChannelConfig) -> dict[str, Any]:
+    return {
+        "channel": cfg.channel,
+        "sequence": cfg.sequence,
+        "orgs": [{"name": o.name, "crls": len(o.crls)} for o in cfg.orgs],
+        "nodes": [{"name": n.name, "org": n.org, "address": n.address, "orderer": n.orderer} for n in cfg.nodes],
+        "batch": {
+            "max_tx_count": cfg.batch.max_tx_count,
+            "preferred_max_bytes": cfg.batch.preferred_max_bytes,
+            "absolute_max_bytes": cfg.batch.absolute_max_bytes,
+            "timeout_ms": cfg.batch.timeout_ms,
+        },
+        "contracts": [{"name": c.name, "version": c.version, "policy": c.policy} for c in cfg.contracts],
+        "admin_policy": cfg.admin_policy,
+        "encoded": encode(cfg.to_obj()),
+    }
