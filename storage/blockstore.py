@@ -13,6 +13,7 @@ commit. This module must never write to the database.
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -80,15 +81,17 @@ class BlockStore:
         self._raw = raw
         self._cp = cp
         self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._lock = threading.Lock()  # readers may run in executor threads beside a commit
 
     # -- blocks ---------------------------------------------------------------------------------
 
     def block_bytes(self, number: int) -> bytes:
         """The canonical bytes of block ``number``, CRC-checked; NotFound if absent."""
-        cached = self._cache.get(number)
-        if cached is not None:
-            self._cache.move_to_end(number)
-            return cached
+        with self._lock:
+            cached = self._cache.get(number)
+            if cached is not None:
+                self._cache.move_to_end(number)
+                return cached
         data = self._raw.get(keys.block_key(self._cp, number), verify_checksums=True)
         if data is None:
             raise NotFound(f"block {number} is not stored")
@@ -97,13 +100,15 @@ class BlockStore:
             raise CorruptionError(f"block {number}: checksum entry missing or malformed", height=number)
         if _CRC.unpack(crc)[0] != zlib.crc32(data):
             raise CorruptionError(f"block {number}: checksum mismatch", height=number)
-        self._cache[number] = data
-        if len(self._cache) > BLOCK_BYTES_CACHE_MAX:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[number] = data
+            if len(self._cache) > BLOCK_BYTES_CACHE_MAX:
+                self._cache.popitem(last=False)
         return data
 
     def forget(self, number: int) -> None:
-        self._cache.pop(number, None)
+        with self._lock:
+            self._cache.pop(number, None)
 
     def slices(self, number: int) -> tuple[bytes, BlockSlices]:
         data = self.block_bytes(number)
