@@ -427,3 +427,13 @@ def test_non_canonical_caller_bytes_are_refused(ledger: ChannelLedger, chain: Ch
         ledger.commit(block, [V], block_bytes=data + b"\x00")
     ledger.commit(block, [V], block_bytes=data)
     assert ledger.get_block(0) == block
+
+
+def test_list_channels(db: Database, keys: TestKeys) -> None:
+    from storage.ledger import list_channels
+
+    assert list_channels(db) == []
+    for name in ["zeta", "a", "ab", "é"]:
+        Chain(name, keys).commit(ChannelLedger(db, name), [])
+    ChannelLedger(db, "empty")  # opened but never committed to: no marker, not listed
+    assert list_channels(db) == ["a", "ab", "zeta", "é"]
