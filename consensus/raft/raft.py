@@ -321,6 +321,7 @@ class Raft:
             self.become_follower(m.term, m.src)
             self._step_follower(m)
         elif m.type == my_resp:
+            assert self.promotable(), "a non-voter is campaigning"
             self.votes.setdefault(m.src, not m.reject)
             res = self._tally()
             if res == VoteResult.WON:
@@ -588,10 +589,11 @@ class Raft:
         self.set_conf(ConfState(tuple(voters), tuple(learners)))
         self.conf_history.append((index, self.conf_state()))
         del self.conf_history[:-CONF_HISTORY_MAX]
+        if self.role != Role.FOLLOWER and not self.promotable():
+            # Removed (or demoted) while leading or campaigning: a non-voter must not lead.
+            self.become_follower(self.term, NONE)
+            return
         if self.role == Role.LEADER:
-            if self.id not in self.voters:
-                self.become_follower(self.term, NONE)
-                return
             if self.lead_transferee not in self.prs:
                 self.lead_transferee = NONE
             # The quorum changed: commit may advance; new members need the log.

@@ -494,11 +494,16 @@ class Sim:
         self._log("heal-all", "")
 
     def run(self) -> None:
-        while self.now < self.fault_ticks:
-            self.step()
-        self.heal()
-        self.check_liveness()
-        self.check_final_logs()
+        try:
+            while self.now < self.fault_ticks:
+                self.step()
+            self.heal()
+            self.check_liveness()
+            self.check_final_logs()
+        except SimFailure:
+            raise
+        except Exception as exc:  # a crash of the core is a failure of this seed: report it so
+            raise self.fail(f"exception: {exc!r}") from exc
 
     def check_liveness(self) -> None:
         start = self.now

@@ -206,3 +206,24 @@ def test_malformed_peer_messages_rejected_without_state_change(msg: Message) -> 
     with pytest.raises(ProtocolViolation):
         env.raw("1").step(msg)
     assert env.raw("1").status() == before
+
+
+def test_candidate_removed_mid_campaign_never_leads() -> None:
+    """Regression (found by the soak): a node that applies its own removal while campaigning
+    must give up, even if voters still grant it votes."""
+    env = cluster(pre_vote="false", check_quorum="false")
+    env.raw("1").propose_conf_change(ConfChange(ConfChangeType.REMOVE, "3"))
+    env.run("process-ready 1")
+    env.run("deliver-msgs 2 3")
+    env.run("process-ready 2 3")
+    env.run("deliver-msgs 1")
+    env.run("process-ready 1")  # commits the removal and tells 2 and 3
+    env.run("deliver-msgs 3")  # 3 now knows the removal is committed, but has not applied it
+    assert env.raw("3").status().commit > env.raw("3").status().applied
+    env.run("campaign 3")
+    assert env.raw("3").role == Role.CANDIDATE
+    env.run("process-ready 3")  # applying the removal ends the campaign
+    assert env.raw("3").role == Role.FOLLOWER
+    env.run("stabilize")
+    assert env.raw("3").role == Role.FOLLOWER
+    assert env.raw("1").status().voters == ("1", "2")
