@@ -259,12 +259,12 @@ def start_node(node: NetworkNode, *, python: str | None = None) -> int:
     log = open(node.log_file, "ab")  # noqa: SIM115 - handed to the child, closed below
     try:
         proc = subprocess.Popen(
-            [python or sys.executable, "-m", "secprivnode", "node", "run", "--config", str(node.config)],
+            [python or sys.executable, "-m", "secprivnode", "node", "run", "--config", str(node.config.resolve())],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            cwd=node.dir,
+            cwd=node.dir.resolve(),
         )
     finally:
         log.close()
@@ -297,7 +297,15 @@ def network_up(directory: Path, *, timeout_s: float = UP_TIMEOUT_S) -> dict[str,
     _, nodes = load_network(directory)
     for n in nodes:
         start_node(n)
-    if not wait_until(lambda: all(_healthy(n) for n in nodes), timeout_s):
+
+    def all_healthy() -> bool:
+        dead = [n for n in nodes if _pid(n) is None]
+        if dead:
+            tail = "\n".join(dead[0].log_file.read_text(errors="replace").splitlines()[-5:])
+            raise NetworkError(f"{', '.join(n.name for n in dead)} exited during start-up; {dead[0].log_file}:\n{tail}")
+        return all(_healthy(n) for n in nodes)
+
+    if not wait_until(all_healthy, timeout_s):
         sick = [n.name for n in nodes if not _healthy(n)]
         raise NetworkError(f"nodes not healthy after {timeout_s:.0f}s: {', '.join(sick)} (see their node.log)")
     if not wait_until(lambda: _leader(nodes) is not None, timeout_s):

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from crypto.encoding import EncodingError, decode
 from secprivnode.client import ArgumentError, Client, ClientIdentity, RpcError, TransportError
 from secprivnode.network import NetworkError, load_network
 
@@ -80,6 +81,20 @@ def _identity(directory: Path, identity: str | None, cert: Path | None, key: Pat
         raise click.ClickException(f"cannot load identity: {exc}") from exc
 
 
+def _from_json(v: Any) -> Any:
+    """JSON to contract values: "0x…" strings are bytes (as at the RPC edge)."""
+    if isinstance(v, str) and v.startswith("0x"):
+        try:
+            return bytes.fromhex(v[2:])
+        except ValueError:
+            return v
+    if isinstance(v, list):
+        return [_from_json(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _from_json(x) for k, x in v.items()}
+    return v
+
+
 def _args(raw: str) -> list[Any]:
     try:
         value = json.loads(raw)
@@ -87,7 +102,7 @@ def _args(raw: str) -> list[Any]:
         raise click.ClickException(f"--args: invalid JSON: {exc}") from exc
     if not isinstance(value, list):
         raise click.ClickException('--args: expected a JSON array, e.g. \'["asset1", "red"]\'')
-    return value
+    return [_from_json(v) for v in value]
 
 
 def _show(value: Any) -> None:
@@ -100,6 +115,16 @@ def _show(value: Any) -> None:
         raise TypeError(type(o).__name__)
 
     click.echo(json.dumps(value, indent=2, default=enc))
+
+
+def _decoded(response: Any) -> Any:
+    """Add ``value``: the payload decoded when it is canonical encoding (as the sample contracts return)."""
+    if isinstance(response, dict) and isinstance(response.get("payload"), bytes) and response["payload"]:
+        try:
+            return {**response, "value": decode(response["payload"])}
+        except EncodingError:
+            return response
+    return response
 
 
 def _run(fn: Callable[[], Any]) -> Any:
@@ -123,7 +148,9 @@ def register(cli: click.Group) -> None:
     @_identity_options
     @click.option("--contract", required=True)
     @click.option("--fn", "function", required=True)
-    @click.option("--args", "raw_args", default="[]", show_default=True, help="JSON array of arguments.")
+    @click.option(
+        "--args", "raw_args", default="[]", show_default=True, help='JSON array of arguments; "0x…" strings are bytes.'
+    )
     @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit.")
     def invoke(
         directory: Path,
@@ -143,7 +170,12 @@ def register(cli: click.Group) -> None:
         ident = _identity(directory, identity, cert, key)
         with Client(_url(directory, node_name, url), ident, channel) as c:
             res = _run(lambda: c.invoke(contract, function, *args, wait=wait))
-        out = {"tx_id": res.tx_id.hex(), "block": res.block_number, "code": res.code, "response": res.response}
+        out = {
+            "tx_id": res.tx_id.hex(),
+            "block": res.block_number,
+            "code": res.code,
+            "response": _decoded(res.response),
+        }
         _show(out)
         if wait and res.code != "VALID":
             raise SystemExit(2)
@@ -153,7 +185,9 @@ def register(cli: click.Group) -> None:
     @_identity_options
     @click.option("--contract", required=True)
     @click.option("--fn", "function", required=True)
-    @click.option("--args", "raw_args", default="[]", show_default=True, help="JSON array of arguments.")
+    @click.option(
+        "--args", "raw_args", default="[]", show_default=True, help="JSON array of arguments; 0x-hex strings are bytes."
+    )
     def query(
         directory: Path,
         node_name: str | None,
@@ -170,7 +204,7 @@ def register(cli: click.Group) -> None:
         args = _args(raw_args)
         ident = _identity(directory, identity, cert, key)
         with Client(_url(directory, node_name, url), ident, channel) as c:
-            _show(_run(lambda: c.query(contract, function, *args)))
+            _show(_decoded(_run(lambda: c.query(contract, function, *args))))
 
     @cli.group("chain")
     def chain_group() -> None:
