@@ -81,12 +81,17 @@ class TxPool:
     def admit_many(self, infos: Iterable[TxInfo]) -> list[OrdererError | None]:
         """:meth:`admit` each; per item ``None`` (admitted) or the refusal."""
         out: list[OrdererError | None] = []
+        pending, inflight, recent = self._pending, self._inflight_ids, self._recent
         for info in infos:
-            try:
-                self.admit(info)
-            except OrdererError as exc:
-                out.append(exc)
+            tx_id = info.tx_id
+            size = len(info.data)
+            if tx_id in pending or tx_id in inflight or tx_id in recent:
+                out.append(DuplicateTransaction(tx_id))
+            elif len(pending) >= self.max_txs or self._pending_bytes + size > self.max_bytes:
+                out.append(PoolFull(f"pending pool full ({len(pending)}/{self.max_txs} txs)"))
             else:
+                pending.add(tx_id)
+                self._pending_bytes += size
                 out.append(None)
         return out
 
@@ -103,7 +108,13 @@ class TxPool:
         """Pending transactions were proposed in the block identified by ``key``."""
         assert key not in self._inflight, f"block key {key} proposed twice"
         ids = [i.tx_id for i in infos]
-        self.remove_pending(infos)
+        # Everything proposed was pending (the service only proposes admitted txs): set and byte
+        # arithmetic in bulk rather than per transaction.
+        before = len(self._pending)
+        self._pending.difference_update(ids)
+        assert before - len(self._pending) == len(ids), "proposed a transaction that was not pending"
+        self._pending_bytes -= sum(len(i.data) for i in infos)
+        assert self._pending_bytes >= 0
         self._inflight[key] = ids
         self._inflight_ids.update(ids)
 

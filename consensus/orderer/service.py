@@ -474,6 +474,11 @@ class OrderingService:
         while True:
             yield await self._queue.get()
 
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node currently acts as the ordering leader."""
+        return self._lead_term is not None
+
     def status(self) -> OrdererStatus:
         st = self._raft.status()
         return OrdererStatus(
