@@ -181,7 +181,10 @@ class LocalNodeService:
         return [{"key": k, "value": v, "version": ver} for k, v, ver in rows]
 
     async def state_get_history(self, channel: str | None, contract: str, key: str, limit: int) -> list[dict[str, Any]]:
-        hist = self._ch(channel).ledger.get_history(contract, key, min(max(limit, 1), RANGE_LIMIT_MAX))
+        # The ledger yields history oldest first; the RPC promises the newest ``limit`` entries,
+        # newest first. The storage layer has no reverse scan yet, so this reads the key's whole
+        # history: O(writes of the key), fine for records, costly for a key written millions of times.
+        hist = self._ch(channel).ledger.get_history(contract, key)[-min(max(limit, 1), RANGE_LIMIT_MAX) :][::-1]
         return [{"version": h.version, "tx_id": h.tx_id, "value": h.value, "is_delete": h.is_delete} for h in hist]
 
     # ------------------------------------------------------------------ transactions
