@@ -2,15 +2,25 @@
 
 Modelled on Bitcoin Core's test framework: a test subclasses :class:`CityTest`, overrides
 ``set_test_params`` and ``run_test``, and talks to the nodes only through their public interfaces
-(JSON-RPC, the CLI, the wire). Helpers speak in protocol terms: :meth:`CityTest.sync_blocks`
-("wait until everybody has the same tip"), :func:`wait_until`, :meth:`TestNode.kill`.
+(JSON-RPC, the client SDK, the CLI). Helpers speak in protocol terms: :meth:`CityTest.sync_blocks`
+("wait until everybody has the same tip"), :meth:`CityTest.leader`, :func:`wait_until`,
+:meth:`TestNode.kill`. Tests narrate with ``self.log.info``.
 
-Ports are chosen at run time (a free block of ports is probed); the network directory of a failed
-test is kept and its path logged, together with every node's log tail.
+Tests in one module may share one network (:func:`shared_network`, for a module-scoped pytest
+fixture) when each case leaves state the others do not depend on.
+
+Ports are chosen at run time (a free block of ports below the kernel's ephemeral range is probed);
+the seed and base port are logged. The network directory of a failed test is kept (copied to
+``$SECPRIVNODE_KEEP_DIR`` or ``/tmp``) and every node's log tail is logged.
+
+This module never imports the node's internals: only the network layout helpers, the client SDK
+and the PKI, as an operator or a client would.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import os
 import random
@@ -20,15 +30,42 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from secprivnode.network import NetworkError, NetworkNode, init_network, load_network, rpc_call
+from secprivnode.client import Client, ClientIdentity, RpcError, TransportError
+from secprivnode.network import NetworkError, NetworkNode, init_network, load_network
 
 log = logging.getLogger("functional")
+# pytest captures records at the logger's level: narration is INFO, so let it through.
+log.setLevel(logging.INFO)
 
-__all__ = ["CityTest", "RpcFailure", "TestNode", "free_base_port", "wait_until"]
+__all__ = [
+    "CityTest",
+    "RpcFailure",
+    "TestNode",
+    "free_base_port",
+    "http_post",
+    "raw_rpc",
+    "shared_network",
+    "wait_until",
+]
+
+# Default seconds to wait for a condition. Generous: CI runs these on a loaded 2-core machine.
+WAIT_TIMEOUT_S = 60.0
+# Seconds a node may take to answer /healthz after start (interpreter start, LevelDB open, dial).
+START_TIMEOUT_S = 90.0
+# Seconds a node may take to exit after SIGTERM (the node's own shutdown budget is 20 s).
+STOP_TIMEOUT_S = 30.0
+# Ports tried by free_base_port; the bases stay clear of Linux's ephemeral range (32768-60999) so
+# an outgoing connection cannot take one of them between the probe and the node's bind.
+PORT_BASE_MIN = 15000
+PORT_BASE_MAX = 29000
+PORT_PROBES_MAX = 200
 
 
 class RpcFailure(AssertionError):
@@ -41,20 +78,30 @@ class RpcFailure(AssertionError):
         self.data = data
 
 
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, *, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout_s``."""
+# Errors a predicate may raise while the condition it polls is not yet true (a node still starting,
+# a leader not yet elected, a block not yet gossiped).
+_TRANSIENT = (OSError, RpcFailure, NetworkError, ValueError, RpcError, TransportError)
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float = WAIT_TIMEOUT_S, *, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns a truthy value (returned); fail the test after ``timeout_s``.
+
+    Transient errors (connection refused, an RPC error while a node starts) count as "not yet".
+    """
     deadline = time.monotonic() + timeout_s
     last_exc: BaseException | None = None
-    while time.monotonic() < deadline:
+    while True:
         try:
             value = predicate()
             if value:
                 return value
-        except (OSError, RpcFailure, NetworkError, ValueError) as exc:
+        except _TRANSIENT as exc:
             last_exc = exc
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.1)
     raise AssertionError(
-        f"timed out after {timeout_s}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else "")
+        f"timed out after {timeout_s}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else "")
     )
 
 
@@ -71,57 +118,77 @@ def _ports_free(ports: list[int]) -> bool:
 
 def free_base_port(count: int, rng: random.Random) -> int:
     """A base port B such that B..B+count, B+1000.., B+2000.. are all free right now."""
-    for _ in range(200):
-        base = rng.randrange(20000, 40000)
+    for _ in range(PORT_PROBES_MAX):
+        base = rng.randrange(PORT_BASE_MIN, PORT_BASE_MAX)
         ports = [base + off + i for off in (0, 1000, 2000) for i in range(count)]
         if _ports_free(ports):
             return base
     raise RuntimeError("no free port range found")
 
 
-class _RpcProxy:
-    def __init__(self, url: str) -> None:
-        self._url = url
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return raw_rpc(self._url, method, list(args) if args else kwargs)
-
-        return call
+def http_post(url: str, body: bytes, *, timeout_s: float = 30.0) -> tuple[int, bytes]:
+    """POST raw bytes as ``application/json``; return (HTTP status, body). No JSON-RPC framing."""
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=timeout_s)
+    try:
+        conn.request("POST", u.path or "/", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
 def raw_rpc(url: str, method: str, params: Any, timeout_s: float = 30.0) -> Any:
-    import json
-    import urllib.request
-
+    """One JSON-RPC call; raise :class:`RpcFailure` with the node's code on an error object."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-        reply = json.loads(resp.read())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            reply = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:  # 413/503 still carry a JSON-RPC error object
+        reply = json.loads(exc.read())
     if "error" in reply:
         e = reply["error"]
         raise RpcFailure(e["code"], e["message"], e.get("data"))
     return reply["result"]
 
 
+class _RpcProxy:
+    """``node.rpc.chain_height()`` → a JSON-RPC call; positional args by position, keywords by name."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            assert not (args and kwargs), "JSON-RPC params are by position or by name, not both"
+            return raw_rpc(self._url, method, list(args) if args else kwargs)
+
+        return call
+
+
 class TestNode:
-    """One node process and an RPC proxy to it."""
+    """One node process, an RPC proxy to it, and helpers to read its state."""
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, spec: NetworkNode, net_dir: Path) -> None:
         self.spec = spec
         self.name = spec.name
+        self.org = spec.org
         self.net_dir = net_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.rpc = _RpcProxy(spec.rpc_url)
+
+    def __repr__(self) -> str:
+        return f"<TestNode {self.name}>"
 
     @property
     def url(self) -> str:
         return self.spec.rpc_url
 
     def start(self) -> None:
-        assert self.process is None or self.process.poll() is not None, f"{self.name} already running"
+        assert not self.running(), f"{self.name} already running"
         logf = open(self.spec.log_file, "ab")  # noqa: SIM115 - owned by the child
         try:
             self.process = subprocess.Popen(
@@ -136,28 +203,39 @@ class TestNode:
             logf.close()
         self.spec.pid_file.write_text(f"{self.process.pid}\n")
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def healthy(self) -> bool:
-        import urllib.request
-
         try:
-            with urllib.request.urlopen(self.spec.ops_url + "healthz", timeout=2.0) as resp:
-                return resp.status == 200
-        except OSError:
+            with urllib.request.urlopen(self.spec.ops_url + "healthz", timeout=5.0) as resp:
+                return bool(resp.status == 200)
+        except (OSError, ValueError):
             return False
 
-    def wait_healthy(self, timeout_s: float = 60.0) -> None:
+    def wait_healthy(self, timeout_s: float = START_TIMEOUT_S) -> None:
         def ok() -> bool:
             if not self.running():
-                raise AssertionError(f"{self.name} exited with code {self.process and self.process.returncode}")
+                code = self.process.returncode if self.process else None
+                raise AssertionError(f"{self.name} exited with code {code}:\n{self.log_tail()}")
             return self.healthy()
 
         wait_until(ok, timeout_s, what=f"{self.name} healthy")
 
-    def stop(self, timeout_s: float = 30.0) -> int | None:
-        """Graceful stop (SIGTERM); returns the exit code."""
+    def wait_exit(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """Wait for the process to exit on its own; return its exit code."""
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} still running after {timeout_s}s") from None
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        """Graceful stop (SIGTERM); returns the exit code (SIGKILL and fail after ``timeout_s``)."""
         if not self.running():
             return self.process.returncode if self.process else None
         assert self.process is not None
@@ -176,14 +254,41 @@ class TestNode:
             self.process.kill()
             self.process.wait(10)
 
+    # -- reading the node --------------------------------------------------------------------
+
     def height(self) -> int:
         return int(self.rpc.chain_height())
 
     def tip(self) -> tuple[int, str]:
         h = self.height()
-        if h == 0:
-            return 0, ""
         return h, self.rpc.chain_getBlockByNumber(number=h - 1)["hash"]
+
+    def block_hashes(self, upto: int) -> list[str]:
+        """Hashes of blocks 0..upto-1 (one JSON-RPC batch)."""
+        batch = [
+            {"jsonrpc": "2.0", "id": i, "method": "chain_getBlockByNumber", "params": {"number": i}}
+            for i in range(upto)
+        ]
+        out: list[str] = []
+        for start in range(0, upto, 100):  # the node's batch limit is 100 calls
+            status, body = http_post(self.url, json.dumps(batch[start : start + 100]).encode())
+            assert status == 200, f"{self.name}: HTTP {status}"
+            replies = sorted(json.loads(body), key=lambda r: r["id"])
+            for r in replies:
+                assert "result" in r, f"{self.name}: block {r['id']}: {r.get('error')}"
+                out.append(r["result"]["hash"])
+        return out
+
+    def ops_get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.spec.ops_url + path.lstrip("/"), timeout=10.0) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def client(self, identity: ClientIdentity | None = None, *, timeout_s: float = 60.0) -> Client:
+        """A synchronous SDK client of this node (close it, or use it in ``with``)."""
+        return Client(self.url, identity, timeout_s=timeout_s)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -193,13 +298,17 @@ class TestNode:
 
 
 class CityTest:
-    """Base class of functional tests: override set_test_params and run_test."""
+    """Base class of functional tests: override ``set_test_params`` and ``run_test``."""
 
     __test__ = False
 
     num_orgs = 3
     nodes_per_org = 1
-    seed = 1
+    seed = int(os.environ.get("SECPRIVNODE_TEST_SEED", "1"))
+
+    def __init__(self) -> None:
+        self.log = log.getChild(type(self).__name__)
+        self.nodes: list[TestNode] = []
 
     def set_test_params(self) -> None:
         """Override to change num_orgs, nodes_per_org or seed."""
@@ -208,47 +317,59 @@ class CityTest:
         raise NotImplementedError
 
     def main(self, tmp_path: Path) -> None:
-        self.set_test_params()
-        self.rng = random.Random(self.seed)
-        self.dir = tmp_path / "net"
-        self.base_port = free_base_port(self.num_orgs * self.nodes_per_org + 2, self.rng)
-        log.info("network dir %s, base port %d, seed %d", self.dir, self.base_port, self.seed)
-        init_network(self.dir, orgs=self.num_orgs, nodes_per_org=self.nodes_per_org, base_port=self.base_port)
-        self.channel, specs = load_network(self.dir)
-        self.nodes = [TestNode(s, self.dir) for s in specs]
+        """Set up the network, run the test, tear down (keeping the directory on failure)."""
+        self.setup(tmp_path)
         ok = False
         try:
-            self.setup_network()
             self.run_test()
             ok = True
         finally:
             self.teardown(ok)
 
-    def setup_network(self) -> None:
-        for n in self.nodes:
+    def setup(self, tmp_path: Path) -> None:
+        self.set_test_params()
+        self.rng = random.Random(self.seed)
+        self.dir = tmp_path / "net"
+        self.base_port = free_base_port(self.num_orgs * self.nodes_per_org, self.rng)
+        self.log.info("network dir %s, base port %d, seed %d", self.dir, self.base_port, self.seed)
+        init_network(self.dir, orgs=self.num_orgs, nodes_per_org=self.nodes_per_org, base_port=self.base_port)
+        self.channel, specs = load_network(self.dir)
+        self.nodes = [TestNode(s, self.dir) for s in specs]
+        try:
+            self.start_nodes()
+        except BaseException:
+            self.teardown(False)
+            raise
+
+    def start_nodes(self, nodes: list[TestNode] | None = None) -> None:
+        for n in nodes or self.nodes:
             n.start()
-        for n in self.nodes:
+        for n in nodes or self.nodes:
             n.wait_healthy()
-        self.wait_for_leader()
+        leader = self.leader()
+        self.log.info("nodes up: %s; Raft leader %s", ", ".join(n.name for n in self.nodes), leader.name)
 
     def teardown(self, ok: bool) -> None:
         for n in self.nodes:
             try:
-                n.stop(timeout_s=20)
+                code = n.stop()
+                if code not in (0, None, -signal.SIGKILL):
+                    self.log.warning("%s exited with code %s", n.name, code)
             except AssertionError as exc:
-                log.error("%s", exc)
+                self.log.error("%s", exc)
                 ok = False
         if not ok:
             keep = Path(os.environ.get("SECPRIVNODE_KEEP_DIR", "/tmp")) / f"secprivnode-failed-{os.getpid()}"
+            keep = keep / f"{type(self).__name__}-{int(time.time())}"
             shutil.copytree(self.dir, keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns("LOCK"))
-            log.error("test failed: network directory kept at %s (seed %d)", keep, self.seed)
+            self.log.error("test failed: network directory kept at %s (seed %d)", keep, self.seed)
             for n in self.nodes:
-                log.error("---- %s log tail ----\n%s", n.name, n.log_tail())
+                self.log.error("---- %s log tail ----\n%s", n.name, n.log_tail())
 
     # -- helpers in protocol terms -------------------------------------------------------------
 
-    def leader(self, among: list[TestNode] | None = None) -> TestNode:
-        """The node every running node names as Raft leader."""
+    def leader(self, among: list[TestNode] | None = None, timeout_s: float = WAIT_TIMEOUT_S) -> TestNode:
+        """The running node that every running node (of ``among``) names as Raft leader."""
 
         def agreed() -> TestNode | None:
             names = set()
@@ -260,24 +381,58 @@ class CityTest:
                 return next((n for n in self.nodes if n.name == name and n.running()), None)
             return None
 
-        return wait_until(agreed, 60, what="agreement on a Raft leader")  # type: ignore[no-any-return]
+        return wait_until(agreed, timeout_s, what="agreement on a Raft leader")
 
-    def wait_for_leader(self) -> TestNode:
-        return self.leader()
-
-    def sync_blocks(self, nodes: list[TestNode] | None = None, timeout_s: float = 60.0) -> tuple[int, str]:
-        """Wait until every given (running) node has the same tip; return it."""
+    def sync_blocks(self, nodes: list[TestNode] | None = None, timeout_s: float = WAIT_TIMEOUT_S) -> tuple[int, str]:
+        """Wait until every given (running) node has the same tip; return (height, tip hash)."""
         nodes = [n for n in (nodes or self.nodes) if n.running()]
 
         def same() -> tuple[int, str] | None:
             tips = {n.tip() for n in nodes}
             return tips.pop() if len(tips) == 1 else None
 
-        return wait_until(same, timeout_s, what="equal tips on " + ", ".join(n.name for n in nodes))  # type: ignore[no-any-return]
+        return wait_until(same, timeout_s, what="equal tips on " + ", ".join(n.name for n in nodes))
+
+    def assert_same_chain(self, nodes: list[TestNode] | None = None) -> int:
+        """Every block hash is the same on every given node (call after sync_blocks); return the height."""
+        nodes = [n for n in (nodes or self.nodes) if n.running()]
+        height = nodes[0].height()
+        chains = {n.name: n.block_hashes(height) for n in nodes}
+        first = chains[nodes[0].name]
+        for name, chain in chains.items():
+            assert chain == first, f"{name} has a different chain from {nodes[0].name}"
+        return height
 
     def identity_paths(self, org: str, user: str = "client1") -> tuple[Path, Path]:
         d = self.dir / "crypto" / org / "users" / user
         return d / "cert.pem", d / "key.pem"
 
-    def rpc_call(self, node: TestNode, method: str, params: Any = None) -> Any:
-        return rpc_call(node.url, method, params)
+    def identity(self, org: str, user: str = "client1") -> ClientIdentity:
+        return ClientIdentity.load(*self.identity_paths(org, user))
+
+    def cli(self, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run ``secprivnode ARGS`` as an operator would; return the finished process."""
+        return subprocess.run(
+            [sys.executable, "-m", "secprivnode", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+
+def shared_network(test: CityTest, request: Any, tmp_path_factory: Any) -> Iterator[CityTest]:
+    """Body of a module-scoped fixture: one running network for every test of a module.
+
+    The directory is kept (and the logs tailed) if any test of the module failed.
+    """
+    session = request.session
+    failed_before = session.testsfailed
+    test.setup(tmp_path_factory.mktemp(type(test).__name__))
+    ok = False
+    try:
+        yield test
+        ok = session.testsfailed == failed_before
+    finally:
+        test.teardown(ok)
