@@ -139,6 +139,7 @@ class OrdererProcess:
         self.admitted_total = 0
         self.delivered_txs = 0
         self.delivered_blocks = 0
+        self.tip = b""  # hash of the last delivered block
 
     # Raft plumbing ------------------------------------------------------------------------
     def _send(self, msgs: list[Message]) -> None:
@@ -188,6 +189,9 @@ class OrdererProcess:
             "txs_dropped": m.txs_dropped,
             "rejects": dict(m.rejects),
             "cpu_ms": int(time.process_time() * 1000),
+            "height": self.delivered_blocks,
+            "delivered_txs": self.delivered_txs,
+            "tip": self.tip,
             "raft_dropped_messages": self.driver.dropped_messages,
             "propose_to_durable_us": _mean_us(self.port.to_durable),
             "propose_to_apply_us": _mean_us(self.port.to_applied),
@@ -197,6 +201,7 @@ class OrdererProcess:
         async for block in self.svc.committed():
             self.delivered_blocks += 1
             self.delivered_txs += block.tx_count
+            self.tip = block.hash
             if self.subscribers and self.svc.is_leader:
                 msg = AppMessage(COMMITTED_KIND, [self.delivered_txs, block.number])
                 for s in self.subscribers:

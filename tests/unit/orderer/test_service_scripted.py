@@ -305,7 +305,7 @@ async def test_restart_resumes_without_redelivery(network: Network, make_tx: TxF
 
 
 async def test_snapshot_round_trip_requests_state_transfer(network: Network, make_tx: TxFactory) -> None:
-    async with scripted(network) as net:
+    async with scripted(network, snapshot_every_blocks=2) as net:
         c = net.cluster
         c.elect("o0")
         await net.svc("o0").submit_many([make_tx(i).encode() for i in range(20)])
@@ -313,7 +313,9 @@ async def test_snapshot_round_trip_requests_state_transfer(network: Network, mak
         c.replicate(["o0", "o1"])
         await c.commit(nodes=["o0", "o1"])
         await wait_until(lambda: len(net.ledgers["o1"].blocks) == 2)
-        snap = net.svc("o1").snapshot_data()
+        # Every two applied blocks the service hands Raft its state as snapshot data.
+        index, snap = c.snapshots["o1"]
+        assert index == 3 and snap == net.svc("o1").snapshot_data()
         net.svc("o2").restore_snapshot(snap, index=3)
         tip = net.ledgers["o1"].blocks[-1]
         assert net.transfers["o2"] == [(1, tip.hash)]
