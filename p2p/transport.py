@@ -220,6 +220,8 @@ class Transport:
         )
         self._port = self._server.sockets[0].getsockname()[1]
         log.info("%s listening on %s:%d", self.node_id, self._host, self._port)
+        for node_id in sorted(self._wanted):  # peers added before start()
+            self._dialers[node_id] = asyncio.create_task(self._dial_loop(node_id), name=f"dial-{node_id}")
 
     async def stop(self) -> None:
         """Orderly shutdown: stop dialling and listening, say goodbye to every peer, await all tasks."""

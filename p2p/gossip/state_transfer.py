@@ -103,20 +103,26 @@ class StateTransfer:
         out: list[Output] = []
         cursor = next_needed
         target = max(heights.values(), default=0)
-        while (
-            cursor < target
-            and len(self.outstanding) < self._cfg.state_parallel_requests
-            and len(self.ready) < READY_BATCHES_MAX
-        ):
+        # Parked batches end here; below it, an uncovered range is a gap that blocks delivery (its
+        # request timed out or came back short) and is always requested, even with the park full.
+        parked_end = max((r.end for r in self.ready.values()), default=next_needed)
+        while cursor < target and len(self.outstanding) < self._cfg.state_parallel_requests:
             end = self._covered_until(cursor)
             if end is not None:
                 cursor = end
                 continue
+            if cursor >= parked_end and len(self.ready) >= READY_BATCHES_MAX:
+                break
             have = sorted(p for p, h in heights.items() if h > cursor)
             busy = {q.peer for q in self.outstanding.values()}
             idle = [p for p in have if p not in busy]
             peer = self._rng.choice(idle or have)
             count = min(self._cfg.state_batch_blocks, heights[peer] - cursor)
+            if cursor < parked_end:  # fill the gap only, up to the next parked batch
+                count = min(
+                    count,
+                    min((r.start for r in self.ready.values() if r.start > cursor), default=cursor + count) - cursor,
+                )
             rid = self._next_rid
             self._next_rid += 1
             self.outstanding[rid] = _Request(peer, cursor, count, now_ms)

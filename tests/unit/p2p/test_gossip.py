@@ -17,8 +17,9 @@ from p2p.framing import FrameDecoder, encode_frame
 from p2p.gossip.common import Discovered, GossipConfig, Penalise, Send
 from p2p.gossip.core import GossipCore
 from p2p.gossip.privdata import blob_digest
+from p2p.gossip.state_transfer import READY_BATCHES_MAX, StateTransfer
 from p2p.messages import Alive, BlockBatch, BlockPush, BlockRequest, Message, PvtPush
-from p2p.verify import verify_block
+from p2p.verify import verify_block, verify_chain_segment
 from storage.model import Block
 from storage.testing import ChainBuilder, Signer, make_tx
 
@@ -319,3 +320,39 @@ def test_forged_alive_penalises_the_relayer() -> None:
     net.queue.append(("n2", "n0", encode_frame(stolen)))
     net.step()
     assert ("n0", "n2") in [(a, b) for a, b, _ in net.penalties]
+
+
+def test_planner_refills_a_gap_even_when_parked_batches_are_at_their_limit() -> None:
+    builder = ChainBuilder(CH, Signer.generate(random.Random(1), label=b"orderer"))
+    rng = random.Random(4)
+    datas = [builder.block([make_tx(CH, CREATOR, [], rng)]).encode() for _ in range(2 + 2 * READY_BATCHES_MAX)]
+    st = StateTransfer(CH, replace(CFG, state_batch_blocks=2), random.Random(0), lambda c, o: builder.resolver(o))
+    heights = {"a": len(datas), "b": len(datas)}
+    first = st.plan(0, 0, heights)
+    assert [o.msg.start for o in first if isinstance(o, Send) and isinstance(o.msg, BlockRequest)] == [0, 2, 4]
+    # the request for blocks 0-1 is lost; every later batch arrives and is parked
+    for rid in list(st.outstanding):
+        q = st.outstanding[rid]
+        if q.start != 0:
+            st.on_batch(q.peer, BlockBatch(CH, rid, q.start, tuple(datas[q.start : q.start + 2])), 0)
+    now = 0
+    while len(st.ready) < READY_BATCHES_MAX:
+        for o in st.plan(now, 0, heights):
+            assert isinstance(o, Send) and isinstance(o.msg, BlockRequest)
+            if o.msg.start != 0:
+                m = o.msg
+                st.on_batch(o.peer, BlockBatch(CH, m.request_id, m.start, tuple(datas[m.start : m.start + 2])), 0)
+        now += 10
+    assert len(st.ready) == READY_BATCHES_MAX
+    # after the lost request times out, the gap is asked for again despite the full park
+    later = st.plan(now + CFG.state_request_timeout_ms + 1, 0, heights)
+    gap = [o.msg for o in later if isinstance(o, Send) and isinstance(o.msg, BlockRequest)]
+    assert [(m.start, m.count) for m in gap] == [(0, 2)]
+    st.on_batch(
+        next(o.peer for o in later if isinstance(o, Send)), BlockBatch(CH, gap[0].request_id, 0, tuple(datas[:2])), 0
+    )
+    taken = st.take_ready(0)
+    assert taken is not None and [b.number for b in taken[1]] == [0, 1]
+    assert verify_chain_segment(
+        datas, channel=CH, start=0, previous_hash=None, resolve_key=lambda c, o: builder.resolver(o)
+    )
