@@ -58,7 +58,7 @@ from typing import Any, Protocol
 
 from consensus.orderer.blocks import BlockSigner, assemble_block, block_tx_ids, read_header
 from consensus.orderer.cutter import BlockCutter, check_batch_config
-from consensus.orderer.errors import OrdererError, OrdererStopped
+from consensus.orderer.errors import InvalidTransaction, OrdererError, OrdererStopped
 from consensus.orderer.pool import TxPool
 from consensus.orderer.txcheck import CreatorChecker, MSPLike, TxInfo, inspect_tx
 from consensus.raft.driver import RaftDriver
@@ -454,19 +454,35 @@ class OrderingService:
                     infos.extend(job[0])
                 now_s = self._clock.now_ms() // 1000
                 errors = await loop.run_in_executor(None, self._checker.check, infos, now_s)
-                pos = 0
-                for job_infos, fut in jobs:
-                    errs = errors[pos : pos + len(job_infos)]
-                    pos += len(job_infos)
-                    for info, err in zip(job_infos, errs, strict=True):
-                        if err is None:
-                            self._incoming.append(info)
-                        else:
-                            self._pool.remove_pending([info])
-                            self.metrics.rejects[err.reason] += 1
-                    if not fut.done():
-                        fut.set_result(list(errs))
-                self._wake.set()
+                self._verified(jobs, errors)
+
+    def _verified(
+        self,
+        jobs: list[tuple[list[TxInfo], asyncio.Future[list[OrdererError | None]]]],
+        errors: list[InvalidTransaction | None],
+    ) -> None:
+        """Hand verified transactions to the cutter, in submission order. If leadership was lost
+        meanwhile they are dropped (a later leader may order the resubmissions; ordering these
+        too could order a transaction twice)."""
+        pos = 0
+        lost: list[TxInfo] = []
+        for job_infos, fut in jobs:
+            errs = errors[pos : pos + len(job_infos)]
+            pos += len(job_infos)
+            for info, err in zip(job_infos, errs, strict=True):
+                if err is not None:
+                    self._pool.remove_pending([info])
+                    self.metrics.rejects[err.reason] += 1
+                elif self._lead_term is None:
+                    lost.append(info)
+                else:
+                    self._incoming.append(info)
+            if not fut.done():
+                fut.set_result(list(errs))
+        if lost:
+            self._pool.remove_pending(lost)
+            self._report_dropped([t.tx_id for t in lost], "leader_changed")
+        self._wake.set()
 
     # --------------------------------------------------------------------------- delivery
     async def committed(self) -> AsyncIterator[OrderedBlock]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -42,7 +44,7 @@ async def _consume(svc: OrderingService, ledger: ListLedger) -> None:
         ledger.blocks.append(b)
 
 
-def _service(net: Net, network: Network, n: str, **cfg: object) -> OrderingService:
+def _service(net: Net, network: Network, n: str, msp: Any = None, **cfg: object) -> OrderingService:
     async def forward(leader: str, data: bytes) -> bytes:
         return await net.svc(leader).submit(data)
 
@@ -54,7 +56,7 @@ def _service(net: Net, network: Network, n: str, **cfg: object) -> OrderingServi
         node_id=n,
         signer=BlockSigner(network.orderer_cert, network.orderer_key),
         batch=BATCH,
-        msp_provider=lambda: network.msp,
+        msp_provider=lambda: msp or network.msp,
         clock=net.clock,
         raft=net.cluster.port(n),
         forward=forward,
@@ -66,8 +68,8 @@ def _service(net: Net, network: Network, n: str, **cfg: object) -> OrderingServi
     )
 
 
-async def _start(net: Net, network: Network, n: str, **cfg: object) -> OrderingService:
-    svc = _service(net, network, n, **cfg)
+async def _start(net: Net, network: Network, n: str, msp: Any = None, **cfg: object) -> OrderingService:
+    svc = _service(net, network, n, msp, **cfg)
     net.cluster.services[n] = svc
     await svc.start()
     net.consumers[n] = asyncio.create_task(_consume(svc, net.ledgers[n]))
@@ -84,10 +86,10 @@ async def _stop(net: Net, n: str) -> None:
 
 
 @asynccontextmanager
-async def scripted(network: Network, **cfg: object) -> AsyncIterator[Net]:
+async def scripted(network: Network, msp: Any = None, **cfg: object) -> AsyncIterator[Net]:
     net = Net(ScriptedCluster(list(NODES)), FakeClock(), {n: ListLedger() for n in NODES})
     for n in NODES:
-        await _start(net, network, n, **cfg)
+        await _start(net, network, n, msp, **cfg)
     try:
         yield net
     finally:
@@ -186,6 +188,33 @@ async def test_creator_verification(network: Network, make_tx: TxFactory) -> Non
         assert tx_ids(net.ledgers["o2"].blocks) == [good.tx_id]
         # The refused transaction left the pool: a correctly signed resubmission would be accepted.
         assert net.svc("o0").status().pool_txs == 0
+
+
+async def test_txs_verified_after_losing_leadership_are_dropped(network: Network, make_tx: TxFactory) -> None:
+    gate = threading.Event()
+
+    class GatedMSP:
+        """Holds the creator check (it runs in an executor thread) until the test opens the gate."""
+
+        def validate(self, cert: bytes, *, now: int, roles: Any = None) -> Any:
+            gate.wait(10)
+            return network.msp.validate(cert, now=now, roles=roles)
+
+    async with scripted(network, msp=GatedMSP(), verify_creator=True) as net:
+        c = net.cluster
+        c.elect("o0")
+        tx = make_tx(1)
+        sub = asyncio.create_task(net.svc("o0").submit(tx.encode()))
+        await wait_until(lambda: net.svc("o0").status().pool_txs == 1, what="admitted, being verified")
+        c.elect("o1")  # o0 is deposed while the check runs
+        await advance_until(net.clock, lambda: not net.svc("o0").is_leader)
+        gate.set()
+        assert await sub == tx.tx_id  # it was admitted...
+        await wait_until(lambda: net.dropped["o0"] == [(tx.tx_id, "leader_changed")], what="drop report")
+        assert net.svc("o0").status().pool_txs == 0  # ...but never reaches a block of o0's
+        assert len(c.logs["o0"]) == 1
+        # The client resubmits to the new leader, which orders it once.
+        assert await net.svc("o1").submit(tx.encode()) == tx.tx_id
 
 
 async def test_new_leader_continues_from_uncommitted_tail(network: Network, make_tx: TxFactory) -> None:
