@@ -1,0 +1,159 @@
+"""SIGKILL of the Raft leader under load: no acknowledged transaction is lost.
+
+Background submitters send blind writes (``assets.put``, which never conflict) with
+``tx_submitAndWait`` through the nodes that are not the leader, retrying with a fresh proposal on
+NotLeader / Overloaded / timeouts / refused connections while a new leader is elected. The leader
+is killed with SIGKILL mid-stream. Afterwards every transaction a client saw acknowledged as
+committed (VALID, with a block number) must be in the same block on every surviving node — Raft's
+guarantee that committed entries survive leader changes (Raft paper §5.4, Leader Completeness) —
+the survivors' chains must be identical, and the killed node, restarted, must catch up to the
+same chain and serve new transactions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from framework import CityTest, TestNode, wait_until
+
+from secprivnode.client import ClientIdentity, RpcError, TransportError
+
+pytestmark = pytest.mark.functional
+
+# Acknowledged transactions wanted before the kill, and after it: enough that the kill lands
+# mid-stream and that the new leader demonstrably orders blocks.
+ACKED_BEFORE_KILL = 15
+ACKED_AFTER_KILL = 15
+# tx_submitAndWait budget per attempt: a commit takes ~one BatchTimeout (200 ms) when a leader is
+# up; an election takes 1-2 s of ticks. A transaction stuck at the dead leader times out and is
+# resubmitted as a new one.
+SUBMIT_WAIT_S = 10.0
+# Pause after a refused attempt before the next one, so a submitter does not spin while there is
+# no leader.
+RETRY_PAUSE_S = 0.2
+
+
+@dataclass
+class Load:
+    """What the submitters saw; lists are appended under ``lock``."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    acked: list[tuple[bytes, int, str]] = field(default_factory=list)  # tx id, block, via node
+    refusals: dict[str, int] = field(default_factory=dict)  # error class name -> count
+    stop: threading.Event = field(default_factory=threading.Event)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.acked)
+
+
+def _submitter(load: Load, who: int, targets: list[TestNode], me: ClientIdentity) -> None:
+    clients = {n.name: n.client(me, timeout_s=SUBMIT_WAIT_S + 30) for n in targets}
+    try:
+        seq = 0
+        while not load.stop.is_set():
+            node = targets[seq % len(targets)]
+            seq += 1
+            try:
+                r = clients[node.name].invoke(
+                    "assets", "put", f"load-{who}-{seq}", seq.to_bytes(8, "big"), timeout_s=SUBMIT_WAIT_S
+                )
+            except (RpcError, TransportError) as exc:
+                with load.lock:
+                    load.refusals[type(exc).__name__] = load.refusals.get(type(exc).__name__, 0) + 1
+                load.stop.wait(RETRY_PAUSE_S)
+                continue
+            if r.code == "VALID" and r.block_number is not None:
+                with load.lock:
+                    load.acked.append((r.tx_id, r.block_number, node.name))
+            else:  # blind writes cannot conflict: any other code is a finding
+                with load.lock:
+                    load.errors.append(AssertionError(f"{r.tx_id.hex()} committed as {r.code}"))
+    except BaseException as exc:  # reported by the main thread
+        with load.lock:
+            load.errors.append(exc)
+    finally:
+        for c in clients.values():
+            c.close()
+
+
+class LeaderFailoverTest(CityTest):
+    def run_test(self) -> None:
+        leader = self.leader()
+        followers = [n for n in self.nodes if n is not leader]
+        self.log.info("leader %s; load goes through %s", leader.name, ", ".join(n.name for n in followers))
+        load = Load()
+        threads = [
+            threading.Thread(
+                target=_submitter, args=(load, i, followers, self.identity(org)), name=f"submitter-{i}", daemon=True
+            )
+            for i, org in enumerate(("council", "transport"))
+        ]
+        for t in threads:
+            t.start()
+        try:
+            wait_until(lambda: load.count() >= ACKED_BEFORE_KILL or load.errors, what="load before the kill")
+            assert not load.errors, load.errors
+            before = load.count()
+            self.log.info("%d transactions acknowledged; SIGKILL %s", before, leader.name)
+            leader.kill()
+            new_leader = self.leader(among=followers, timeout_s=90)
+            assert new_leader is not leader
+            self.log.info("new leader %s", new_leader.name)
+            wait_until(
+                lambda: load.count() >= before + ACKED_AFTER_KILL or load.errors,
+                timeout_s=120,
+                what="transactions committed under the new leader",
+            )
+        finally:
+            load.stop.set()
+            for t in threads:
+                t.join(SUBMIT_WAIT_S + 60)
+        assert not any(t.is_alive() for t in threads), "a submitter did not stop"
+        assert not load.errors, load.errors
+        self.log.info("%d acknowledged, refusals along the way: %s", load.count(), load.refusals)
+
+        survivors = followers
+        height, tip = self.sync_blocks(survivors)
+        self.log.info("survivors agree on height %d, tip %s", height, tip)
+        self.assert_same_chain(survivors)
+        self.check_acked(load, survivors)
+
+        self.log.info("restart %s", leader.name)
+        leader.start()
+        leader.wait_healthy()
+        height, tip = self.sync_blocks(timeout_s=90)
+        self.log.info("all three at height %d, tip %s", height, tip)
+        self.assert_same_chain()
+        self.check_acked(load, [leader])
+
+        self.log.info("the restarted node serves new transactions")
+        with leader.client(self.identity("health")) as c:
+            r = c.invoke("assets", "put", "after-restart", b"\x01", timeout_s=60)
+        assert r.valid and r.block_number is not None and r.block_number >= height
+        self.sync_blocks()
+        self.assert_same_chain()
+
+    def check_acked(self, load: Load, nodes: list[TestNode]) -> None:
+        t0 = time.monotonic()
+        for node in nodes:
+            for tx_id, block, via in load.acked:
+                tx = node.rpc.chain_getTransaction(tx_id="0x" + tx_id.hex())
+                assert (tx["block"], tx["code"]) == (block, "VALID"), (
+                    f"{node.name}: tx {tx_id.hex()} acknowledged by {via} in block {block} is {tx}"
+                )
+        self.log.info(
+            "%d acknowledged transactions present on %s (%.1fs)",
+            len(load.acked),
+            ", ".join(n.name for n in nodes),
+            time.monotonic() - t0,
+        )
+
+
+def test_sigkill_leader_under_load(tmp_path: Path) -> None:
+    LeaderFailoverTest().main(tmp_path)
