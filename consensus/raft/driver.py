@@ -172,13 +172,14 @@ class RaftDriver:
         """Record the application's state at applied ``index`` (callable from ``apply``).
 
         The snapshot is stored, and the log compacted behind it, after the current Ready is
-        advanced. The returned future yields the stored snapshot, or raises Compacted (not newer
-        than the current one) / Unavailable (``index`` not applied yet). A newer request
-        replaces one not yet taken, which then raises :class:`ProposalDropped`.
+        advanced. The returned future (which callers may ignore) yields the stored snapshot, or
+        the current one if it is not older than ``index``; it raises Unavailable if ``index`` is
+        not applied yet (a bug in the caller). A newer request replaces one not yet taken, which
+        is then cancelled.
         """
         fut: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
         if self._snapshot_request is not None:
-            self._snapshot_request[2].set_exception(ProposalDropped("replaced by a newer snapshot request"))
+            self._snapshot_request[2].cancel()
         self._snapshot_request = (index, bytes(data), fut)
         self._wake.set()
         return fut
@@ -300,6 +301,10 @@ class RaftDriver:
         if req is None:
             return
         index, data, fut = req
+        current = self.storage.snapshot()
+        if index <= current.index:
+            fut.set_result(current)
+            return
         try:
             cs = self.node.conf_state_at(index)
             snap = self.storage.create_snapshot(index, cs, data)
@@ -350,5 +355,5 @@ class RaftDriver:
                 fut.set_exception(exc)
         self._awaiting_persist = []
         if self._snapshot_request is not None:
-            self._snapshot_request[2].set_exception(exc)
+            self._snapshot_request[2].cancel()
             self._snapshot_request = None
