@@ -313,7 +313,8 @@ class ChannelRuntime:
             if change is None:
                 continue
             try:
-                await driver.propose_conf_change(change)
+                assert self.orderer is not None
+                await self.orderer.propose_conf_change(change)
                 log.info(
                     "channel %s: proposed Raft membership change %s %s", self.name, change.kind.name, change.node_id
                 )

@@ -62,7 +62,7 @@ from consensus.orderer.errors import InvalidTransaction, OrdererError, OrdererSt
 from consensus.orderer.pool import TxPool
 from consensus.orderer.txcheck import CreatorChecker, MSPLike, TxInfo, inspect_tx
 from consensus.raft.driver import RaftDriver
-from consensus.raft.types import Entry, EntryKind, NotLeader, ProposalDropped, Role, Snapshot
+from consensus.raft.types import ConfChange, Entry, EntryKind, NotLeader, ProposalDropped, Role, Snapshot
 from crypto.batch import BatchVerifier
 from crypto.encoding import EncodingError, decode, encode
 from storage.model import GENESIS_PREVIOUS_HASH, BatchConfig, BlockHeader
@@ -131,6 +131,10 @@ class RaftPort(Protocol):
         """The application state at applied ``index``; Raft may compact the log up to it."""
         ...
 
+    async def propose_conf_change(self, cc: ConfChange) -> int:
+        """Append a membership change entry; its log index."""
+        ...
+
 
 # Bytes of log entries read per storage call when a new leader reads its log tail.
 ENTRIES_READ_BYTES = 4 * MiB
@@ -168,6 +172,9 @@ class DriverPort:
 
     def request_snapshot(self, index: int, data: bytes) -> None:
         self._driver.request_snapshot(index, data)
+
+    async def propose_conf_change(self, cc: ConfChange) -> int:
+        return await self._driver.propose_conf_change(cc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,6 +606,26 @@ class OrderingService:
         self.metrics.txs_dropped += len(ids)
         if self._on_dropped is not None:
             self._on_dropped(ids, reason)
+
+    # ---------------------------------------------------------------------- membership
+    async def propose_conf_change(self, cc: ConfChange) -> int:
+        """Propose a Raft membership change on the leader, between blocks.
+
+        A conf-change entry takes a log index like a block does; proposing it here books that
+        index (the driver appends requests in the order they are made, and block proposals are
+        made the same way), so the blocks proposed after it are still stamped with the index they
+        will take. A refused change returns the index: the leader tip is re-derived from the log.
+        """
+        if self._lead_term is None:
+            raise NotLeader(self._raft.status().leader)
+        self._next_index += 1
+        task = asyncio.create_task(self._raft.propose_conf_change(cc))
+        try:
+            return await task
+        except Exception:
+            if self._lead_term is not None:
+                self._resync_leader()
+            raise
 
     # --------------------------------------------------------------------------- snapshots
     def snapshot_data(self) -> bytes:

@@ -44,3 +44,54 @@ def register(cli: click.Group) -> None:
         setup_logging(config.node.name, config.logging.level, config.logging.format)
         _install_uvloop()
         sys.exit(asyncio.run(run_node(config)))
+
+    @node_group.command("join")
+    @click.option(
+        "--dir",
+        "directory",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("city"),
+        show_default=True,
+        help="Local network directory.",
+    )
+    @click.option("--org", required=True, help="Organisation whose CA issues the node certificate.")
+    @click.option("--name", default=None, help="Node name (default: <org>-node<next>).")
+    @click.option("--orderer", is_flag=True, help="Also make it an orderer (Raft learner, then voter).")
+    def join(directory: Path, org: str, name: str | None, orderer: bool) -> None:
+        """Admit a new node: issue its certificate, update the channel config, write its node.yaml.
+
+        Then start it with `secprivnode network up --dir DIR`: it catches up by state transfer from
+        its seed peer and serves queries and endorsements.
+        """
+        from secprivnode.admin import admit_node
+        from secprivnode.network import NetworkError
+
+        try:
+            node = admit_node(directory, org, orderer=orderer, name=name)
+        except (NetworkError, OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"admitted {node.name} ({'orderer, ' if orderer else ''}peer) at {node.p2p}; config {node.config}")
+        click.echo(f"start it: secprivnode network up --dir {directory}")
+
+    @node_group.command("remove")
+    @click.option(
+        "--dir",
+        "directory",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("city"),
+        show_default=True,
+        help="Local network directory.",
+    )
+    @click.option("--name", required=True, help="Node to remove from the channel.")
+    @click.option("--revoke/--no-revoke", default=True, show_default=True, help="Also revoke its certificate.")
+    def remove(directory: Path, name: str, revoke: bool) -> None:
+        """Remove a node from the channel (and revoke its certificate): every node then refuses it."""
+        from secprivnode.admin import remove_node
+        from secprivnode.network import NetworkError
+
+        try:
+            cfg = remove_node(directory, name, revoke=revoke)
+        except (NetworkError, OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        note = "; certificate revoked" if revoke else ""
+        click.echo(f"removed {name} from {cfg.channel} (config sequence {cfg.sequence}){note}")

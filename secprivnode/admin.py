@@ -1,0 +1,176 @@
+"""Channel administration for a local network directory: admit a node, remove (and revoke) one.
+
+Both are channel configuration updates: the next :class:`~storage.model.ChannelConfig`, approved
+by the channel's admins (each signs :func:`~storage.model.config_update_digest`; the network
+directory holds every org's admin identity, so all of them sign and the admin policy —
+``MAJORITY(admin)`` by default — is met), submitted to any running node with ``config_update``.
+
+Admitting a node (Fabric's "join a peer to a channel"):
+
+1. the org's CA issues the node certificate (``secprivnode ca issue`` does the same by hand);
+2. a config update adds the node to the channel — as a peer, and with ``orderer=True`` also as
+   an orderer: the Raft leader then adds it as a learner and promotes it once it has caught up;
+3. the new node starts with only its identity, the genesis block and a seed peer; it catches up
+   by state transfer and then serves queries and endorsements.
+
+Removing a node drops it from the channel configuration and, with ``revoke``, revokes its
+certificate and publishes the CRL in the same update, so every node's transport refuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from crypto.ca import CertificateAuthority, Role, write_identity
+from crypto.encoding import decode
+from secprivnode.client import AsyncClient, Client, ClientIdentity
+from secprivnode.network import NETWORK_FILE, NetworkError, NetworkNode, load_network
+from storage.model import ChannelConfig, ChannelNode, OrgConfig
+
+__all__ = ["admit_node", "remove_node"]
+
+
+def _admins(directory: Path, orgs: list[str]) -> list[ClientIdentity]:
+    out = []
+    for org in orgs:
+        d = directory / "crypto" / org / "users" / "admin"
+        if (d / "cert.pem").exists():
+            out.append(ClientIdentity.load(d / "cert.pem", d / "key.pem"))
+    if not out:
+        raise NetworkError(f"no admin identities under {directory / 'crypto'}")
+    return out
+
+
+def _current_config(client: Client) -> ChannelConfig:
+    got = client.call("config_get", {})
+    raw = got["config"]["encoded"]
+    return ChannelConfig.from_obj(decode(bytes.fromhex(raw.removeprefix("0x"))))
+
+
+def _propose(directory: Path, url: str, cfg: ChannelConfig) -> dict[str, object]:
+    admins = _admins(directory, [o.name for o in cfg.orgs])
+
+    async def go() -> dict[str, object]:
+        async with AsyncClient(url) as client:
+            return await client.config_update(cfg, admins)
+
+    return asyncio.run(go())
+
+
+def _first_running(nodes: list[NetworkNode]) -> NetworkNode:
+    from secprivnode.network import _healthy
+
+    for n in nodes:
+        if _healthy(n):
+            return n
+    raise NetworkError("no running node to submit the configuration update to (run `network up` first)")
+
+
+def admit_node(directory: Path, org: str, *, orderer: bool = False, name: str | None = None) -> NetworkNode:
+    """Issue a node certificate, admit the node to the channel, and write its configuration."""
+    channel, nodes = load_network(directory)
+    ca_dir = directory / "crypto" / org / "ca"
+    if not ca_dir.exists():
+        raise NetworkError(f"no CA for org {org!r} in {directory / 'crypto'}")
+    taken = {n.name for n in nodes}
+    if name is None:
+        k = 1
+        while f"{org}-node{k}" in taken:
+            k += 1
+        name = f"{org}-node{k}"
+    elif name in taken:
+        raise NetworkError(f"a node named {name!r} already exists")
+    base = int(nodes[0].p2p.rsplit(":", 1)[1])
+    host = nodes[0].p2p.rsplit(":", 1)[0]
+    i = len(nodes)
+    new = NetworkNode(
+        name=name,
+        org=org,
+        p2p=f"{host}:{base + i}",
+        rpc=f"{host}:{base + 1000 + i}",
+        ops=f"{host}:{base + 2000 + i}",
+        config=directory / "nodes" / name / "node.yaml",
+        roles=("orderer", "endorser", "committer", "gateway") if orderer else ("endorser", "committer", "gateway"),
+    )
+    now = int(time.time())
+    ca = CertificateAuthority.load(ca_dir)
+    key, cert_pem = ca.issue(name, Role.NODE, now=now, hosts=["localhost"], ips=[host])
+    node_crypto = directory / "crypto" / org / "nodes" / name
+    write_identity(node_crypto, key, cert_pem)
+
+    seed = _first_running(nodes)
+    with Client(seed.rpc_url) as client:
+        cfg = _current_config(client)
+        updated = ChannelConfig(
+            cfg.channel,
+            cfg.sequence + 1,
+            cfg.orgs,
+            (*cfg.nodes, ChannelNode(name, org, new.p2p, orderer)),
+            cfg.batch,
+            cfg.contracts,
+            cfg.admin_policy,
+        )
+    result = _propose(directory, seed.rpc_url, updated)
+    if result.get("code") != "VALID":
+        raise NetworkError(f"the configuration update was not accepted: {result.get('code')}")
+
+    new.dir.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "node": {"name": name, "org": org, "data_dir": "data", "roles": list(new.roles)},
+        "identity": {
+            "cert": os.path.relpath(node_crypto / "cert.pem", new.dir),
+            "key": os.path.relpath(node_crypto / "key.pem", new.dir),
+        },
+        "channels": [
+            {"name": channel, "genesis": os.path.relpath(directory / "channel" / f"{channel}.block", new.dir)}
+        ],
+        "p2p": {"listen": new.p2p, "bootstrap": [f"{seed.name}@{seed.p2p}"], "network_id": f"secprivnode-{channel}"},
+        "rpc": {"listen": new.rpc, "operations_listen": new.ops},
+    }
+    new.config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    manifest = yaml.safe_load((directory / NETWORK_FILE).read_text())
+    manifest["nodes"].append(
+        {"name": name, "org": org, "p2p": new.p2p, "rpc": new.rpc, "ops": new.ops, "roles": list(new.roles)}
+    )
+    (directory / NETWORK_FILE).write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return new
+
+
+def remove_node(directory: Path, name: str, *, revoke: bool = True) -> ChannelConfig:
+    """Remove ``name`` from the channel; with ``revoke``, revoke its certificate in the same update."""
+    _, nodes = load_network(directory)
+    seed = _first_running([n for n in nodes if n.name != name])
+    with Client(seed.rpc_url) as client:
+        cfg = _current_config(client)
+        target = cfg.node(name)
+        if target is None:
+            raise NetworkError(f"{name} is not a node of channel {cfg.channel}")
+        orgs = cfg.orgs
+        if revoke:
+            ca_dir = directory / "crypto" / target.org / "ca"
+            ca = CertificateAuthority.load(ca_dir)
+            cert_pem = (directory / "crypto" / target.org / "nodes" / name / "cert.pem").read_bytes()
+            _, crl_pem = ca.revoke_certificate(cert_pem, now=int(time.time()))
+            ca.save(ca_dir)
+            crl = x509.load_pem_x509_crl(crl_pem).public_bytes(Encoding.DER)
+            orgs = tuple(OrgConfig(o.name, o.ca_cert, (crl,)) if o.name == target.org else o for o in cfg.orgs)
+        updated = ChannelConfig(
+            cfg.channel,
+            cfg.sequence + 1,
+            orgs,
+            tuple(n for n in cfg.nodes if n.name != name),
+            cfg.batch,
+            cfg.contracts,
+            cfg.admin_policy,
+        )
+    result = _propose(directory, seed.rpc_url, updated)
+    if result.get("code") != "VALID":
+        raise NetworkError(f"the configuration update was not accepted: {result.get('code')}")
+    return updated
