@@ -246,7 +246,7 @@ def main() -> None:
 
     runner = uvloop.run
     if cfg.get("profile"):
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time)  # CPU time: idle waits do not count
         prof.enable()
         runner(proc.run())
         prof.disable()

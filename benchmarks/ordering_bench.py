@@ -222,8 +222,9 @@ class Load:
     latencies: list[tuple[float, int]] = field(default_factory=list)  # (seconds, tx count)
     delivered: int = 0  # the leader's delivered-tx count in the newest notification
     committed_txs: int = 0
-    committed_in_window: int = 0
-    blocks_in_window: int = 0
+    # (time, delivered txs, block number) of the first and last leader notification in the window
+    first: tuple[float, int, int] | None = None
+    last: tuple[float, int, int] | None = None
     rejected: int = 0
     window: tuple[float, float] = (0.0, 0.0)
 
@@ -259,20 +260,21 @@ async def run_mode(pki: Pki, verify: bool, args: argparse.Namespace) -> dict[str
     sem = asyncio.Semaphore(args.outstanding_on if verify else args.outstanding)
 
     def on_committed(peer: str, payload: Any) -> None:
-        delivered, _number = payload
+        delivered, number = payload
+        now = time.perf_counter()
         load.delivered = max(load.delivered, delivered)
-        settle(time.perf_counter())
+        if load.window[0] <= now <= load.window[1]:
+            if load.first is None:
+                load.first = (now, delivered, number)
+            load.last = (now, delivered, number)
+        settle(now)
 
     def settle(now: float) -> None:
         delivered = load.delivered
         lo, hi = load.window
-        if lo <= now <= hi:
-            load.blocks_in_window += 1
         while load.waiting and load.waiting[0][0] <= delivered:
             _, _, t0, n = heapq.heappop(load.waiting)
             load.committed_txs += n
-            if lo <= now <= hi:
-                load.committed_in_window += n
             if lo <= t0 <= hi:
                 load.latencies.append((now - t0, n))
             sem.release()
@@ -324,7 +326,14 @@ async def run_mode(pki: Pki, verify: bool, args: argparse.Namespace) -> dict[str
     finally:
         await client.stop()
         await cluster.stop()
-    window = load.window[1] - load.window[0]
+    # Rates at the leader: its delivered-tx count and block number between the first and the last
+    # notification inside the window.
+    if load.first is not None and load.last is not None and load.last[0] > load.first[0]:
+        span = load.last[0] - load.first[0]
+        tx_rate = (load.last[1] - load.first[1]) / span
+        block_rate = (load.last[2] - load.first[2]) / span
+    else:
+        span, tx_rate, block_rate = 0.0, 0.0, 0.0
     lats = sorted(load.latencies)
     total = sum(n for _, n in lats)
 
@@ -342,17 +351,23 @@ async def run_mode(pki: Pki, verify: bool, args: argparse.Namespace) -> dict[str
     return {
         "verify_creator": verify,
         "tx_bytes": source.size,
-        "ordered_tx_per_s": load.committed_in_window / window if window > 0 else 0.0,
-        "blocks_per_s": load.blocks_in_window / window if window > 0 else 0.0,
+        "ordered_tx_per_s": tx_rate,
+        "blocks_per_s": block_rate,
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
-        "window_s": window,
+        "window_s": span,
         "rejected": load.rejected,
         "leader": leader,
         "cpu_share": {
             **{oid: (stats1[oid]["cpu_ms"] - stats0[oid]["cpu_ms"]) / 1000 / wall for oid in ORDERERS},
             "client": client_cpu / wall,
         },
+        # Leader CPU per ordered transaction over the whole load: how much one core could order
+        # if the leader had it to itself (independent of what else runs on the machine).
+        "leader_cpu_us_per_tx": (stats1[leader]["cpu_ms"] - stats0[leader]["cpu_ms"])
+        * 1000
+        / max(stats1[leader]["delivered_txs"] - stats0[leader]["delivered_txs"], 1),
+        "mean_block_txs": stats1[leader]["txs_ordered"] / max(stats1[leader]["blocks_delivered"], 1),
         "skipped_blocks": sum(s["blocks_skipped"] for s in stats1.values()),
         "dropped_txs": sum(s["txs_dropped"] for s in stats1.values()),
         "leader_rejects": stats1[leader]["rejects"],
@@ -377,7 +392,7 @@ def print_profile(pki_dir: Path, leader: str) -> None:
     path = pki_dir / f"{leader}.prof"
     if path.exists():
         print(f"  profile of the leader ({leader}), top functions by own time:")
-        pstats.Stats(str(path)).sort_stats("tottime").print_stats(15)
+        pstats.Stats(str(path)).sort_stats("tottime").print_stats(30)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -393,13 +408,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results[mode] = res
         print(
             f"  {res['ordered_tx_per_s']:,.0f} tx/s ordered, {res['blocks_per_s']:.1f} blocks/s, "
-            f"latency p50 {res['p50_ms']:.1f} ms p99 {res['p99_ms']:.1f} ms "
+            f"latency p50 {res['p50_ms']:.1f} ms p99 {res['p99_ms']:.1f} ms, "
+            f"{res['mean_block_txs']:.0f} txs per block "
             f"({res['tx_bytes']}-byte txs, {res['window_s']:.1f} s window, {res['rejected']} rejected, "
             f"{res['skipped_blocks']} skipped blocks, {res['dropped_txs']} dropped txs)",
             flush=True,
         )
         share = ", ".join(f"{k} {v:.0%}" for k, v in res["cpu_share"].items())
-        print(f"  CPU per process (share of one core): {share}", flush=True)
+        print(
+            f"  CPU per process (share of one core): {share}; "
+            f"leader CPU {res['leader_cpu_us_per_tx']:.1f} us per ordered tx",
+            flush=True,
+        )
         print(
             f"  leader Raft: propose -> durable {res['leader_propose_to_durable_ms']} ms, "
             f"propose -> applied {res['leader_propose_to_apply_ms']} ms (means)",

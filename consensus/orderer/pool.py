@@ -107,13 +107,14 @@ class TxPool:
     def to_inflight(self, key: int, infos: Sequence[TxInfo]) -> None:
         """Pending transactions were proposed in the block identified by ``key``."""
         assert key not in self._inflight, f"block key {key} proposed twice"
-        ids = [i.tx_id for i in infos]
+        ids_t, _, datas = zip(*infos, strict=True) if infos else ((), (), ())
+        ids = list(ids_t)
         # Everything proposed was pending (the service only proposes admitted txs): set and byte
         # arithmetic in bulk rather than per transaction.
         before = len(self._pending)
         self._pending.difference_update(ids)
         assert before - len(self._pending) == len(ids), "proposed a transaction that was not pending"
-        self._pending_bytes -= sum(len(i.data) for i in infos)
+        self._pending_bytes -= sum(map(len, datas))
         assert self._pending_bytes >= 0
         self._inflight[key] = ids
         self._inflight_ids.update(ids)
