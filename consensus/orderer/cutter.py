@@ -23,9 +23,10 @@ from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
 from consensus.orderer.errors import InvalidTransaction
+from crypto.encoding import MAX_DECODE_BYTES
 from storage.model import BatchConfig
 
-__all__ = ["BlockCutter", "Sized", "check_batch_config"]
+__all__ = ["BLOCK_OVERHEAD_MAX", "BlockCutter", "Sized", "check_batch_config"]
 
 
 class Sized(Protocol):
@@ -37,6 +38,10 @@ class Sized(Protocol):
 
 T = TypeVar("T", bound=Sized)
 
+# Bytes a block adds around its transactions: header (~150 B), array headers, the orderer's
+# certificate (under 16 KiB, the MSP's limit) and signature (~72 B). Generous on purpose.
+BLOCK_OVERHEAD_MAX = 64 * 1024
+
 
 def check_batch_config(cfg: BatchConfig) -> None:
     """Raise ``ValueError`` for a configuration no cutter could honour."""
@@ -44,6 +49,10 @@ def check_batch_config(cfg: BatchConfig) -> None:
         raise ValueError("max_tx_count and timeout_ms must be positive")
     if not 0 < cfg.preferred_max_bytes <= cfg.absolute_max_bytes:
         raise ValueError("need 0 < preferred_max_bytes <= absolute_max_bytes")
+    if cfg.absolute_max_bytes > MAX_DECODE_BYTES - BLOCK_OVERHEAD_MAX:
+        # A block is at most max(preferred, absolute) bytes of transactions plus its header,
+        # certificate and signature; committers must be able to decode it.
+        raise ValueError(f"absolute_max_bytes must leave room for a block within {MAX_DECODE_BYTES} bytes")
 
 
 class BlockCutter(Generic[T]):

@@ -97,6 +97,8 @@ def test_count_cut_resets_timer() -> None:
 def test_bad_config_refused() -> None:
     with pytest.raises(ValueError):
         BlockCutter(BatchConfig(10, 200, 100, 10))
+    with pytest.raises(ValueError, match="room"):
+        BlockCutter(BatchConfig(10, 100, 32 * 1024 * 1024, 10))
 
 
 @given(
