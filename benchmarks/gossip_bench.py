@@ -9,7 +9,8 @@ Timed: a fresh node (this process) starts its transport and gossip, connects to 
 peers, and state-transfers every block: frames decoded once, each block's hash link, RFC 6962
 Merkle root and orderer signature checked (per-transaction signatures are the committer's job and
 benchmarked elsewhere), and each delivered batch written to its own LevelDB store in one
-synchronous write batch. Reported: blocks/s, tx/s and the time from start to the last block.
+synchronous write batch (on a writer thread, overlapping the next batch's checks; the clock stops
+when the last batch is synced). Reported: blocks/s, tx/s and the time from start to the last block.
 
     python benchmarks/gossip_bench.py [--quick] [--txs N] [--json PATH] [--profile]
 
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -57,12 +59,22 @@ _U64 = struct.Struct(">Q")
 
 
 class LevelBlocks:
-    """A minimal LevelDB block store: block bytes by number, plus (height, tip) in one key."""
+    """A minimal LevelDB block store: block bytes by number, plus (height, tip) in one key.
 
-    def __init__(self, path: Path) -> None:
-        self.db = plyvel.DB(str(path), create_if_missing=True)
+    ``deliver`` hands each verified batch to one writer thread (plyvel releases the GIL while
+    LevelDB writes), so verifying the next batch overlaps syncing the previous one; writes stay in
+    order because there is a single writer. ``durable_height`` counts what is synced to disk.
+    """
+
+    def __init__(self, path: Path, *, writer: bool = False) -> None:
+        # Payloads are random bytes: snappy would spend CPU for nothing.
+        self.db = plyvel.DB(str(path), create_if_missing=True, compression=None)
         meta = self.db.get(b"m")
-        self._height, self._tip = (0, None) if meta is None else (_U64.unpack(meta[:8])[0], meta[8:])
+        self._height: int = 0 if meta is None else _U64.unpack(meta[:8])[0]
+        self._tip: bytes | None = None if meta is None else meta[8:]
+        self.durable_height = self._height
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="blocks-writer") if writer else None
+        self._writes: list[Future[None]] = []
 
     @property
     def height(self) -> int:
@@ -78,12 +90,21 @@ class LevelBlocks:
             raise KeyError(number)
         return data
 
-    def deliver(self, blocks: Sequence[VerifiedBlock]) -> None:
+    def _write(self, items: list[tuple[int, bytes, bytes]]) -> None:
         with self.db.write_batch(sync=True) as wb:
-            for vb in blocks:
-                wb.put(b"b" + _U64.pack(vb.number), vb.data)
-            last = blocks[-1]
-            wb.put(b"m", _U64.pack(last.number + 1) + last.hash)
+            for number, data, _ in items:
+                wb.put(b"b" + _U64.pack(number), data)
+            last_number, _, last_hash = items[-1]
+            wb.put(b"m", _U64.pack(last_number + 1) + last_hash)
+        self.durable_height = last_number + 1
+
+    def deliver(self, blocks: Sequence[VerifiedBlock]) -> None:
+        items = [(vb.number, vb.data, vb.hash) for vb in blocks]
+        if self._pool is None:
+            self._write(items)
+        else:
+            self._writes = [f for f in self._writes if not f.done()]
+            self._writes.append(self._pool.submit(self._write, items))
         self._height = blocks[-1].number + 1
         self._tip = blocks[-1].hash
 
@@ -92,8 +113,13 @@ class LevelBlocks:
             wb.put(b"b" + _U64.pack(number), data)
             wb.put(b"m", _U64.pack(number + 1) + block_hash)
         self._height, self._tip = number + 1, block_hash
+        self.durable_height = self._height
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for f in self._writes:
+            f.result()  # surface a failed write
         self.db.close()
 
 
@@ -196,17 +222,16 @@ async def serve(d: Path) -> None:
 
 async def catch_up(d: Path, ports: dict[str, int], n_blocks: int) -> float:
     msp = load_msp(d)
-    store = LevelBlocks(d / "fresh.db")
+    store = LevelBlocks(d / "fresh.db", writer=True)
     transport, gossip = _node(d, "fresh", store, msp, 99)
     start = time.perf_counter()
     await transport.start()
     await gossip.start()
     for name, port in ports.items():
         transport.add_peer(name, f"127.0.0.1:{port}")
-    while store.height < n_blocks:
+    while store.durable_height < n_blocks:  # every block verified and synced to LevelDB
         await asyncio.sleep(0.005)
     elapsed = time.perf_counter() - start
-    assert_tip = store.tip_hash  # noqa: F841 - kept for the summary below
     await gossip.stop()
     await transport.stop()
     store.close()

@@ -32,10 +32,10 @@ One connection per peer pair: when both sides dial at once, the connection *init
 lower node id* survives on both ends (each side computes the same answer), the other is closed.
 
 Send queues are bounded per peer (:data:`SEND_QUEUE_MAX_MESSAGES`, :data:`SEND_QUEUE_MAX_BYTES`).
-Drop policy: ``send`` (gossip, Raft) evicts the *oldest droppable* queued messages to make room,
-and drops the new message (returning ``False``) if that is not enough; ``request`` and responses
-are never dropped to make room and never evicted: if they do not fit, the caller gets
-:class:`SendQueueFull`.
+Drop policy: to make room, the *oldest droppable* queued messages (anything sent with ``send``:
+gossip, Raft) are evicted. Requests, responses and pings are never evicted; if even after
+eviction a message does not fit, ``send`` returns ``False`` and ``request`` raises
+:class:`SendQueueFull`, so nothing that must arrive is lost silently.
 
 Misbehaviour (a malformed or oversize frame, an unexpected message, a bad hello, a handler raising
 :class:`RemoteProtocolError`) closes the connection and bans the peer's node id for
@@ -230,9 +230,10 @@ class Transport:
         self._stopping = True
         if self._server is not None:
             self._server.close()
+        # Goodbyes first (the dial loops see _stopping and end), then cancel what is left.
+        await asyncio.gather(*[self._close_link(link, "shutting down") for link in list(self._links.values())])
         for task in list(self._dialers.values()):
             task.cancel()
-        await asyncio.gather(*[self._close_link(link, "shutting down") for link in list(self._links.values())])
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._dialers.values(), return_exceptions=True)
@@ -561,15 +562,19 @@ class Transport:
             self._enqueue(link, link.conn.send(Ping(nonce)), droppable=False, force=True)
 
     def _enqueue(self, link: _Link, frame: bytes, *, droppable: bool, force: bool = False) -> bool:
-        """Apply the drop policy; True if ``frame`` is queued."""
+        """Apply the drop policy; True if ``frame`` is queued.
+
+        To make room, the oldest *droppable* frames (stale gossip) are evicted; frames that must
+        not be dropped (requests, responses, pings) are never evicted. ``force`` skips the limits
+        (keepalive pings and goodbyes are tiny and must go out).
+        """
         lim = self.limits
         q = link.queue
 
         def fits() -> bool:
             return len(q) < lim.send_queue_max_messages and link.queued_bytes + len(frame) <= lim.send_queue_max_bytes
 
-        if not fits() and not force:
-            # Evict the oldest droppable messages (stale gossip) to make room.
+        if not force and not fits():
             kept: deque[tuple[bytes, bool]] = deque()
             while q and not fits():
                 old, old_droppable = q.popleft()
@@ -590,12 +595,8 @@ class Transport:
         link = self._links.get(node_id)
         if link is None or link.closed:
             raise PeerUnavailable(f"not connected to {node_id}")
-        lim = self.limits
-        frame = link.conn.send(msg)
-        if len(link.queue) >= lim.send_queue_max_messages or link.queued_bytes + len(frame) > lim.send_queue_max_bytes:
-            # Never evict for, nor silently drop, a request or response: the caller decides.
-            raise SendQueueFull(f"send queue to {node_id} is full")
-        self._enqueue(link, frame, droppable=False, force=True)
+        if not self._enqueue(link, link.conn.send(msg), droppable=False):
+            raise SendQueueFull(f"send queue to {node_id} is full of messages that may not be dropped")
 
     # --- closing ------------------------------------------------------------------------------
 

@@ -9,13 +9,14 @@ import ssl
 import struct
 import subprocess
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import pytest
 from p2p_harness import NOW, NodeCreds, Pki, wait_until_async
 
 from crypto.msp import MSP
 from p2p.api import PeerConnected, PeerDisconnected, PeerEvent
-from p2p.errors import PeerUnavailable, RequestFailed, RequestTimeout
+from p2p.errors import PeerUnavailable, RequestFailed, RequestTimeout, SendQueueFull
 from p2p.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame
 from p2p.handshake import make_hello
 from p2p.messages import AppMessage, Heights
@@ -259,3 +260,46 @@ async def test_openssl_without_client_certificate_is_refused(net: dict) -> None:
     assert proc.returncode != 0, text
     assert "alert" in text.lower() or "unexpected eof" in text.lower(), text
     assert a.connected_peers() == []
+
+
+async def test_silent_peer_is_dropped_by_keepalive(net: dict) -> None:
+    a = net["t"]["a"]
+    c = net["creds"]["c"]
+    _reader, writer = await _raw_tls_client(c, a.listen_port, net["msp"])
+    writer.write(await _hello_bytes(c))  # a valid handshake, then silence: pings go unanswered
+    await wait_until_async(lambda: "c" in a.connected_peers(), 5, "c connected")
+    await wait_until_async(lambda: "c" not in a.connected_peers(), FAST.keepalive_timeout_s + 3, "keepalive drop")
+    assert not a.is_banned("c")  # silence is not misbehaviour
+    writer.close()
+
+
+async def test_send_queue_drop_policy(net: dict) -> None:
+    """Gossip is evicted oldest-first; requests are never evicted and fail loudly when full."""
+    a, b = net["t"]["a"], net["t"]["b"]
+    a.add_peer("b", f"127.0.0.1:{b.listen_port}")
+    await a.wait_connected(["b"], 5)
+    link = a._links["b"]
+    link.closed = True  # park the writer loop: from here on frames only accumulate
+    link.wakeup.set()
+    await asyncio.sleep(0.05)
+    link.closed = False
+    a.limits = replace(FAST, send_queue_max_messages=4)
+    for i in range(4):
+        assert a.send("b", AppMessage(1, i))
+    assert a.send("b", AppMessage(1, 99))  # evicts the oldest gossip message
+    assert [_payload(f) for f, _ in link.queue] == [1, 2, 3, 99]
+    for _ in range(4):
+        a._send_reliable("b", AppMessage(2, "req"))  # each evicts one gossip message
+    assert [_payload(f) for f, _ in link.queue] == ["req"] * 4
+    with pytest.raises(SendQueueFull):
+        a._send_reliable("b", AppMessage(2, "req"))  # nothing left that may be dropped
+    assert not a.send("b", AppMessage(1, 100))
+    a.limits = FAST
+
+
+def _payload(frame: bytes) -> object:
+    dec = FrameDecoder()
+    dec.receive_data(frame)
+    msg = next(iter(dec))
+    assert isinstance(msg, AppMessage)
+    return msg.payload
