@@ -62,7 +62,7 @@ from consensus.orderer.errors import InvalidTransaction, OrdererError, OrdererSt
 from consensus.orderer.pool import TxPool
 from consensus.orderer.txcheck import CreatorChecker, MSPLike, TxInfo, inspect_tx
 from consensus.raft.driver import RaftDriver
-from consensus.raft.types import ConfChange, Entry, EntryKind, NotLeader, ProposalDropped, Role, Snapshot
+from consensus.raft.types import ConfChange, Entry, EntryKind, NotLeader, ProposalDropped, RaftError, Role, Snapshot
 from crypto.batch import BatchVerifier
 from crypto.encoding import EncodingError, decode, encode
 from storage.model import GENESIS_PREVIOUS_HASH, BatchConfig, BlockHeader
@@ -123,16 +123,17 @@ class RaftPort(Protocol):
         """Append ``data`` as one entry; its log index. Raises NotLeader / ProposalDropped."""
         ...
 
+    async def propose_conf_change(self, cc: ConfChange) -> int:
+        """Append a membership change; its log index. Raises NotLeader / ConfChangeRefused /
+        ProposalDropped."""
+        ...
+
     def entries(self, lo: int, hi: int) -> Sequence[Entry]:
         """Log entries ``[lo, hi)`` (committed or not), for a new leader to read its tail."""
         ...
 
     def request_snapshot(self, index: int, data: bytes) -> None:
         """The application state at applied ``index``; Raft may compact the log up to it."""
-        ...
-
-    async def propose_conf_change(self, cc: ConfChange) -> int:
-        """Append a membership change entry; its log index."""
         ...
 
 
@@ -159,6 +160,9 @@ class DriverPort:
     async def propose(self, data: bytes) -> int:
         return await self._driver.propose(data)
 
+    async def propose_conf_change(self, cc: ConfChange) -> int:
+        return await self._driver.propose_conf_change(cc)
+
     def entries(self, lo: int, hi: int) -> Sequence[Entry]:
         storage = self._driver.storage
         lo = max(lo, storage.first_index())
@@ -172,9 +176,6 @@ class DriverPort:
 
     def request_snapshot(self, index: int, data: bytes) -> None:
         self._driver.request_snapshot(index, data)
-
-    async def propose_conf_change(self, cc: ConfChange) -> int:
-        return await self._driver.propose_conf_change(cc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +345,7 @@ class OrderingService:
             collections.deque()
         )
         self._proposals: set[asyncio.Task[None]] = set()
+        self._conf_requests: collections.deque[tuple[ConfChange, asyncio.Future[int]]] = collections.deque()
         self._blocks_since_snapshot = 0
         self._wake = asyncio.Event()
         self._verify_wake = asyncio.Event()
@@ -380,6 +382,10 @@ class OrderingService:
             _, fut = self._verify_queue.popleft()
             if not fut.done():
                 fut.set_exception(OrdererStopped("ordering service stopped"))
+        while self._conf_requests:
+            _, cfut = self._conf_requests.popleft()
+            if not cfut.done():
+                cfut.set_exception(OrdererStopped("ordering service stopped"))
         if self._own_verifier and self._verifier is not None:
             self._verifier.close()
 
@@ -428,6 +434,43 @@ class OrderingService:
             if err is not None:
                 results[slot] = err
         return results
+
+    async def propose_conf_change(self, cc: ConfChange) -> int:
+        """Propose a Raft membership change through the ordering leader; its log index.
+
+        It goes through the leader loop, between block proposals, so the indices stamped into
+        blocks stay right (an entry slipped in between would make the next blocks skipped).
+        Raises NotLeader, ConfChangeRefused, ProposalDropped or OrdererStopped.
+        """
+        if not self._running:
+            raise OrdererStopped("ordering service is not running")
+        self._check_role()
+        if self._lead_term is None:
+            raise NotLeader(self._raft.status().leader)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._conf_requests.append((cc, fut))
+        self._wake.set()
+        return await fut
+
+    async def _propose_conf_changes(self) -> None:
+        """Leader loop: wait until every block proposal is appended, then append the change."""
+        while self._conf_requests and self._lead_term is not None:
+            if self._proposals:
+                await asyncio.wait(set(self._proposals))
+                continue  # leadership may have changed meanwhile: re-check
+            cc, fut = self._conf_requests.popleft()
+            if fut.done():
+                continue
+            expected = self._next_index
+            try:
+                index = await self._raft.propose_conf_change(cc)
+            except RaftError as exc:
+                fut.set_exception(exc)
+                continue
+            fut.set_result(index)
+            self._next_index = index + 1
+            if index != expected and self._lead_term is not None:
+                self._resync_leader()
 
     async def _forward_many(self, txs: Sequence[bytes]) -> list[bytes | OrdererError]:
         leader = self._raft.status().leader
@@ -607,26 +650,6 @@ class OrderingService:
         if self._on_dropped is not None:
             self._on_dropped(ids, reason)
 
-    # ---------------------------------------------------------------------- membership
-    async def propose_conf_change(self, cc: ConfChange) -> int:
-        """Propose a Raft membership change on the leader, between blocks.
-
-        A conf-change entry takes a log index like a block does; proposing it here books that
-        index (the driver appends requests in the order they are made, and block proposals are
-        made the same way), so the blocks proposed after it are still stamped with the index they
-        will take. A refused change returns the index: the leader tip is re-derived from the log.
-        """
-        if self._lead_term is None:
-            raise NotLeader(self._raft.status().leader)
-        self._next_index += 1
-        task = asyncio.create_task(self._raft.propose_conf_change(cc))
-        try:
-            return await task
-        except Exception:
-            if self._lead_term is not None:
-                self._resync_leader()
-            raise
-
     # --------------------------------------------------------------------------- snapshots
     def snapshot_data(self) -> bytes:
         """The ordering state at the applied index: Raft snapshot data."""
@@ -707,6 +730,10 @@ class OrderingService:
         for b in self._ready:
             pending.extend(b)
         self._ready.clear()
+        while self._conf_requests:
+            _, fut = self._conf_requests.popleft()
+            if not fut.done():
+                fut.set_exception(NotLeader(None))
         self._pool.remove_pending(pending)
         self._report_dropped([t.tx_id for t in pending], "leader_changed")
 
@@ -735,6 +762,10 @@ class OrderingService:
         self._wake.clear()
 
     async def _cut_and_propose(self) -> None:
+        if self._conf_requests:
+            await self._propose_conf_changes()
+            if self._lead_term is None:
+                return
         now = self._clock.now_ms()
         if self._incoming:
             incoming, self._incoming = self._incoming, []

@@ -14,7 +14,17 @@ import pytest
 from consensus.orderer.blocks import BlockSigner
 from consensus.orderer.errors import DuplicateTransaction, OrdererError
 from consensus.orderer.service import DriverPort, OrdererConfig, OrderingService
-from consensus.raft import Entry, Message, RaftConfig, RawNode, Role, Snapshot
+from consensus.raft import (
+    ConfChange,
+    ConfChangeRefused,
+    ConfChangeType,
+    Entry,
+    Message,
+    RaftConfig,
+    RawNode,
+    Role,
+    Snapshot,
+)
 from consensus.raft.driver import RaftDriver
 from consensus.raft.leveldb_storage import LevelDBStorage
 from storage.model import GENESIS_PREVIOUS_HASH, BatchConfig, Block
@@ -210,3 +220,26 @@ async def test_restart_resumes_without_redelivery(rnet: RaftNet, make_tx: TxFact
     assert [b.hash for b in net.ledgers[victim].blocks] == [b.hash for b in net.ledgers[lead].blocks]
     net.check_chain(victim)
     assert net.ordered_ids(victim) == [make_tx(i).tx_id for i in range(40)]
+
+
+async def test_conf_changes_between_blocks_skip_nothing(rnet: RaftNet, make_tx: TxFactory) -> None:
+    net = rnet
+    await run_until(net.clock, lambda: net.leader() is not None, what="a leader")
+    lead = net.leader()
+    assert lead is not None
+    svc = net.services[lead]
+    # Blocks are being proposed (pipelined) when membership changes are asked for: one accepted
+    # (a learner that never answers), one refused (o1 is already a voter).
+    first = asyncio.ensure_future(svc.submit_many([make_tx(i).encode() for i in range(40)]))
+    added = asyncio.ensure_future(svc.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, "o9")))
+    refused = asyncio.ensure_future(svc.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, "o1")))
+    second = asyncio.ensure_future(svc.submit_many([make_tx(i).encode() for i in range(40, 80)]))
+    await run_until(net.clock, lambda: all(f.done() for f in (first, added, refused, second)), what="requests")
+    assert isinstance(added.result(), int)
+    assert isinstance(refused.exception(), ConfChangeRefused)
+    want = [make_tx(i).tx_id for i in range(80)]
+    await run_until(net.clock, lambda: all(net.ordered_ids(n) == want for n in IDS), what="all ordered")
+    for n in IDS:
+        assert net.services[n].metrics.blocks_skipped == 0 and not net.dropped[n]
+        net.check_chain(n)
+    assert "o9" in net.drivers[lead].status().learners
