@@ -19,6 +19,7 @@ __all__ = [
     "RequestFailed",
     "RequestTimeout",
     "SendQueueFull",
+    "UnexpectedPeer",
 ]
 
 
@@ -36,6 +37,10 @@ class RemoteProtocolError(P2PError):
 
 class HandshakeError(RemoteProtocolError):
     """The peer's hello does not check out: wrong network, version, signature or certificate claims."""
+
+
+class UnexpectedPeer(HandshakeError):
+    """We dialled one node and reached another (a stale or false address), which is no offence."""
 
 
 class PeerUnavailable(P2PError):

@@ -21,7 +21,7 @@ from typing import Any, Final, Protocol
 
 from crypto.hashing import Tag, digest
 from crypto.signing import PrivateKey, PublicKey, sign, verify
-from p2p.errors import HandshakeError
+from p2p.errors import HandshakeError, UnexpectedPeer
 from p2p.messages import Hello
 
 __all__ = [
@@ -106,7 +106,7 @@ def verify_hello(
     if hello.org != peer.org:
         raise HandshakeError(f"hello org {hello.org!r} does not match certificate O {peer.org!r}")
     if expected_node_id is not None and hello.node_id != expected_node_id:
-        raise HandshakeError(f"dialled {expected_node_id!r} but reached {hello.node_id!r}")
+        raise UnexpectedPeer(f"dialled {expected_node_id!r} but reached {hello.node_id!r}")
     if abs(hello.timestamp_ms - now_ms) > HELLO_MAX_SKEW_MS:
         raise HandshakeError(f"hello timestamp is {hello.timestamp_ms - now_ms} ms from our clock")
     if len(hello.nonce) != NONCE_BYTES:

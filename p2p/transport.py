@@ -67,13 +67,14 @@ from crypto.signing import PrivateKey
 from p2p.api import AppHandler, EventListener, MessageHandler, PeerConnected, PeerDisconnected, RequestHandler
 from p2p.connection import Connection, ConnectionClosed, PeerVerified
 from p2p.dispatch import Dispatcher
-from p2p.errors import PeerUnavailable, RemoteProtocolError, SendQueueFull
+from p2p.errors import PeerUnavailable, RemoteProtocolError, SendQueueFull, UnexpectedPeer
 from p2p.framing import MAX_FRAME_BYTES, NeedData
 from p2p.handshake import NONCE_BYTES, PeerInfo, make_hello, verify_hello
 from p2p.messages import Goodbye, Message, Ping, Pong
 
 __all__ = [
     "BAN_DURATION_S",
+    "MAX_HANDSHAKING",
     "READ_CHUNK_BYTES",
     "SEND_QUEUE_MAX_BYTES",
     "SEND_QUEUE_MAX_MESSAGES",
@@ -92,6 +93,9 @@ SEND_QUEUE_MAX_BYTES: Final = 32 * 1024 * 1024
 # How much one read takes from the socket. Big enough that a batch arrives in few reads, small
 # enough that the decoder buffer stays within one frame plus one chunk.
 READ_CHUNK_BYTES: Final = 256 * 1024
+# Inbound connections between TLS and a verified hello. Only member nodes get this far, and each
+# needs one link; the bound stops a member with a stolen key from opening sockets without limit.
+MAX_HANDSHAKING: Final = 64
 # How long a misbehaving peer is refused. Long enough to stop a tight reconnect loop, short enough
 # that a peer fixed by its operator rejoins without help.
 BAN_DURATION_S: Final = 60.0
@@ -119,6 +123,10 @@ def parse_address(address: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"bad peer address {address!r}: expected host:port")
     return host.strip("[]"), int(port)
+
+
+class _HandlerFailed(Exception):
+    """A local message handler raised something other than RemoteProtocolError."""
 
 
 class _Link:
@@ -186,6 +194,7 @@ class Transport:
         self._changed = asyncio.Event()
         self._stopping = False
         self._started = False
+        self._handshaking = 0
         self._server_ctx: ssl.SSLContext | None = None
         self._client_ctx: ssl.SSLContext | None = None
         self._dispatcher = Dispatcher(self._send_reliable, self._spawn)
@@ -391,8 +400,9 @@ class Transport:
             await asyncio.sleep(window / 2 + self._rng.uniform(0, window / 2))
 
     async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._stopping:
-            writer.close()
+        if self._stopping or self._handshaking >= MAX_HANDSHAKING:
+            log.warning("%s: refusing inbound connection: %d handshakes in progress", self.node_id, self._handshaking)
+            await self._abort(writer)
             return
         task = asyncio.current_task()
         assert task is not None
@@ -417,6 +427,29 @@ class Transport:
             log.info("%s: refusing banned peer %s", self.node_id, ident.name)
             await self._abort(writer)
             return
+        self._handshaking += 1
+        try:
+            link = await self._handshake(reader, writer, ident, outbound=outbound, expected=expected)
+        finally:
+            self._handshaking -= 1
+        if link is None:
+            return
+        if not self._register(link):
+            await self._close_link(link, "duplicate connection", registered=False)
+            return
+        await self._serve(link)
+
+    async def _handshake(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ident: Identity,
+        *,
+        outbound: bool,
+        expected: str | None,
+    ) -> _Link | None:
+        """Exchange hellos; the open link, or None (connection already aborted)."""
+        peername = writer.get_extra_info("peername")
         verifier = partial(self._verify_hello, ident=ident, expected=expected)
         link = _Link(reader, writer, Connection(verifier, self.limits.max_frame_bytes), outbound)
         link.last_recv = asyncio.get_running_loop().time()
@@ -436,21 +469,22 @@ class Transport:
                 while not link.conn.is_open:
                     if not await self._read_some(link, until_open=True):
                         await self._abort(writer)
-                        return
+                        return None
+        except UnexpectedPeer as exc:  # a stale address: not the reached node's fault
+            log.info("%s: %s", self.node_id, exc)
+            await self._abort(writer)
+            return None
         except (RemoteProtocolError, TimeoutError) as exc:
             log.warning("%s: handshake with %s (%s) failed: %s", self.node_id, ident.name, peername, exc)
             if isinstance(exc, RemoteProtocolError):
                 self._ban(ident.name)
             await self._abort(writer)
-            return
+            return None
         except (OSError, ssl.SSLError, ConnectionError) as exc:
             log.info("%s: connection to %s lost during handshake: %s", self.node_id, ident.name, exc)
             await self._abort(writer)
-            return
-        if not self._register(link):
-            await self._close_link(link, "duplicate connection", registered=False)
-            return
-        await self._serve(link)
+            return None
+        return link
 
     def _verify_hello(self, hello: Any, *, ident: Identity, expected: str | None) -> PeerInfo:
         return verify_hello(
@@ -513,7 +547,15 @@ class Transport:
         if isinstance(msg, Ping):
             self._enqueue(link, link.conn.send(Pong(msg.nonce)), droppable=False)
         elif not isinstance(msg, Pong):
-            await self._dispatcher.dispatch(link.info.node_id, msg)
+            try:
+                await self._dispatcher.dispatch(link.info.node_id, msg)
+            except RemoteProtocolError:
+                raise
+            except Exception as exc:
+                # A bug in another layer's handler: log it with its traceback and drop this link
+                # (the peer did nothing wrong, so no ban); the dial loop and other links carry on.
+                log.exception("%s: handler for %s failed", self.node_id, type(msg).__name__)
+                raise _HandlerFailed(f"handler for {type(msg).__name__} failed: {exc!r}") from exc
 
     async def _serve(self, link: _Link) -> None:
         reason = "connection closed"
@@ -528,6 +570,8 @@ class Transport:
             log.warning("%s: %s broke the protocol: %s", self.node_id, link.node_id, exc)
         except (OSError, ssl.SSLError, ConnectionError, asyncio.IncompleteReadError) as exc:
             reason = f"connection lost: {exc!r}"
+        except _HandlerFailed as exc:
+            reason = str(exc)
         except asyncio.CancelledError:
             reason = "cancelled"
             raise

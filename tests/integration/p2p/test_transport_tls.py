@@ -303,3 +303,22 @@ def _payload(frame: bytes) -> object:
     msg = next(iter(dec))
     assert isinstance(msg, AppMessage)
     return msg.payload
+
+
+async def test_handler_bug_drops_the_link_without_ban_and_the_dialer_reconnects(net: dict) -> None:
+    a, b = net["t"]["a"], net["t"]["b"]
+    calls: list[object] = []
+
+    def buggy(peer: str, payload: object) -> None:
+        calls.append(payload)
+        if payload == "crash":
+            raise RuntimeError("bug in another layer")
+
+    b.register_app_handler(3, buggy)
+    a.add_peer("b", f"127.0.0.1:{b.listen_port}")
+    await a.wait_connected(["b"], 5)
+    assert a.send("b", AppMessage(3, "crash"))
+    await wait_until_async(lambda: calls == ["crash"], 5, "handler ran")
+    await wait_until_async(lambda: a.connected_peers() == ["b"] and "crash" in calls, 5, "reconnected")
+    assert not b.is_banned("a") and not a.is_banned("b")
+    await wait_until_async(lambda: a.send("b", AppMessage(3, "fine")) and "fine" in calls, 5, "works again")

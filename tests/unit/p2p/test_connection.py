@@ -198,3 +198,46 @@ def _feed_never_crashes(data: bytes) -> None:
                 assert ev.info.node_id == B.name  # only the genuine hello can verify
     except RemoteProtocolError:
         assert conn.state is State.CLOSED
+
+
+STEPS = st.lists(st.sampled_from(list(Ev)), max_size=8)
+
+
+@given(STEPS)
+def test_any_event_sequence_follows_the_table(steps: list[Ev]) -> None:
+    """Drive (state x event) pairs: an event in the table moves to its state, any other one fails
+    with the right party's error, and a closed connection stays closed."""
+    conn = Connection(verifier(B))
+    peer_hello = encode_frame(hello_of(B))
+    for ev in steps:
+        before = conn.state
+        expected = TRANSITIONS.get((before, ev))
+        try:
+            if ev is Ev.SEND_HELLO:
+                conn.send(hello_of(A))
+            elif ev is Ev.SEND_MSG:
+                conn.send(Ping(1))
+            elif ev is Ev.SEND_GOODBYE:
+                conn.send(Goodbye("x"))
+            else:
+                frame = {
+                    Ev.RECV_HELLO: peer_hello,
+                    Ev.RECV_MSG: encode_frame(Ping(2)),
+                    Ev.RECV_GOODBYE: encode_frame(Goodbye("y")),
+                }
+                if before is State.CLOSED:
+                    assert isinstance(conn.next_event(), ConnectionClosed)
+                    continue
+                conn.receive_data(frame[ev] if ev is not Ev.RECV_EOF else b"")
+                ev_out = conn.next_event()
+                assert not isinstance(ev_out, type(NEED_DATA))
+        except LocalProtocolError:
+            assert expected is None and ev.value.startswith("send")
+            assert conn.state is before
+            continue
+        except RemoteProtocolError:
+            assert expected is None and ev.value.startswith("recv")
+            assert conn.state is State.CLOSED
+            return  # the transport closes the socket here
+        assert expected is not None, f"{ev} accepted in {before}"
+        assert conn.state is expected
