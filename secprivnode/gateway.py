@@ -23,6 +23,7 @@ from typing import Any
 from consensus.orderer.errors import OrdererError
 from consensus.raft import NotLeader, ProposalDropped
 from crypto.encoding import EncodingError, encode
+from p2p.dispatch import MAX_INFLIGHT_REQUESTS_PER_PEER
 from p2p.errors import P2PError
 from secprivnode import wire
 from secprivnode.api import (
@@ -57,6 +58,11 @@ log = logging.getLogger(__name__)
 ENDORSE_TIMEOUT_S = 10.0
 # How long a forwarded submission may take to be admitted by an orderer.
 SUBMIT_TIMEOUT_S = 10.0
+# Submissions this gateway forwards to the Raft leader at once. Each is one P2P request, and the
+# leader answers "busy" beyond MAX_INFLIGHT_REQUESTS_PER_PEER per peer; three quarters of it leaves
+# room for endorsement and state-transfer requests on the same link. Beyond it submissions queue
+# here (bounded by the RPC server's own request limits) instead of failing.
+FORWARD_CONCURRENCY_MAX = MAX_INFLIGHT_REQUESTS_PER_PEER * 3 // 4
 
 
 def rejection_to_error(exc: ProposalRejected) -> ServiceError:
@@ -83,6 +89,7 @@ class Gateway:
         self._org = org
         self._channels = channels
         self._transport = transport
+        self._forward_slots = asyncio.Semaphore(FORWARD_CONCURRENCY_MAX)
 
     def channel(self, name: str) -> ChannelRuntime:
         ch = self._channels.get(name)
@@ -171,10 +178,20 @@ class Gateway:
     # ------------------------------------------------------------------ ordering
     async def order(self, ch: ChannelRuntime, tx_bytes: bytes) -> None:
         try:
-            if ch.orderer is not None:
+            if ch.orderer is not None and ch.leader() in (None, self._name):
                 await ch.orderer.submit(tx_bytes)
                 return
-            await self._submit_remote(ch, tx_bytes)
+            # Forwarded (by the local orderer to its leader, or to a remote orderer): one P2P
+            # request each, so keep them under the peer's in-flight limit.
+            async with self._forward_slots:
+                if ch.orderer is not None:
+                    await ch.orderer.submit(tx_bytes)
+                else:
+                    await self._submit_remote(ch, tx_bytes)
+        except P2PError as exc:
+            # The link to the leader failed or the leader was busy: the transaction was not
+            # admitted, and the client may retry. Not the node's bug, so not an internal error.
+            raise Overloaded(f"could not forward the transaction to the ordering leader: {exc}") from exc
         except NotLeader as exc:
             raise NotLeaderError(f"not the leader; try {exc.leader_hint}", {"leader": exc.leader_hint}) from exc
         except ProposalDropped as exc:
