@@ -94,8 +94,18 @@ class RoundStats:
     client_cpu_percent: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+        return dict(_json_safe(asdict(self)))
+
+
+def _json_safe(v: Any) -> Any:
+    """``v`` with every NaN (an empty percentile) replaced by None, which JSON can carry."""
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
 
 
 def timeline(

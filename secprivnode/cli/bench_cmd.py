@@ -57,14 +57,14 @@ def _target(
             yield target_from_dir(d)
         return
     if urls:
-        if cert is None or key is None:
-            if directory is None:
-                raise click.UsageError("--url needs --cert and --key (or --dir for the network's client identities)")
+        if directory is not None:
+            # The directory supplies identities, pid files and the node count; load goes to --url.
             t = target_from_dir(directory)
-            yield Target(urls, t.identities, channel or t.channel, (), len(urls))
+            yield Target(urls, t.identities, channel or t.channel, t.pids, t.nodes)
             return
-        ident = ((cert.read_bytes(), key.read_bytes()),)
-        yield Target(urls, ident, channel or "city", (), len(urls))
+        if cert is None or key is None:
+            raise click.UsageError("--url needs --cert and --key (or --dir for the network's client identities)")
+        yield Target(urls, ((cert.read_bytes(), key.read_bytes()),), channel or "city", (), len(urls))
         return
     if directory is None:
         raise click.UsageError("give --dir (a running local network), --url, or --nodes N")

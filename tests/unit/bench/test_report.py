@@ -57,6 +57,13 @@ def test_summarize_with_no_success_has_no_latency() -> None:
     assert s.to_json()["p99"] is None  # JSON has no NaN
 
 
+def test_json_has_no_nan_even_in_empty_timeline_buckets() -> None:
+    s = summarize("x", "c", [0.0, 0.0], [0.1, 3.0], [OK, OK])
+    doc = s.to_json()
+    assert doc["timeline"][1][2] is None  # no commit in second 1
+    json.dumps(doc, allow_nan=False)
+
+
 def test_summarize_rejects_ragged_input() -> None:
     with pytest.raises(ValueError):
         summarize("x", "c", [0.0], [], [OK])
