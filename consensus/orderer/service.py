@@ -339,6 +339,7 @@ class OrderingService:
         self._lead_ts = 0
         self._next_index = 0
         self._inflight: dict[int, bytes] = {}  # Raft index -> hash of the block we expect there
+        self._resync_pending = False
         self._incoming: list[TxInfo] = []  # admitted (and verified) txs not yet given to the cutter
         self._ready: collections.deque[list[TxInfo]] = collections.deque()  # cut, not yet proposed
         self._verify_queue: collections.deque[tuple[list[TxInfo], asyncio.Future[list[OrdererError | None]]]] = (
@@ -697,12 +698,23 @@ class OrderingService:
         self._pool.clear_recent()
         for data in self._recent_blocks:
             self._pool.add_recent(self._ids_of(data))
-        self._resync_leader()
+        if self._proposals:  # proposals of an earlier term of ours may still be in the driver
+            self._resync_leader()
+        else:
+            self._derive_tip()
         log.info(
             "%s: leader of %s in term %d, next block %d", self.node_id, self.channel, st.term, self._tip_number + 1
         )
 
     def _resync_leader(self) -> None:
+        """Our tip is wrong (a block of ours was lost, or took another index): re-derive it from
+        the log once every proposal in flight has been appended or refused, so the log read is
+        complete. The leader loop proposes nothing until then."""
+        self._resync_pending = True
+        self._wake.set()
+
+    def _derive_tip(self) -> None:
+        """The leader tip from the applied chain plus the unapplied tail of our log."""
         st = self._raft.status()
         number, prev, ts = self._next_number - 1, self._prev_hash, self._tip_ts
         for e in self._raft.entries(self._applied_index + 1, st.last_index + 1):
@@ -724,6 +736,7 @@ class OrderingService:
     def _step_down(self) -> None:
         """Leadership lost: pending transactions are dropped (in-flight ones settle at apply)."""
         self._lead_term = None
+        self._resync_pending = False
         pending = list(self._incoming)
         self._incoming.clear()
         pending.extend(self._cutter.cut())
@@ -762,6 +775,13 @@ class OrderingService:
         self._wake.clear()
 
     async def _cut_and_propose(self) -> None:
+        if self._resync_pending:
+            if self._proposals:
+                await asyncio.wait(set(self._proposals))
+            if self._lead_term is None:
+                return
+            self._resync_pending = False
+            self._derive_tip()
         if self._conf_requests:
             await self._propose_conf_changes()
             if self._lead_term is None:
@@ -773,7 +793,12 @@ class OrderingService:
         due = self._cutter.cut_if_due(now)
         if due:
             self._ready.append(due)
-        while self._ready and len(self._inflight) < self.config.inflight_blocks_max and self._lead_term is not None:
+        while (
+            self._ready
+            and len(self._inflight) < self.config.inflight_blocks_max
+            and self._lead_term is not None
+            and not self._resync_pending
+        ):
             self._propose(self._ready.popleft())
 
     def _propose(self, batch: list[TxInfo]) -> None:
