@@ -66,6 +66,8 @@ STOP_TIMEOUT_S = 30.0
 PORT_BASE_MIN = 15000
 PORT_BASE_MAX = 29000
 PORT_PROBES_MAX = 200
+# Networks tried when a node cannot bind its probed port (taken by another process meanwhile).
+START_ATTEMPTS = 3
 
 
 class RpcFailure(AssertionError):
@@ -327,19 +329,35 @@ class CityTest:
             self.teardown(ok)
 
     def setup(self, tmp_path: Path) -> None:
+        """Create the network and start every node.
+
+        Ports are probed, not reserved: another process may bind one before a node does. A start
+        that fails for that reason is retried on a fresh network with other ports.
+        """
         self.set_test_params()
         self.rng = random.Random(self.seed)
-        self.dir = tmp_path / "net"
-        self.base_port = free_base_port(self.num_orgs * self.nodes_per_org, self.rng)
-        self.log.info("network dir %s, base port %d, seed %d", self.dir, self.base_port, self.seed)
-        init_network(self.dir, orgs=self.num_orgs, nodes_per_org=self.nodes_per_org, base_port=self.base_port)
-        self.channel, specs = load_network(self.dir)
-        self.nodes = [TestNode(s, self.dir) for s in specs]
-        try:
-            self.start_nodes()
-        except BaseException:
-            self.teardown(False)
-            raise
+        # Ports need not be replayable (they are logged), and must differ between concurrent runs.
+        port_rng = random.Random(f"{os.getpid()}-{time.time_ns()}")
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self.dir = tmp_path / f"net{attempt}"
+            self.base_port = free_base_port(self.num_orgs * self.nodes_per_org, port_rng)
+            self.log.info("network dir %s, base port %d, seed %d", self.dir, self.base_port, self.seed)
+            init_network(self.dir, orgs=self.num_orgs, nodes_per_org=self.nodes_per_org, base_port=self.base_port)
+            self.channel, specs = load_network(self.dir)
+            self.nodes = [TestNode(s, self.dir) for s in specs]
+            try:
+                self.start_nodes()
+                return
+            except AssertionError:
+                lost_port = any("cannot listen" in n.log_tail() for n in self.nodes)
+                if not lost_port or attempt == START_ATTEMPTS:
+                    self.teardown(False)
+                    raise
+                self.log.warning("a port was taken before a node could bind it; new network, new ports")
+                self.teardown(True)
+            except BaseException:
+                self.teardown(False)
+                raise
 
     def start_nodes(self, nodes: list[TestNode] | None = None) -> None:
         for n in nodes or self.nodes:

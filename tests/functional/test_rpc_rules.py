@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from framework import CityTest, TestNode, http_post, shared_network, wait_until
 from prometheus_client.parser import text_string_to_metric_families
@@ -247,6 +248,40 @@ def test_websocket_subscription_receives_the_block(net: RpcNet) -> None:
     assert ev["channel"] == net.channel
     assert ev["data"]["tx_count"] >= 1 and ev["data"]["valid"] >= 1
     assert ev["data"]["hash"] == watcher.rpc.chain_getBlockByNumber(number=r.block_number)["hash"]
+
+
+def test_websocket_carries_json_rpc(net: RpcNet) -> None:
+    node = net.nodes[2]
+    ws_url = node.url + "ws"
+
+    async def scenario() -> list[Any]:
+        async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
+
+            async def ask(text: str) -> Any:
+                await ws.send_str(text)
+                return json.loads(await asyncio.wait_for(ws.receive_str(), 30.0))
+
+            answers = [
+                await ask(json.dumps(_req("chain_height", id_="h"))),
+                await ask(json.dumps([_req("node_status", id_=1), {"jsonrpc": "2.0", "method": "chain_height"}])),
+                await ask('{"jsonrpc": "2.0", "method"'),
+                await ask(json.dumps(_req("subscribe", {"kinds": ["weather"]}, id_=3))),
+                await ask(json.dumps(_req("subscribe", {"kinds": ["tx"]}, id_=4))),
+            ]
+            sub_id = answers[-1].get("result")
+            for id_ in (5, 6):  # the second unsubscribe finds nothing
+                answers.append(await ask(json.dumps(_req("unsubscribe", {"subscription": sub_id}, id_=id_))))
+            return answers
+
+    height, batch, parse, bad_sub, sub, unsub, unsub_again = asyncio.run(scenario())
+    net.log.info("over the WebSocket: a call, a batch, a parse error, a bad and a good subscription")
+    assert height["id"] == "h" and height["result"] == node.height()
+    assert len(batch) == 1 and batch[0]["id"] == 1 and batch[0]["result"]["name"] == node.name
+    _error(parse, -32700, None)
+    assert _error(bad_sub, -32602, 3)["data"]["param"] == "kinds"
+    assert sub["id"] == 4 and isinstance(sub["result"], str)
+    assert (unsub["id"], unsub["result"]) == (5, True)
+    assert (unsub_again["id"], unsub_again["result"]) == (6, False)
 
 
 def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
