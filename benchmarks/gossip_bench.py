@@ -12,7 +12,7 @@ benchmarked elsewhere), and each delivered batch written to its own LevelDB stor
 synchronous write batch (on a writer thread, overlapping the next batch's checks; the clock stops
 when the last batch is synced). Reported: blocks/s, tx/s and the time from start to the last block.
 
-    python benchmarks/gossip_bench.py [--quick] [--txs N] [--json PATH] [--profile]
+    python benchmarks/gossip_bench.py [--quick] [--txs N] [--loop uvloop|asyncio] [--json PATH] [--profile]
 
 Prints what it measured and on what machine; asserts nothing. Figures on a shared machine are noisy.
 """
@@ -260,8 +260,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a 10,000-transaction chain: runs in seconds")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--profile", action="store_true", help="print the catch-up's top functions (cProfile)")
+    ap.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (the node runs on uvloop)"
+    )
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # child-process mode
     args = ap.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if args.serve:
         asyncio.run(serve(args.serve))
         return
@@ -280,7 +287,10 @@ def main() -> None:
             f"(built in {time.perf_counter() - t0:.1f} s)"
         )
         child = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(d)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, "--serve", str(d), "--loop", args.loop],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert child.stdout is not None
         ports = json.loads(child.stdout.readline())
@@ -302,6 +312,7 @@ def main() -> None:
             "txs_per_block": TXS_PER_BLOCK,
             "chain_bytes": total_bytes,
             "peers": len(ports),
+            "loop": args.loop,
             "machine": info,
         }
         print(

@@ -110,7 +110,8 @@ class FrameDecoder:
             if self._eof:
                 raise RemoteProtocolError("end of stream inside a frame")
             return NEED_DATA
-        payload = bytes(buf[PREFIX_BYTES:end])
+        with memoryview(buf) as view:
+            payload = bytes(view[PREFIX_BYTES:end])  # one copy (a bytearray slice would be two)
         del buf[:end]
         try:
             obj = decode(payload, max_bytes=self._max_frame)

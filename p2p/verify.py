@@ -2,9 +2,8 @@
 
 A block from gossip or state transfer is accepted only if:
 
-* its bytes slice into ``[header, [tx...], orderer, signature]`` (:func:`storage.codec.slice_block`)
-  and the parts outside the hashed ranges are in canonical form, so the bytes we store are exactly
-  the orderer's;
+* its bytes split into ``[header, [tx...], orderer, signature]`` and the parts outside the hashed
+  ranges are in canonical form, so the bytes we store are exactly the orderer's;
 * the header decodes strictly, has this channel, the expected number and version;
 * its ``previous_hash`` is the hash of the block before it (when that hash is known here);
 * ``data_hash`` is the RFC 6962 Merkle root (:mod:`crypto.merkle`) of its transaction hashes;
@@ -18,17 +17,17 @@ decodes each block once (hash ranges are taken from the encoded bytes, not re-en
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgpack
 
 from crypto.encoding import EncodingError, decode
+from crypto.hashing import Tag, digest_bytes
 from crypto.merkle import merkle_root
 from crypto.signing import PublicKey, get_backend
 from p2p.errors import RemoteProtocolError
-from storage.codec import slice_block
-from storage.errors import CorruptionError
 from storage.model import BLOCK_VERSION, Block, BlockHeader
 
 __all__ = ["InvalidBlock", "OrdererKeyResolver", "VerifiedBlock", "verify_block", "verify_chain_segment"]
@@ -75,6 +74,56 @@ def _array_header(n: int) -> bytes:
 
 
 _pack = msgpack.Packer(use_bin_type=True).pack
+_BLOCK_FIELDS = 4  # [header, [tx...], orderer, signature] (storage.model.Block.to_obj)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    header: tuple[int, int]  # byte range of the header's encoding
+    txs_start: int  # where the first transaction's encoding begins
+    tx_ends: list[int]  # where each transaction's encoding ends (they are contiguous)
+    orderer: bytes
+    signature: bytes
+
+
+def _split(data: bytes) -> _Parts:
+    """Locate the header and the transactions' byte ranges with one C-level skip per item.
+
+    Only the ranges are needed here (the Merkle leaves hash them); the transactions' inner shape
+    is the committer's to check when it decodes the block.
+    """
+    up = msgpack.Unpacker(max_buffer_size=len(data) + 1)
+    up.feed(data)
+    try:
+        if up.read_array_header() != _BLOCK_FIELDS:
+            raise InvalidBlockShape("expected an array of 4")
+        h0 = up.tell()
+        up.skip()
+        h1 = up.tell()
+        n = up.read_array_header()
+        if n > len(data):
+            raise InvalidBlockShape("transaction count exceeds the block size")
+        start = up.tell()
+        skip, tell = up.skip, up.tell
+        ends = []
+        for _ in range(n):
+            skip()
+            ends.append(tell())
+        orderer, signature = up.unpack(), up.unpack()
+        end = up.tell()
+    except InvalidBlockShape:
+        raise
+    except Exception as exc:  # OutOfData, StackError, ValueError...: the bytes are not a block
+        raise InvalidBlockShape(f"{type(exc).__name__}: {exc}") from exc
+    if type(orderer) is not bytes or type(signature) is not bytes:
+        raise InvalidBlockShape("orderer and signature must be bytes")
+    if end != len(data):
+        raise InvalidBlockShape("trailing bytes")
+    return _Parts((h0, h1), start, ends, orderer, signature)
+
+
+class InvalidBlockShape(ValueError):
+    """The bytes do not have the outer shape of a block."""
 
 
 def verify_block(
@@ -87,22 +136,23 @@ def verify_block(
 ) -> VerifiedBlock:
     """Verify one encoded block; :class:`InvalidBlock` says why it is refused."""
     try:
-        sl = slice_block(data)
-    except CorruptionError as exc:
+        parts = _split(data)
+    except InvalidBlockShape as exc:
         raise InvalidBlock(number, f"does not parse: {exc}") from exc
-    h0, h1 = sl.header_range
+    h0, h1 = parts.header
+    n = len(parts.tx_ends)
+    # The hashed ranges are the orderer's bytes; the framing around them must be canonical too,
+    # so that what we store is byte-for-byte the canonical encoding.
+    if (
+        data[:h0] != b"\x94"
+        or data[h1 : parts.txs_start] != _array_header(n)
+        or data[parts.tx_ends[-1] if n else parts.txs_start :] != _pack(parts.orderer) + _pack(parts.signature)
+    ):
+        raise InvalidBlock(number, "non-canonical block framing")
     try:
         header = BlockHeader.from_obj(decode(data[h0:h1]))
     except EncodingError as exc:
         raise InvalidBlock(number, f"header: {exc}") from exc
-    # The hashed ranges are the orderer's bytes; the framing around them must be canonical too,
-    # so that what we store is byte-for-byte the canonical encoding. Rebuilding costs one copy.
-    view = memoryview(data)
-    parts: list[bytes | memoryview] = [b"\x94", view[h0:h1], _array_header(len(sl.tx_ranges))]
-    parts += [view[s:e] for s, e in sl.tx_ranges]
-    parts += [_pack(sl.orderer), _pack(sl.signature)]
-    if b"".join(parts) != data:
-        raise InvalidBlock(number, "non-canonical block framing")
     if header.version != BLOCK_VERSION:
         raise InvalidBlock(number, f"version {header.version}")
     if header.channel != channel:
@@ -111,14 +161,20 @@ def verify_block(
         raise InvalidBlock(number, f"header says number {header.number}")
     if previous_hash is not None and header.previous_hash != previous_hash:
         raise InvalidBlock(number, "previous hash does not link to the block before it")
-    if merkle_root(sl.tx_hashes) != header.data_hash:
+    tag, sha = Tag.TRANSACTION, hashlib.sha256
+    leaves, s = [], parts.txs_start
+    for e in parts.tx_ends:
+        leaves.append(sha(tag + data[s:e]).digest())  # digest(TRANSACTION, tx) from its bytes
+        s = e
+    if merkle_root(leaves) != header.data_hash:
         raise InvalidBlock(number, "data hash is not the Merkle root of its transactions")
-    key = resolve_key(channel, sl.orderer)
+    key = resolve_key(channel, parts.orderer)
     if key is None:
         raise InvalidBlock(number, "signed by an unknown orderer")
-    if not get_backend().verify(key, sl.signature, sl.header_hash):
+    header_hash = digest_bytes(Tag.BLOCK_HEADER, data[h0:h1])
+    if not get_backend().verify(key, parts.signature, header_hash):
         raise InvalidBlock(number, "orderer signature does not verify")
-    return VerifiedBlock(header, sl.header_hash, data, len(sl.tx_ranges))
+    return VerifiedBlock(header, header_hash, data, n)
 
 
 def verify_chain_segment(
