@@ -68,6 +68,7 @@ class NodeUsage:
     rss_mb_start: float
     rss_mb_end: float
     rss_mb_max: float
+    cpu_s: float = 0.0  # CPU seconds (user + system) the node used during the round
 
 
 @dataclass(slots=True)
@@ -92,6 +93,7 @@ class RoundStats:
     histogram: list[tuple[float, float, int]] = field(default_factory=list)  # (lo, hi, count)
     nodes: list[NodeUsage] = field(default_factory=list)
     client_cpu_percent: float = 0.0
+    client_cpu_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return dict(_json_safe(asdict(self)))

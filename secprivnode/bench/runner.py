@@ -168,6 +168,7 @@ class NodeSampler:
             self._procs.append((name, pid, proc))
         self.cpu: dict[str, list[float]] = {n: [] for n, _, _ in self._procs}
         self.rss: dict[str, list[float]] = {n: [] for n, _, _ in self._procs}
+        self._cpu_s: dict[str, list[float]] = {n: [] for n, _, _ in self._procs}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
@@ -176,6 +177,9 @@ class NodeSampler:
             if proc is None:
                 continue
             try:
+                if not with_cpu:  # the first and last samples: total CPU time over the round
+                    t = proc.cpu_times()
+                    self._cpu_s[name].append(t.user + t.system)
                 if with_cpu:
                     self.cpu[name].append(proc.cpu_percent(None))
                 self.rss[name].append(proc.memory_info().rss / 2**20)
@@ -199,7 +203,7 @@ class NodeSampler:
     def usage(self) -> list[NodeUsage]:
         out = []
         for name, pid, _ in self._procs:
-            cpu, rss = self.cpu[name], self.rss[name]
+            cpu, rss, cpu_s = self.cpu[name], self.rss[name], self._cpu_s[name]
             out.append(
                 NodeUsage(
                     name,
@@ -209,6 +213,7 @@ class NodeSampler:
                     rss[0] if rss else 0.0,
                     rss[-1] if rss else 0.0,
                     max(rss, default=0.0),
+                    cpu_s[-1] - cpu_s[0] if len(cpu_s) >= 2 else 0.0,
                 )
             )
         return out
@@ -318,7 +323,8 @@ def _round(
     stats = summarize(name, configs[0].control.describe() + f" x{len(configs)}", submit, done, outcome, errors)
     stats.nodes = sampler.usage()
     wall = max((r.wall_s for r in results), default=0.0)
-    stats.client_cpu_percent = 100 * sum(r.cpu_s for r in results) / wall if wall > 0 else 0.0
+    stats.client_cpu_s = sum(r.cpu_s for r in results)
+    stats.client_cpu_percent = 100 * stats.client_cpu_s / wall if wall > 0 else 0.0
     return RoundOutcome(stats, results)
 
 
@@ -347,6 +353,26 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "memory_mb": round(psutil.virtual_memory().total / 2**20),
         "packages": versions,
+    }
+
+
+def _cpu_per_tx(r: RoundStats) -> dict[str, Any]:
+    """CPU milliseconds per committed transaction, all nodes together and the load generator.
+
+    Unlike tx/s this hardly depends on what else the machine runs, so it shows what a change
+    to the node saves; ``capacity_tps_estimate`` is the rate at which the whole network plus the
+    load generator would keep every core busy (``cores x 1000 / ms per tx``)."""
+    committed = r.succ + r.conflicts
+    if committed == 0:
+        return {}
+    node_ms = 1000 * sum(n.cpu_s for n in r.nodes) / committed
+    client_ms = 1000 * r.client_cpu_s / committed
+    cores = os.cpu_count() or 1
+    total = node_ms + client_ms
+    return {
+        "node_cpu_ms_per_tx": round(node_ms, 3),
+        "client_cpu_ms_per_tx": round(client_ms, 3),
+        "capacity_tps_estimate": round(cores * 1000 / total, 1) if total > 0 else None,
     }
 
 
@@ -394,6 +420,7 @@ def run_bench(
         "control": opts.control.describe(),
         "duration_s": opts.duration_s,
         "avg_block_txs": round(avg_block, 1),
+        **_cpu_per_tx(main),
         "crypto": {**rates.to_json(), "signatures_per_tx": count.to_json()},
         "rounds": [r.to_json() for r in rounds],
         "machine": machine_info(),

@@ -241,6 +241,11 @@ def register(cli: click.Group) -> None:
             f"= {doc['ceiling_tps']:.0f} tx/s; committed {doc['committed_tps']:.0f} tx/s "
             f"= {100 * (doc['ceiling_fraction'] or 0):.1f}% of it"
         )
+        if "node_cpu_ms_per_tx" in doc:
+            console.print(
+                f"CPU per committed tx: nodes {doc['node_cpu_ms_per_tx']:.2f} ms (all together), load generator "
+                f"{doc['client_cpu_ms_per_tx']:.2f} ms -> {doc['capacity_tps_estimate']} tx/s if they had every core"
+            )
         if "rpc_reads" in doc:
             r = doc["rpc_reads"]
             console.print(
