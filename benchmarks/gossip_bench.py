@@ -250,7 +250,7 @@ def machine() -> dict[str, Any]:
         "machine": platform.machine(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "packages": {p: ver(p) for p in ("cryptography", "msgpack", "plyvel")},
+        "packages": {p: ver(p) for p in ("cryptography", "msgpack", "plyvel", "uvloop")},
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import shutil
 import ssl
@@ -143,7 +144,8 @@ async def test_keepalive_keeps_idle_links_and_reconnect_after_restart(net: dict)
         await b2.stop()
 
 
-async def test_foreign_ca_and_revoked_nodes_are_refused(net: dict) -> None:
+async def test_foreign_ca_and_revoked_nodes_are_refused(net: dict, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="p2p.transport")
     a = net["t"]["a"]
     foreign_pki = Pki.create(["council"])  # same org name, different CA
     intruder = foreign_pki.node("council", "x")
@@ -164,6 +166,11 @@ async def test_foreign_ca_and_revoked_nodes_are_refused(net: dict) -> None:
         await asyncio.sleep(1.0)  # several dial attempts of the refused nodes
         assert sorted(a.connected_peers()) == ["b"]
         assert it.connected_peers() == [] and rt.connected_peers() == []
+        refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("a: refusing connection")]
+        # the revoked node passed TLS (its CA is trusted) and was refused by the MSP check ...
+        assert any("transport/r" in m and "revoked" in m for m in refusals), refusals
+        # ... the foreign-CA node never got past the TLS handshake to reach that check
+        assert not any("council/x" in m for m in refusals), refusals
     finally:
         await it.stop()
         await rt.stop()
