@@ -51,10 +51,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import ssl
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
@@ -71,6 +69,7 @@ from p2p.errors import PeerUnavailable, RemoteProtocolError, SendQueueFull, Unex
 from p2p.framing import MAX_FRAME_BYTES, NeedData
 from p2p.handshake import NONCE_BYTES, PeerInfo, make_hello, verify_hello
 from p2p.messages import Goodbye, Message, Ping, Pong
+from p2p.tls import make_context
 
 __all__ = [
     "BAN_DURATION_S",
@@ -252,8 +251,9 @@ class Transport:
 
     def refresh_trust(self) -> None:
         """Rebuild the TLS contexts from the current MSP (call after a config change adds an org)."""
-        self._server_ctx = self._make_context(server=True)
-        self._client_ctx = self._make_context(server=False)
+        cas = [org.ca_cert_der for org in self._msp_provider().orgs.values()]
+        self._server_ctx = make_context(server=True, cert_pem=self._cert_pem, key=self._key, ca_ders=cas)
+        self._client_ctx = make_context(server=False, cert_pem=self._cert_pem, key=self._key, ca_ders=cas)
 
     def add_peer(self, node_id: str, address: str) -> None:
         """Keep a connection to ``node_id`` at ``address``, dialling with backoff while it is down."""
@@ -335,27 +335,6 @@ class Transport:
                 await self._changed.wait()
 
     # --- TLS ----------------------------------------------------------------------------------
-
-    def _make_context(self, *, server: bool) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        ctx.check_hostname = False  # peers are named by certificate CN, checked after the handshake
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        cas = [ssl.DER_cert_to_PEM_cert(org.ca_cert_der) for org in self._msp_provider().orgs.values()]
-        if not cas:
-            raise ValueError("the MSP has no organisations: nothing to trust")
-        ctx.load_verify_locations(cadata="".join(cas))
-        # ssl loads a certificate chain only from files: write both to a private temp dir, load
-        # them, and remove the dir at once.
-        with tempfile.TemporaryDirectory(prefix="secprivnode-tls-") as d:
-            cert_path, key_path = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-            with open(cert_path, "wb") as f:
-                f.write(self._cert_pem)
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(self._key.to_pem())
-            ctx.load_cert_chain(cert_path, key_path)
-        return ctx
 
     def _validate_peer_cert(self, writer: asyncio.StreamWriter) -> Identity:
         sslobj = writer.get_extra_info("ssl_object")
