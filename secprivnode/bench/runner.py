@@ -40,7 +40,7 @@ from secprivnode.bench.rate import FixedOutstanding, RateControl, split
 from secprivnode.bench.report import NodeUsage, RoundStats, summarize
 from secprivnode.bench.worker import WorkerConfig, WorkerResult, worker_main
 from secprivnode.bench.workload import WorkloadSpec, setup_ops
-from secprivnode.network import init_network, load_network, network_down, network_up
+from secprivnode.network import init_network, load_network, network_down, network_up, rpc_call
 
 __all__ = ["BenchOptions", "RoundOutcome", "Target", "free_base_port", "local_network", "run_bench", "target_from_dir"]
 
@@ -76,7 +76,7 @@ class BenchOptions:
     drain_s: float = 30.0
     seed: int = 1
     ceiling_s: float = 1.0
-    endorsers: int = 1
+    endorsers: int | None = None  # None: counted on a committed transaction of the run
     rpc_seconds: float = 3.0  # 0: skip the RPC read comparison
     rpc_concurrency: int = 32
 
@@ -356,6 +356,17 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _endorsements(target: Target, tx_ids: Sequence[str]) -> int | None:
+    """Endorsements carried by a committed transaction of the run (what the policy needed)."""
+    if not tx_ids:
+        return None
+    try:
+        tx = rpc_call(target.urls[0], "chain_getTransaction", {"tx_id": tx_ids[0], "channel": target.channel})
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return len(tx.get("endorsers") or []) or None
+
+
 def _cpu_per_tx(r: RoundStats) -> dict[str, Any]:
     """CPU milliseconds per committed transaction, all nodes together and the load generator.
 
@@ -405,7 +416,9 @@ def run_bench(
     main = max(rounds, key=lambda r: r.throughput)
     block_txs = [b for o in outcomes for r in o.results for b in r.block_txs]
     avg_block = sum(block_txs) / len(block_txs) if block_txs else 1.0
-    count = ceiling_mod.count_signatures(target.nodes, opts.endorsers, avg_block)
+    tx_ids = [t for o in outcomes for r in o.results for t in r.tx_ids]
+    endorsers = opts.endorsers or _endorsements(target, tx_ids) or 1
+    count = ceiling_mod.count_signatures(target.nodes, min(endorsers, target.nodes), avg_block)
     ceiling = ceiling_mod.ceiling_tps(rates, count)
     doc: dict[str, Any] = {
         "committed_tps": round(main.throughput, 1),
@@ -426,7 +439,6 @@ def run_bench(
         "machine": machine_info(),
     }
     if opts.rpc_seconds > 0:
-        tx_ids = [t for o in outcomes for r in o.results for t in r.tx_ids]
         keys = [k for o in outcomes for r in o.results for k in r.keys]
         if tx_ids:
             log(f"RPC reads: node vs minimal aiohttp handler, {opts.rpc_seconds:g} s each")

@@ -19,9 +19,9 @@ from secprivnode.bench.workload import WORKLOADS, WorkloadSpec
 
 __all__ = ["register"]
 
-# Closed-loop load when no rate is given: enough outstanding transactions to fill several
-# 500-transaction blocks in flight through endorsement, ordering and commit at once.
-DEFAULT_OUTSTANDING = 2000
+# Closed-loop load when no rate is given: about one 500-transaction block in flight through each
+# of endorsement, ordering and commit. More only queues (latency grows, throughput does not).
+DEFAULT_OUTSTANDING = 1000
 
 
 def _control(tps: float | None, outstanding: int | None, ramp: str | None, duration: float | None) -> RateControl:
@@ -149,9 +149,8 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--endorsers",
         type=click.IntRange(1, 64),
-        default=1,
-        show_default=True,
-        help="Endorsements per transaction the policy needs (for the crypto ceiling).",
+        default=None,
+        help="Endorsements per transaction for the crypto ceiling (default: counted on a committed tx).",
     )
     @click.option("--ceiling-seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True)
     @click.option(
@@ -183,7 +182,7 @@ def register(cli: click.Group) -> None:
         max_requests: int,
         drain: float,
         seed: int,
-        endorsers: int,
+        endorsers: int | None,
         ceiling_seconds: float,
         rpc_seconds: float,
         json_path: Path | None,
