@@ -54,6 +54,9 @@ class SimNet:
     penalties: list[tuple[str, str, str]] = field(default_factory=list)
     log: list[tuple[str, str, Message]] = field(default_factory=list)
     down: set[str] = field(default_factory=set)
+    drop_pushes: float = 0.0  # probability that a BlockPush is lost in transit
+    loss_rng: random.Random = field(default_factory=lambda: random.Random(99))
+    lost: int = 0
 
     def add(self, name: str, org: str, seed: int) -> GossipCore:
         creds = self.pki.node(org, name)
@@ -111,6 +114,9 @@ class SimNet:
     def _apply(self, src: str, outputs: list) -> None:
         for o in outputs:
             if isinstance(o, Send):
+                if isinstance(o.msg, BlockPush) and self.loss_rng.random() < self.drop_pushes:
+                    self.lost += 1
+                    continue
                 if frozenset((src, o.peer)) in self.links:
                     self.queue.append((src, o.peer, encode_frame(o.msg)))
             elif isinstance(o, Penalise):
@@ -190,6 +196,18 @@ def test_push_reaches_every_peer() -> None:
     assert len(net.tips()) == 1 and not net.penalties
     pushes = sum(1 for _, _, m in net.log if isinstance(m, BlockPush))
     assert pushes >= 10 * 5  # every other node got each block by push (relays included)
+
+
+def test_lost_pushes_are_healed_by_pull_anti_entropy() -> None:
+    net = make_net(5)
+    net.drop_pushes = 0.6
+    net.connect_all()
+    for _ in range(30):
+        net.produce("n0", 1)
+        net.step()
+    net.run_until(lambda: all(s.height == 30 for s in net.stores.values()))
+    assert net.lost > 30 and len(net.tips()) == 1 and not net.penalties
+    assert any(isinstance(m, BlockBatch) and m.blocks for _, _, m in net.log)  # pulls did the healing
 
 
 def test_lagging_peer_catches_up_by_state_transfer_from_several_peers() -> None:
@@ -304,6 +322,27 @@ def test_membership_alive_expiry_and_purge() -> None:
     net.run_until(lambda: "n3" in net.cores["n0"].membership.dead_members(), max_ms=CFG.alive_expiry_ms * 3)
     assert "n3" not in net.cores["n0"].membership.alive_members()
     net.run_until(lambda: "n3" not in net.cores["n0"].membership.members, max_ms=CFG.dead_purge_ms * 2)
+    assert not net.penalties
+
+
+def test_restarted_member_with_a_new_incarnation_supersedes_its_old_statements() -> None:
+    net = make_net(2)
+    net.connect_all()
+    m1 = net.cores["n1"].membership
+    for _ in range(5):
+        old = m1.make_alive()
+    net.queue.append(("n1", "n0", encode_frame(old)))
+    net.step()
+    view = net.cores["n0"].membership.members["n1"].alive
+    assert (view.incarnation, view.seq) >= (1, 5)
+    m1._self = replace(m1._self, incarnation=2, seq=0, address="n1:2")  # as after a restart
+    fresh = m1.make_alive()
+    assert fresh.seq == 1
+    for msg in (fresh, old):  # the new incarnation, then a replay of the old one
+        net.queue.append(("n1", "n0", encode_frame(msg)))
+    net.step()
+    view = net.cores["n0"].membership.members["n1"].alive
+    assert (view.incarnation, view.address) == (2, "n1:2")
     assert not net.penalties
 
 
