@@ -11,6 +11,8 @@ Delivery semantics:
 * ``request`` is never dropped silently: it returns the peer's answer or raises
   :class:`~p2p.errors.PeerUnavailable`, :class:`~p2p.errors.SendQueueFull`,
   :class:`~p2p.errors.RequestTimeout` or :class:`~p2p.errors.RequestFailed`.
+* Both raise :class:`~p2p.errors.LocalProtocolError` for a message that cannot be encoded
+  canonically or exceeds the frame limit: that is the caller's bug, not a network condition.
 * Handlers of one peer run in the order its messages arrived. A handler that raises
   :class:`~p2p.errors.RemoteProtocolError` declares the peer misbehaving: it is disconnected and
   banned for a while.
