@@ -4,7 +4,8 @@ a fsync'd LevelDB Raft log and the ordering service, driven by the benchmark cli
 Protocol with the parent (``ordering_bench.py``):
 
 1. argv[1] is a JSON object: ``id``, ``dir`` (holding ``ca.pem`` and ``<id>/{key,cert}.pem``),
-   ``voters``, ``channel``, ``batch`` (BatchConfig fields), ``verify_creator``, ``profile``.
+   ``voters``, ``channel``, ``batch`` (BatchConfig fields), ``verify_creator``,
+   ``inspect_workers`` (OrdererConfig), ``profile``.
 2. The process binds a free port on 127.0.0.1 and prints ``PORT <n>`` on stdout.
 3. It reads one JSON line on stdin: ``{"peers": {id: "127.0.0.1:port", ...}}`` and dials them.
 4. It serves the app requests below until stdin closes, then stops and exits 0.
@@ -132,7 +133,7 @@ class OrdererProcess:
             raft=self.port,
             forward=self._forward,
             ledger_tip=_empty_ledger_tip,
-            config=OrdererConfig(verify_creator=cfg["verify_creator"]),
+            config=OrdererConfig(verify_creator=cfg["verify_creator"], inspect_workers=cfg["inspect_workers"]),
             verifier=self.verifier,
         )
         self.subscribers: set[str] = set()

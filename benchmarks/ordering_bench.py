@@ -170,7 +170,7 @@ class Cluster:
     procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
-    async def start(self, verify: bool, profile: bool) -> None:
+    async def start(self, verify: bool, profile: bool, inspect_workers: int = 0) -> None:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         for oid in ORDERERS:
             cfg = {
@@ -180,6 +180,7 @@ class Cluster:
                 "channel": CHANNEL,
                 "batch": list(BATCH),
                 "verify_creator": verify,
+                "inspect_workers": inspect_workers,
                 "profile": profile,
             }
             p = await asyncio.create_subprocess_exec(
@@ -245,7 +246,7 @@ async def run_mode(pki: Pki, verify: bool, args: argparse.Namespace) -> dict[str
             signed = [tx for chunk in chunks for tx in chunk]
         print(f"  pre-signed {len(signed)} transactions in {time.perf_counter() - t0:.1f} s", flush=True)
     cluster = Cluster(pki)
-    await cluster.start(verify, args.profile)
+    await cluster.start(verify, args.profile, args.inspect_workers)
     ident = pki.msp.validate(pki.client_cert_pem, now=int(time.time()), roles={Role.NODE})
     client = Transport(
         identity=ident,
@@ -392,7 +393,7 @@ def print_profile(pki_dir: Path, leader: str) -> None:
     path = pki_dir / f"{leader}.prof"
     if path.exists():
         print(f"  profile of the leader ({leader}), top functions by own time:")
-        pstats.Stats(str(path)).sort_stats("tottime").print_stats(30)
+        pstats.Stats(str(path)).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "tottime")).print_stats(30)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -439,6 +440,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000, help="transactions per submit request")
     ap.add_argument("--outstanding", type=int, default=12, help="submitted, uncommitted batches at most")
     ap.add_argument("--outstanding-on", type=int, default=4, help="the same, with the creator check on")
+    ap.add_argument(
+        "--inspect-workers", type=int, default=1, help="orderer worker processes for the tx structural check"
+    )
     ap.add_argument("--tx-bytes", type=int, default=200, help="transaction size with the check off")
     ap.add_argument("--signed-txs", type=int, default=200_000, help="pre-signed txs for the check-on mode")
     args = ap.parse_args()
@@ -452,7 +456,8 @@ def main() -> None:
     print(
         f"setup: 3 orderer processes + 1 client on 127.0.0.1, mutual TLS, fsync'd LevelDB Raft logs, "
         f"BatchSize {BATCH[0]} txs / {BATCH[1]} B, timeout {BATCH[3]} ms; client batches of {args.batch}, "
-        f"at most {args.outstanding} uncommitted ({args.outstanding_on} with the creator check on)",
+        f"at most {args.outstanding} uncommitted ({args.outstanding_on} with the creator check on); "
+        f"{args.inspect_workers} structural-check worker(s) per orderer",
         flush=True,
     )
     results = asyncio.run(main_async(args))

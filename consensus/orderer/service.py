@@ -51,8 +51,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import multiprocessing
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,7 +62,7 @@ from consensus.orderer.blocks import BlockSigner, assemble_block, block_tx_ids, 
 from consensus.orderer.cutter import BlockCutter, check_batch_config
 from consensus.orderer.errors import InvalidTransaction, OrdererError, OrdererStopped
 from consensus.orderer.pool import TxPool
-from consensus.orderer.txcheck import CreatorChecker, MSPLike, TxInfo, inspect_tx
+from consensus.orderer.txcheck import CreatorChecker, MSPLike, TxInfo, inspect_many, inspect_tx
 from consensus.raft.driver import RaftDriver
 from consensus.raft.types import ConfChange, Entry, EntryKind, NotLeader, ProposalDropped, RaftError, Role, Snapshot
 from crypto.batch import BatchVerifier
@@ -205,6 +207,12 @@ class OrdererConfig:
     # Applied blocks between two Raft snapshot requests: the log is compacted behind them, and
     # a follower further behind than the kept entries gets a snapshot and state transfer.
     snapshot_every_blocks: int = 1000
+    # Worker processes for the structural check of large submissions (0: on the event loop).
+    # The check is pure Python per transaction; on a leader whose event loop is the bottleneck,
+    # one worker moves it to another core. Submissions smaller than inspect_parallel_min stay
+    # inline: below it the inter-process round trip costs more than the check.
+    inspect_workers: int = 0
+    inspect_parallel_min: int = 256
     verify_creator: bool = True
     forward: bool = True
 
@@ -218,9 +226,12 @@ class OrdererConfig:
             "forward_concurrency_max",
             "status_poll_ms",
             "snapshot_every_blocks",
+            "inspect_parallel_min",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if self.inspect_workers < 0:
+            raise ValueError("inspect_workers must not be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +363,7 @@ class OrderingService:
         self._verify_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
+        self._inspect_pool: ProcessPoolExecutor | None = None
 
     # ------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -363,6 +375,11 @@ class OrderingService:
         self._tip_ts = tip.timestamp_ms
         self._applied_index = max(self._applied_index, tip.raft_index)
         self._running = True
+        if self.config.inspect_workers > 0:
+            # forkserver: workers start from a clean process, not a fork of a node holding threads.
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            self._inspect_pool = ProcessPoolExecutor(max_workers=self.config.inspect_workers, mp_context=ctx)
         self._tasks.append(asyncio.create_task(self._leader_loop(), name=f"orderer-{self.node_id}-leader"))
         if self._checker is not None:
             self._tasks.append(asyncio.create_task(self._verify_loop(), name=f"orderer-{self.node_id}-verify"))
@@ -370,6 +387,9 @@ class OrderingService:
     async def stop(self) -> None:
         """Stop the loops; pending submissions fail with OrdererStopped. Idempotent."""
         self._running = False
+        if self._inspect_pool is not None:
+            self._inspect_pool.shutdown(wait=False, cancel_futures=True)
+            self._inspect_pool = None
         self._tasks.extend(self._proposals)
         for t in self._tasks:
             t.cancel()
@@ -406,14 +426,17 @@ class OrderingService:
         self._check_role()
         if self._lead_term is None:
             return await self._forward_many(txs)
+        inspected = await self._inspect(txs)
+        if self._lead_term is None:  # lost leadership while workers checked the batch
+            return await self._forward_many(txs)
         results: list[bytes | OrdererError] = []
         admitted: list[TxInfo] = []
         slots: list[int] = []
-        channel, max_bytes, pool = self.channel, self._batch.absolute_max_bytes, self._pool
-        rejects = self.metrics.rejects
-        for data in txs:
+        pool, rejects = self._pool, self.metrics.rejects
+        for info in inspected:
             try:
-                info = inspect_tx(data, channel, max_bytes)
+                if isinstance(info, InvalidTransaction):
+                    raise info
                 pool.admit(info)
             except OrdererError as exc:
                 rejects[exc.reason] += 1
@@ -472,6 +495,35 @@ class OrderingService:
             self._next_index = index + 1
             if index != expected and self._lead_term is not None:
                 self._resync_leader()
+
+    async def _inspect(self, txs: Sequence[bytes]) -> list[TxInfo | InvalidTransaction]:
+        """The structural check of each transaction, on worker processes for large batches."""
+        channel, max_bytes = self.channel, self._batch.absolute_max_bytes
+        pool = self._inspect_pool
+        if pool is None or len(txs) < self.config.inspect_parallel_min:
+            out: list[TxInfo | InvalidTransaction] = []
+            for data in txs:
+                try:
+                    out.append(inspect_tx(data, channel, max_bytes))
+                except InvalidTransaction as exc:
+                    out.append(exc)
+            return out
+        datas = list(txs)
+        if not all(type(d) is bytes for d in datas):
+            raise TypeError("transactions must be bytes")
+        loop = asyncio.get_running_loop()
+        n = -(-len(datas) // self.config.inspect_workers)
+        chunks = [datas[i : i + n] for i in range(0, len(datas), n)]
+        parts = await asyncio.gather(
+            *(loop.run_in_executor(pool, inspect_many, chunk, channel, max_bytes) for chunk in chunks)
+        )
+        result: list[TxInfo | InvalidTransaction] = []
+        for data, (a, b) in zip(datas, (r for part in parts for r in part), strict=True):
+            if isinstance(a, bytes) and isinstance(b, bytes):
+                result.append(TxInfo(a, b, data))
+            else:
+                result.append(InvalidTransaction(str(a), str(b)))
+        return result
 
     async def _forward_many(self, txs: Sequence[bytes]) -> list[bytes | OrdererError]:
         leader = self._raft.status().leader

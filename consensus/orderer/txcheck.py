@@ -40,8 +40,10 @@ __all__ = [
     "ARG_BLOCK_DEPTH",
     "CreatorChecker",
     "IdentityLike",
+    "InspectResult",
     "MSPLike",
     "TxInfo",
+    "inspect_many",
     "inspect_tx",
     "proposal_slice",
 ]
@@ -217,6 +219,24 @@ def inspect_tx(data: bytes, channel: str, max_bytes: int) -> TxInfo:
     return TxInfo(
         _sha256(_PROPOSAL_HEADER_TAG + header_bytes).digest(), _sha256(_TRANSACTION_TAG + data).digest(), data
     )
+
+
+# What a worker process returns per transaction: (tx id, tx hash) or (reason, detail) of the refusal.
+InspectResult = tuple[bytes, bytes] | tuple[str, str]
+
+
+def inspect_many(datas: Sequence[bytes], channel: str, max_bytes: int) -> list[InspectResult]:
+    """:func:`inspect_tx` over many transactions, in a form cheap to send between processes:
+    the bytes are not echoed back (the caller still holds them)."""
+    out: list[InspectResult] = []
+    for data in datas:
+        try:
+            info = inspect_tx(data, channel, max_bytes)
+        except InvalidTransaction as exc:
+            out.append((exc.reason, exc.detail))
+        else:
+            out.append((info.tx_id, info.tx_hash))
+    return out
 
 
 def proposal_slice(data: bytes) -> tuple[bytes, bytes, bytes]:

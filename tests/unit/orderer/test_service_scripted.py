@@ -174,6 +174,22 @@ async def test_admission_errors(network: Network, make_tx: TxFactory) -> None:
         assert svc.status().pool_txs == 3
 
 
+async def test_structural_check_on_worker_processes(network: Network, make_tx: TxFactory) -> None:
+    async with scripted(network, inspect_workers=1, inspect_parallel_min=4) as net:
+        net.cluster.elect("o0")
+        txs = [make_tx(i).encode() for i in range(8)]
+        res = await net.svc("o0").submit_many([*txs[:5], b"junk", txs[0], *txs[5:]])
+        assert res[:5] == [make_tx(i).tx_id for i in range(5)]
+        assert isinstance(res[5], InvalidTransaction) and res[5].reason == "malformed"
+        assert isinstance(res[6], DuplicateTransaction)
+        assert res[7:] == [make_tx(i).tx_id for i in range(5, 8)]
+        await advance_until(net.clock, lambda: len(net.cluster.logs["o0"]) == 2)
+        net.cluster.replicate()
+        await net.cluster.commit()
+        await wait_until(lambda: len(net.ledgers["o1"].blocks) == 1)
+        assert tx_ids(net.ledgers["o1"].blocks) == [make_tx(i).tx_id for i in range(8)]
+
+
 async def test_creator_verification(network: Network, make_tx: TxFactory) -> None:
     async with scripted(network, verify_creator=True) as net:
         net.cluster.elect("o0")
