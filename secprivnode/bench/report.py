@@ -69,6 +69,7 @@ class NodeUsage:
     rss_mb_end: float
     rss_mb_max: float
     cpu_s: float = 0.0  # CPU seconds (user + system) the node used during the round
+    rss_mb_series: tuple[float, ...] = ()  # RSS every RSS_SERIES_EVERY_S seconds: is it growing?
 
 
 @dataclass(slots=True)

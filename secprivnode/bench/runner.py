@@ -49,6 +49,8 @@ __all__ = ["BenchOptions", "RoundOutcome", "Target", "free_base_port", "local_ne
 START_DELAY_S = 3.0
 # How often the sampler reads node CPU and RSS.
 SAMPLE_EVERY_S = 1.0
+# The report keeps one RSS sample per this many seconds (a 1M-transaction run is ~200 points).
+RSS_SERIES_EVERY_S = 10
 # Concurrent setup transactions: the key space is created as fast as the network takes it.
 SETUP_OUTSTANDING = 2000
 # Ports a local network needs per node (P2P, RPC, operations) are base+i, base+1000+i, base+2000+i.
@@ -214,6 +216,7 @@ class NodeSampler:
                     rss[-1] if rss else 0.0,
                     max(rss, default=0.0),
                     cpu_s[-1] - cpu_s[0] if len(cpu_s) >= 2 else 0.0,
+                    tuple(round(x, 1) for x in rss[:: int(RSS_SERIES_EVERY_S / SAMPLE_EVERY_S)]),
                 )
             )
         return out
