@@ -52,22 +52,20 @@ import asyncio
 import collections
 import logging
 import multiprocessing
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from consensus.orderer.blocks import BlockSigner, assemble_block, block_tx_ids, read_header
 from consensus.orderer.cutter import BlockCutter, check_batch_config
 from consensus.orderer.errors import InvalidTransaction, OrdererError, OrdererStopped
+from consensus.orderer.model import LedgerTip, OrderedBlock, OrdererConfig, OrdererMetrics, OrdererStatus
 from consensus.orderer.pool import TxPool
+from consensus.orderer.port import Clock, DriverPort, RaftPort, RaftStatusLike, SystemClock
 from consensus.orderer.txcheck import CreatorChecker, MSPLike, TxInfo, inspect_many, inspect_tx
-from consensus.raft.driver import RaftDriver
 from consensus.raft.types import ConfChange, Entry, EntryKind, NotLeader, ProposalDropped, RaftError, Role, Snapshot
 from crypto.batch import BatchVerifier
 from crypto.encoding import EncodingError, decode, encode
-from storage.model import GENESIS_PREVIOUS_HASH, BatchConfig, BlockHeader
+from storage.model import GENESIS_PREVIOUS_HASH, BatchConfig
 
 __all__ = [
     "Clock",
@@ -85,210 +83,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-
-
-class Clock(Protocol):
-    """Wall time in unix milliseconds (block timestamps, batch timeouts) and sleeping on it."""
-
-    def now_ms(self) -> int: ...
-
-    async def sleep_ms(self, ms: int) -> None: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
-
-    async def sleep_ms(self, ms: int) -> None:
-        await asyncio.sleep(max(ms, 0) / 1000)
-
-
-class RaftStatusLike(Protocol):
-    @property
-    def leader(self) -> str | None: ...
-    @property
-    def term(self) -> int: ...
-    @property
-    def role(self) -> Role: ...
-    @property
-    def last_index(self) -> int: ...
-
-
-class RaftPort(Protocol):
-    """What the service needs of the Raft driver."""
-
-    def status(self) -> RaftStatusLike: ...
-
-    async def propose(self, data: bytes) -> int:
-        """Append ``data`` as one entry; its log index. Raises NotLeader / ProposalDropped."""
-        ...
-
-    async def propose_conf_change(self, cc: ConfChange) -> int:
-        """Append a membership change; its log index. Raises NotLeader / ConfChangeRefused /
-        ProposalDropped."""
-        ...
-
-    def entries(self, lo: int, hi: int) -> Sequence[Entry]:
-        """Log entries ``[lo, hi)`` (committed or not), for a new leader to read its tail."""
-        ...
-
-    def request_snapshot(self, index: int, data: bytes) -> None:
-        """The application state at applied ``index``; Raft may compact the log up to it."""
-        ...
-
-
-# Bytes of log entries read per storage call when a new leader reads its log tail.
-ENTRIES_READ_BYTES = 4 * MiB
-
-
-class DriverPort:
-    """:class:`RaftPort` over a :class:`consensus.raft.driver.RaftDriver`.
-
-    Wiring (the driver's callbacks close over the service, created just after)::
-
-        driver = RaftDriver(node, storage, send, apply=lambda es: svc.apply(es), clock=clock,
-                            tick_interval_s=0.05, restore=lambda snap: svc.restore(snap))
-        svc = OrderingService(..., raft=DriverPort(driver))
-    """
-
-    def __init__(self, driver: RaftDriver) -> None:
-        self._driver = driver
-
-    def status(self) -> RaftStatusLike:
-        return self._driver.status()
-
-    async def propose(self, data: bytes) -> int:
-        return await self._driver.propose(data)
-
-    async def propose_conf_change(self, cc: ConfChange) -> int:
-        return await self._driver.propose_conf_change(cc)
-
-    def entries(self, lo: int, hi: int) -> Sequence[Entry]:
-        storage = self._driver.storage
-        lo = max(lo, storage.first_index())
-        hi = min(hi, storage.last_index() + 1)
-        out: list[Entry] = []
-        while lo < hi:
-            ents = storage.entries(lo, hi, ENTRIES_READ_BYTES)
-            out.extend(ents)
-            lo = ents[-1].index + 1
-        return out
-
-    def request_snapshot(self, index: int, data: bytes) -> None:
-        self._driver.request_snapshot(index, data)
-
-
-@dataclass(frozen=True, slots=True)
-class OrdererConfig:
-    # Pending pool bounds: submissions get PoolFull beyond them. 100k × ~1 KiB txs is ~100 MiB at
-    # worst, and at tens of thousands of tx/s it is a few seconds of work queued: more would only
-    # add latency, not throughput.
-    pool_max_txs: int = 100_000
-    pool_max_bytes: int = 128 * MiB
-    # Ids of recently applied transactions kept for duplicate detection: several seconds of peak
-    # throughput; older replays are caught by the node's ledger check and by committers.
-    recent_ids_max: int = 200_000
-    # Applied block bytes kept so that a node becoming leader can learn recent ids: covers
-    # recent_ids_max ids of small transactions while bounding memory.
-    recent_block_bytes_max: int = 48 * MiB
-    # Proposed but not yet applied blocks: enough to keep Raft appends pipelined over a LAN
-    # round trip plus an fsync, small enough that a deposed leader drops little.
-    inflight_blocks_max: int = 16
-    # Blocks applied but not yet taken by the local committer: beyond it Raft apply waits.
-    commit_queue_max: int = 64
-    # Transactions checked per creator-verification batch (one executor call).
-    verify_batch_max: int = 4096
-    # Concurrent forwards from a follower to the leader.
-    forward_concurrency_max: int = 256
-    # How often the leader loop re-reads the Raft status when nothing else wakes it.
-    status_poll_ms: int = 20
-    # Applied blocks between two Raft snapshot requests: the log is compacted behind them, and
-    # a follower further behind than the kept entries gets a snapshot and state transfer.
-    snapshot_every_blocks: int = 1000
-    # Worker processes for the structural check of large submissions (0: on the event loop).
-    # The check is pure Python per transaction; on a leader whose event loop is the bottleneck,
-    # one worker moves it to another core. Submissions smaller than inspect_parallel_min stay
-    # inline: below it the inter-process round trip costs more than the check.
-    inspect_workers: int = 0
-    inspect_parallel_min: int = 256
-    verify_creator: bool = True
-    forward: bool = True
-
-    def __post_init__(self) -> None:
-        for name in (
-            "pool_max_txs",
-            "pool_max_bytes",
-            "inflight_blocks_max",
-            "commit_queue_max",
-            "verify_batch_max",
-            "forward_concurrency_max",
-            "status_poll_ms",
-            "snapshot_every_blocks",
-            "inspect_parallel_min",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive")
-        if self.inspect_workers < 0:
-            raise ValueError("inspect_workers must not be negative")
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerTip:
-    """Where the local ledger ends: the service continues the chain from here after a restart."""
-
-    height: int  # number of committed blocks = number of the next block
-    tip_hash: bytes  # hash of the last block (GENESIS_PREVIOUS_HASH when empty)
-    raft_index: int  # Raft index of the entry that carried the last block (0: none)
-    timestamp_ms: int  # the last block's timestamp (0 when empty)
-
-    @classmethod
-    def from_ledger(cls, ledger: Any) -> LedgerTip:
-        """From a :class:`storage.ledger.ChannelLedger` (``height``, ``tip_hash``, ``get_header``)."""
-        height = ledger.height
-        if height == 0:
-            return cls(0, GENESIS_PREVIOUS_HASH, 0, 0)
-        header: BlockHeader = ledger.get_header(height - 1)
-        return cls(height, header.hash(), header.index, header.timestamp_ms)
-
-
-@dataclass(frozen=True, slots=True)
-class OrderedBlock:
-    """A block committed by Raft and appended to the chain, as delivered to the committer."""
-
-    number: int
-    hash: bytes
-    header: BlockHeader
-    data: bytes  # canonical Block bytes (decode with Block.decode)
-    tx_count: int
-
-
-@dataclass(slots=True)
-class OrdererMetrics:
-    blocks_cut: int = 0  # blocks this node proposed as leader
-    txs_cut: int = 0
-    blocks_delivered: int = 0  # blocks applied and handed to the committer
-    txs_ordered: int = 0
-    blocks_skipped: int = 0  # committed entries that did not extend the chain
-    txs_dropped: int = 0  # reported through on_dropped
-    txs_forwarded: int = 0
-    rejects: collections.Counter[str] = field(default_factory=collections.Counter)
-
-
-@dataclass(frozen=True, slots=True)
-class OrdererStatus:
-    node_id: str
-    role: Role
-    leader: str | None
-    term: int
-    next_number: int  # number of the next block to be applied
-    tip_hash: bytes
-    applied_index: int
-    pool_txs: int
-    pool_bytes: int
-    inflight_blocks: int
-    delivery_queue: int
 
 
 Forward = Callable[[str, bytes], Awaitable[bytes]]
