@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from framework import CityTest, TestNode, wait_until
 
-from secprivnode.client import ClientIdentity, RpcError, TransportError
+from secprivnode.client import ClientIdentity, RpcError, RpcTimeout, TransportError
 
 pytestmark = pytest.mark.functional
 
@@ -46,6 +46,7 @@ class Load:
     refusals: dict[str, int] = field(default_factory=dict)  # error class name -> count
     stop: threading.Event = field(default_factory=threading.Event)
     errors: list[BaseException] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)  # tx ids (hex) whose commit was not seen in time
 
     def count(self) -> int:
         with self.lock:
@@ -65,6 +66,8 @@ def _submitter(load: Load, who: int, targets: list[TestNode], me: ClientIdentity
                 )
             except (RpcError, TransportError) as exc:
                 with load.lock:
+                    if isinstance(exc, RpcTimeout):
+                        load.timed_out.append(exc.data["tx_id"])
                     load.refusals[type(exc).__name__] = load.refusals.get(type(exc).__name__, 0) + 1
                 load.stop.wait(RETRY_PAUSE_S)
                 continue
@@ -123,6 +126,8 @@ class LeaderFailoverTest(CityTest):
         self.log.info("survivors agree on height %d, tip %s", height, tip)
         self.assert_same_chain(survivors)
         self.check_acked(load, survivors)
+        for tx_id in load.timed_out:  # lost with the old leader, or committed later: both are allowed
+            self.log.info("timed-out %s: %s", tx_id[:18], survivors[0].rpc.tx_status(tx_id=tx_id))
 
         self.log.info("restart %s", leader.name)
         leader.start()
@@ -132,7 +137,7 @@ class LeaderFailoverTest(CityTest):
         self.assert_same_chain()
         self.check_acked(load, [leader])
 
-        self.log.info("the restarted node serves new transactions")
+        self.log.info("the restarted node serves new transactions once it knows the leader (%s)", self.leader().name)
         with leader.client(self.identity("health")) as c:
             r = c.invoke("assets", "put", "after-restart", b"\x01", timeout_s=60)
         assert r.valid and r.block_number is not None and r.block_number >= height

@@ -1,5 +1,6 @@
 """Graceful shutdown and restart of a whole network.
 
+A leader stopped alone with SIGTERM hands its leadership over and exits 0; the others carry on.
 ``secprivnode network down`` sends SIGTERM to every node; each must drain and exit with code 0
 within the operator's timeout (``secprivnode.network.DOWN_TIMEOUT_S``), leaving a ledger that the
 restarted network resumes from: same height, same tip, and new transactions commit on top.
@@ -33,6 +34,22 @@ class GracefulShutdownTest(CityTest):
                 r = c.invoke("assets", "create", f"pole-{i}", node.org, {"n": i})
             assert r.valid, r
             acked.append(r)
+        self.sync_blocks()
+
+        leader = self.leader()
+        others = [n for n in self.nodes if n is not leader]
+        self.log.info("SIGTERM the leader %s alone: it hands leadership over and exits 0", leader.name)
+        t0 = time.monotonic()
+        assert leader.stop() == 0
+        successor = self.leader(among=others)
+        self.log.info("%s stopped, %s leads (%.1fs)", leader.name, successor.name, time.monotonic() - t0)
+        with others[0].client(self.identity(others[0].org)) as c:
+            r = c.invoke("assets", "create", "pole-while-down", others[0].org)
+        assert r.valid, r
+        acked.append(r)
+        leader.start()
+        leader.wait_healthy()
+        self.leader()  # every node, the restarted one included, follows the same leader
         height, tip = self.sync_blocks()
         self.log.info("height %d, tip %s; network down", height, tip)
 
