@@ -19,6 +19,9 @@ from secprivnode.bench.workload import WORKLOADS, WorkloadSpec
 
 __all__ = ["register"]
 
+# Progress lines per round when the output is not a terminal: enough to watch a long run's log.
+PROGRESS_LOG_EVERY_S = 10.0
+
 # Closed-loop load when no rate is given: about one 500-transaction block in flight through each
 # of endorsement, ordering and commit. More only queues (latency grows, throughput does not).
 DEFAULT_OUTSTANDING = 1000
@@ -262,7 +265,10 @@ def register(cli: click.Group) -> None:
 
 @contextlib.contextmanager
 def _progress(console: Any) -> Iterator[Any]:
-    """A rich progress bar per round, fed by the runner's progress callback."""
+    """A rich progress bar per round, fed by the runner's progress callback. When the output is
+    not a terminal (CI, a log file) a line every PROGRESS_LOG_EVERY_S seconds replaces it."""
+    import time
+
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     bars = Progress(
@@ -272,14 +278,20 @@ def _progress(console: Any) -> Iterator[Any]:
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        disable=not console.is_terminal,
     )
     tasks: dict[str, Any] = {}
+    last_log = [0.0]
 
     def update(name: str, sent: int, ok: int, conflicts: int, fail: int, total: int | None) -> None:
         if name not in tasks:
             tasks[name] = bars.add_task(name, total=total, info="")
         info = f"sent {sent}  ok {ok}  mvcc {conflicts}  fail {fail}"
         bars.update(tasks[name], completed=ok + conflicts + fail, info=info)
+        now = time.monotonic()
+        if not console.is_terminal and now - last_log[0] >= PROGRESS_LOG_EVERY_S:
+            last_log[0] = now
+            console.log(f"{name}: {info}")
 
     with bars:
         yield update
