@@ -67,6 +67,9 @@ CLIENT = "bench-client"
 # BatchSize as Fabric's defaults scale it for small transactions: 500 per block.
 BATCH = (500, 2 * 1024 * 1024, 10 * 1024 * 1024, 200)
 NONCE_LEN = 24
+# Shortest stretch of leader notifications a rate is computed over; anything shorter says more
+# about scheduling noise than about throughput.
+MIN_SPAN_S = 0.5
 
 
 def machine_info() -> dict[str, Any]:
@@ -183,15 +186,17 @@ class Cluster:
                 "inspect_workers": inspect_workers,
                 "profile": profile,
             }
-            p = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(Path(__file__).resolve().parent / "_orderer_proc.py"),
-                json.dumps(cfg),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                env=env,
-                cwd=str(REPO),
-            )
+            with open(self.pki.dir / f"{oid}.log", "wb") as log_file:  # the child keeps its own handle
+                p = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    str(Path(__file__).resolve().parent / "_orderer_proc.py"),
+                    json.dumps(cfg),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=log_file,
+                    env=env,
+                    cwd=str(REPO),
+                )
             self.procs[oid] = p
         for oid, p in self.procs.items():
             assert p.stdout is not None
@@ -207,12 +212,15 @@ class Cluster:
         for p in self.procs.values():
             if p.stdin is not None:
                 p.stdin.close()
-        for p in self.procs.values():
+        for oid, p in self.procs.items():
             try:
                 await asyncio.wait_for(p.wait(), 20)
             except TimeoutError:
                 p.kill()
                 await p.wait()
+            if p.returncode != 0:
+                tail = (self.pki.dir / f"{oid}.log").read_text(errors="replace")[-3000:]
+                print(f"  {oid} exited with {p.returncode}; end of its log:\n{tail}", flush=True)
 
 
 # --------------------------------------------------------------------------------- client
@@ -311,6 +319,7 @@ async def run_mode(pki: Pki, verify: bool, args: argparse.Namespace) -> dict[str
                 pos += len(batch)
                 if not batch:
                     load.window = (load.window[0], time.perf_counter())
+                    print(f"  pre-signed transactions ran out after {load.window[1] - start:.1f} s", flush=True)
                     break
             else:
                 batch = source.take(args.batch)
@@ -318,7 +327,14 @@ async def run_mode(pki: Pki, verify: bool, args: argparse.Namespace) -> dict[str
             t = asyncio.create_task(submit(batch, time.perf_counter(), seq))
             tasks.add(t)
             t.add_done_callback(tasks.discard)
-        # Let what was sent inside the window commit.
+        # Let what was sent inside the window be answered and commit.
+        if tasks:
+            done, pending = await asyncio.wait(set(tasks), timeout=30)
+            for t in pending:
+                t.cancel()
+            failed = [t.exception() for t in done if not t.cancelled() and t.exception() is not None]
+            if failed:
+                print(f"  {len(failed)} submit request(s) failed: {failed[0]!r}", flush=True)
         deadline = time.perf_counter() + 10
         while load.waiting and time.perf_counter() < deadline:
             await asyncio.sleep(0.01)
@@ -329,7 +345,7 @@ async def run_mode(pki: Pki, verify: bool, args: argparse.Namespace) -> dict[str
         await cluster.stop()
     # Rates at the leader: its delivered-tx count and block number between the first and the last
     # notification inside the window.
-    if load.first is not None and load.last is not None and load.last[0] > load.first[0]:
+    if load.first is not None and load.last is not None and load.last[0] - load.first[0] >= MIN_SPAN_S:
         span = load.last[0] - load.first[0]
         tx_rate = (load.last[1] - load.first[1]) / span
         block_rate = (load.last[2] - load.first[2]) / span
@@ -438,13 +454,13 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0, help="measurement window per mode (s)")
     ap.add_argument("--warmup", type=float, default=2.0, help="load before the window opens (s)")
     ap.add_argument("--batch", type=int, default=1000, help="transactions per submit request")
-    ap.add_argument("--outstanding", type=int, default=12, help="submitted, uncommitted batches at most")
+    ap.add_argument("--outstanding", type=int, default=8, help="submitted, uncommitted batches at most")
     ap.add_argument("--outstanding-on", type=int, default=4, help="the same, with the creator check on")
     ap.add_argument(
         "--inspect-workers", type=int, default=1, help="orderer worker processes for the tx structural check"
     )
     ap.add_argument("--tx-bytes", type=int, default=200, help="transaction size with the check off")
-    ap.add_argument("--signed-txs", type=int, default=200_000, help="pre-signed txs for the check-on mode")
+    ap.add_argument("--signed-txs", type=int, default=150_000, help="pre-signed txs for the check-on mode")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.warmup, args.signed_txs = 2.0, 0.5, 40_000
