@@ -182,7 +182,7 @@ class OrderingService:
         """Stop the loops; pending submissions fail with OrdererStopped. Idempotent."""
         self._running = False
         if self._inspect_pool is not None:
-            self._inspect_pool.shutdown(wait=False, cancel_futures=True)
+            self._inspect_pool.shutdown(wait=True, cancel_futures=True)  # reap the workers
             self._inspect_pool = None
         self._tasks.extend(self._proposals)
         for t in self._tasks:
