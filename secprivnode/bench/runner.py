@@ -400,6 +400,11 @@ def run_bench(
     """Measure the ceiling, run every round, compare RPC reads; the JSON document and the rounds."""
     from secprivnode.bench import reads
 
+    for url in target.urls:
+        try:
+            rpc_call(url, "chain_height", {"channel": target.channel})
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise RuntimeError(f"node {url} is not answering ({exc}); is the network up?") from exc
     log(f"measuring native ECDSA rates ({opts.ceiling_s:g} s each, one core)")
     rates = ceiling_mod.measure_rates(opts.ceiling_s)
     prefix = "b" + secrets.token_hex(4)

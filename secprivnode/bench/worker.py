@@ -342,7 +342,7 @@ def worker_main(cfg: WorkerConfig, queue: Any) -> None:
 
     try:
         result = runner(LoadWorker(cfg).run(progress))
-    except BaseException as exc:
+    except Exception as exc:  # reported to the parent, which fails the run with this message
         queue.put(("error", cfg.index, f"{type(exc).__name__}: {exc}"))
-        raise
+        return
     queue.put(("result", cfg.index, result))
