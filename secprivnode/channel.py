@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from consensus.orderer.blocks import BlockSigner
 from consensus.orderer.errors import OrdererError
@@ -43,7 +43,7 @@ from consensus.raft.driver import SystemClock as RaftClock
 from consensus.raft.leveldb_storage import LevelDBStorage
 from crypto.batch import BatchVerifier
 from crypto.msp import Identity
-from crypto.signing import PrivateKey
+from crypto.signing import PrivateKey, PublicKey
 from p2p.api import PeerTransport
 from p2p.messages import AppMessage
 from p2p.verify import VerifiedBlock
@@ -109,6 +109,17 @@ class _Subscriber:
             self.queue.put_nowait(None)  # tells the reader it was cut off
 
 
+class _CachedVerifier:
+    """``verify_many`` through a :class:`SigCache`: cached triples are answered without ECDSA."""
+
+    def __init__(self, cache: SigCache, inner: BatchVerifier) -> None:
+        self._cache = cache
+        self._inner = inner
+
+    def verify_many(self, items: Sequence[tuple[PublicKey, bytes, bytes]]) -> list[bool]:
+        return self._cache.verify_many(self._inner, items)
+
+
 class ChannelRuntime:
     """See the module docstring. Created and owned by :class:`secprivnode.node.Node`."""
 
@@ -165,6 +176,7 @@ class ChannelRuntime:
         self._raft_storage: LevelDBStorage | None = None
         self._publish: Callable[[str, int, bytes], None] | None = None
         self.last_commit: CommitResult | None = None
+        self._config_nodes: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, publish: Callable[[str, int, bytes], None] | None) -> None:
@@ -235,13 +247,24 @@ class ChannelRuntime:
             ledger_tip=lambda: LedgerTip.from_ledger(self.ledger),
             config=OrdererConfig(snapshot_every_blocks=self._cfg.raft.snapshot_interval_blocks),
             on_dropped=self._on_dropped,
-            verifier=self._verifier,
+            verifier=self._creator_verifier(),
         )
         await self.orderer.start()
         self._tasks.append(asyncio.create_task(self.driver.run(), name=f"{self.name}-raft"))
         self._tasks.append(asyncio.create_task(self._take_ordered(), name=f"{self.name}-ordered"))
         self._tasks.append(asyncio.create_task(self._membership_loop(), name=f"{self.name}-members"))
         log.info("channel %s: ordering service started (voters at bootstrap: %s)", self.name, ", ".join(voters))
+
+    def _creator_verifier(self) -> BatchVerifier | None:
+        """The ordering service's creator check, answered from this channel's SigCache first.
+
+        A creator signature reaches the Raft leader already verified when the leader endorsed the
+        proposal, and the leader's validator checks it again when the block commits; sharing the
+        cache makes each of those one verification instead of two. The service only calls
+        ``verify_many``, which :class:`_CachedVerifier` provides."""
+        if self._verifier is None:
+            return None
+        return cast(BatchVerifier, _CachedVerifier(self._sigcache, self._verifier))
 
     def _genesis_config(self) -> ChannelConfig:
         from secprivnode.contracts.config_contract import decode_config
@@ -440,12 +463,19 @@ class ChannelRuntime:
                 sub.offer(ev)
 
     def _apply_config(self, cfg: ChannelConfig, *, initial: bool) -> None:
-        """Dial the channel's other nodes; forget removed ones."""
+        """Dial the channel's other nodes; drop removed ones; trust the orgs' current CAs and CRLs."""
         me = self._identity.name
+        names = {n.name for n in cfg.nodes}
         for n in cfg.nodes:
             if n.name != me:
                 self._transport.add_peer(n.name, n.address)
+        for gone in self._config_nodes - names:
+            self._transport.remove_peer(gone)
+        self._config_nodes = names
         if not initial:
+            refresh = getattr(self._transport, "refresh_trust", None)
+            if refresh is not None:
+                refresh()
             log.info("channel %s: configuration sequence %d applied", self.name, cfg.sequence)
 
     # ------------------------------------------------------------------ waiting and events
