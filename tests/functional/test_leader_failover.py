@@ -1,4 +1,4 @@
-"""SIGKILL of the Raft leader under load: no acknowledged transaction is lost.
+"""SIGKILL of the Raft leader (and of every node) under load: no acknowledged transaction is lost.
 
 Background submitters send blind writes (``assets.put``, which never conflict) with
 ``tx_submitAndWait`` through the nodes that are not the leader, retrying with a fresh proposal on
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,49 +87,77 @@ def _submitter(load: Load, who: int, targets: list[TestNode], me: ClientIdentity
             c.close()
 
 
+@contextmanager
+def running_load(test: CityTest, targets: list[TestNode]) -> Iterator[Load]:
+    """Two submitters (council and transport clients) sending through ``targets`` until the block ends."""
+    load = Load()
+    threads = [
+        threading.Thread(
+            target=_submitter, args=(load, i, targets, test.identity(org)), name=f"submitter-{i}", daemon=True
+        )
+        for i, org in enumerate(("council", "transport"))
+    ]
+    for t in threads:
+        t.start()
+    try:
+        yield load
+    finally:
+        load.stop.set()
+        for t in threads:
+            t.join(SUBMIT_WAIT_S + 60)
+    assert not any(t.is_alive() for t in threads), "a submitter did not stop"
+    assert not load.errors, load.errors
+    test.log.info("%d acknowledged, refusals along the way: %s", load.count(), load.refusals)
+
+
+def wait_acked(load: Load, count: int, what: str, timeout_s: float = 120.0) -> None:
+    wait_until(lambda: load.count() >= count or load.errors, timeout_s=timeout_s, what=what)
+    assert not load.errors, load.errors
+
+
+def check_acked(test: CityTest, load: Load, nodes: list[TestNode]) -> None:
+    """Every acknowledged transaction is VALID in the block it was acknowledged in, on every node."""
+    t0 = time.monotonic()
+    for node in nodes:
+        for tx_id, block, via in load.acked:
+            tx = node.rpc.chain_getTransaction(tx_id="0x" + tx_id.hex())
+            assert (tx["block"], tx["code"]) == (block, "VALID"), (
+                f"{node.name}: tx {tx_id.hex()} acknowledged by {via} in block {block} is {tx}"
+            )
+    test.log.info(
+        "%d acknowledged transactions present on %s (%.1fs)",
+        len(load.acked),
+        ", ".join(n.name for n in nodes),
+        time.monotonic() - t0,
+    )
+
+
+def log_timed_out(test: CityTest, load: Load, node: TestNode) -> None:
+    for tx_id in load.timed_out:  # lost with a dead leader, or committed later: both are allowed
+        test.log.info("timed-out %s: %s", tx_id[:18], node.rpc.tx_status(tx_id=tx_id)["status"])
+
+
 class LeaderFailoverTest(CityTest):
     def run_test(self) -> None:
         leader = self.leader()
         followers = [n for n in self.nodes if n is not leader]
         self.log.info("leader %s; load goes through %s", leader.name, ", ".join(n.name for n in followers))
-        load = Load()
-        threads = [
-            threading.Thread(
-                target=_submitter, args=(load, i, followers, self.identity(org)), name=f"submitter-{i}", daemon=True
-            )
-            for i, org in enumerate(("council", "transport"))
-        ]
-        for t in threads:
-            t.start()
-        try:
-            wait_until(lambda: load.count() >= ACKED_BEFORE_KILL or load.errors, what="load before the kill")
-            assert not load.errors, load.errors
+        with running_load(self, followers) as load:
+            wait_acked(load, ACKED_BEFORE_KILL, "load before the kill")
             before = load.count()
             self.log.info("%d transactions acknowledged; SIGKILL %s", before, leader.name)
             leader.kill()
             new_leader = self.leader(among=followers, timeout_s=90)
             assert new_leader is not leader
             self.log.info("new leader %s", new_leader.name)
-            wait_until(
-                lambda: load.count() >= before + ACKED_AFTER_KILL or load.errors,
-                timeout_s=120,
-                what="transactions committed under the new leader",
-            )
-        finally:
-            load.stop.set()
-            for t in threads:
-                t.join(SUBMIT_WAIT_S + 60)
-        assert not any(t.is_alive() for t in threads), "a submitter did not stop"
-        assert not load.errors, load.errors
-        self.log.info("%d acknowledged, refusals along the way: %s", load.count(), load.refusals)
+            wait_acked(load, before + ACKED_AFTER_KILL, "transactions committed under the new leader")
 
         survivors = followers
         height, tip = self.sync_blocks(survivors)
         self.log.info("survivors agree on height %d, tip %s", height, tip)
         self.assert_same_chain(survivors)
-        self.check_acked(load, survivors)
-        for tx_id in load.timed_out:  # lost with the old leader, or committed later: both are allowed
-            self.log.info("timed-out %s: %s", tx_id[:18], survivors[0].rpc.tx_status(tx_id=tx_id))
+        check_acked(self, load, survivors)
+        log_timed_out(self, load, survivors[0])
 
         self.log.info("restart %s", leader.name)
         leader.start()
@@ -135,7 +165,7 @@ class LeaderFailoverTest(CityTest):
         height, tip = self.sync_blocks(timeout_s=90)
         self.log.info("all three at height %d, tip %s", height, tip)
         self.assert_same_chain()
-        self.check_acked(load, [leader])
+        check_acked(self, load, [leader])
 
         self.log.info("the restarted node serves new transactions once it knows the leader (%s)", self.leader().name)
         with leader.client(self.identity("health")) as c:
@@ -144,21 +174,34 @@ class LeaderFailoverTest(CityTest):
         self.sync_blocks()
         self.assert_same_chain()
 
-    def check_acked(self, load: Load, nodes: list[TestNode]) -> None:
-        t0 = time.monotonic()
-        for node in nodes:
-            for tx_id, block, via in load.acked:
-                tx = node.rpc.chain_getTransaction(tx_id="0x" + tx_id.hex())
-                assert (tx["block"], tx["code"]) == (block, "VALID"), (
-                    f"{node.name}: tx {tx_id.hex()} acknowledged by {via} in block {block} is {tx}"
-                )
-        self.log.info(
-            "%d acknowledged transactions present on %s (%.1fs)",
-            len(load.acked),
-            ", ".join(n.name for n in nodes),
-            time.monotonic() - t0,
-        )
+
+class CrashRecoveryTest(CityTest):
+    """Every node SIGKILLed under load (a power cut): the network restarts on its own, nothing acknowledged is lost."""
+
+    def run_test(self) -> None:
+        with running_load(self, self.nodes) as load:
+            wait_acked(load, ACKED_BEFORE_KILL, "load before the crash")
+            self.log.info("%d transactions acknowledged; SIGKILL every node", load.count())
+            for n in self.nodes:
+                n.kill()
+        self.log.info("restart every node")
+        self.start_nodes()
+        height, tip = self.sync_blocks(timeout_s=90)
+        self.log.info("all three at height %d, tip %s", height, tip)
+        self.assert_same_chain()
+        check_acked(self, load, self.nodes)
+        log_timed_out(self, load, self.nodes[0])
+        self.log.info("the network takes new transactions")
+        with self.nodes[1].client(self.identity("transport")) as c:
+            r = c.invoke("assets", "put", "after-crash", b"\x02", timeout_s=60)
+        assert r.valid and r.block_number is not None and r.block_number >= height
+        self.sync_blocks()
+        self.assert_same_chain()
 
 
 def test_sigkill_leader_under_load(tmp_path: Path) -> None:
     LeaderFailoverTest().main(tmp_path)
+
+
+def test_sigkill_every_node_under_load(tmp_path: Path) -> None:
+    CrashRecoveryTest().main(tmp_path)
