@@ -13,6 +13,9 @@ Ports are chosen at run time (a free block of ports below the kernel's ephemeral
 the seed and base port are logged. The network directory of a failed test is kept (copied to
 ``$SECPRIVNODE_KEEP_DIR`` or ``/tmp``) and every node's log tail is logged.
 
+Run: ``.venv/bin/pytest tests/functional -m functional -o log_cli=true --log-cli-level=INFO`` to
+watch the narration live; ``SECPRIVNODE_TEST_SEED=N`` replays another seed.
+
 This module never imports the node's internals: only the network layout helpers, the client SDK
 and the PKI, as an operator or a client would.
 """
