@@ -2,7 +2,7 @@
 
 Recovery (on every open, cheap): the height marker is authoritative because a block and its
 marker are written in the same atomic batch. We check that the marker parses, that the tip block
-is stored, intact (CRC), parses, carries the right number and channel, hashes to the marker's tip
+is stored, intact (CRC), decodes strictly, carries the right number and channel, hashes to the marker's tip
 hash, is in the hash index, has one validation code per transaction, and has its transactions
 indexed; and that no block, codes or marker exist without the others (a block stored beyond the
 marker, or blocks with no marker). Any mismatch raises :class:`CorruptionError`: there is no state
@@ -28,7 +28,7 @@ from storage import keys
 from storage.blockstore import BlockStore
 from storage.codec import BlockSlices
 from storage.errors import ChainError, CorruptionError, NotFound, StorageError
-from storage.model import GENESIS_PREVIOUS_HASH, BlockHeader, ValidationCode
+from storage.model import GENESIS_PREVIOUS_HASH, Block, BlockHeader, ValidationCode
 
 __all__ = ["KeyResolver", "recover", "verify_range"]
 
@@ -90,6 +90,10 @@ def recover(raw: Any, cp: bytes, blocks: BlockStore, channel: str) -> tuple[int,
     except NotFound as exc:
         raise CorruptionError(f"height marker says {height} but block {n} is missing", height=n) from exc
     _header(data, sl, n, channel)
+    try:
+        Block.decode(data)  # the tip decodes with the strict decoder, as every read will need
+    except EncodingError as exc:
+        raise CorruptionError(f"block {n} does not decode: {exc}", height=n) from exc
     if sl.header_hash != tip:
         raise CorruptionError(f"block {n} does not hash to the marker's tip hash", height=n)
     _check_indices(raw, cp, blocks, n, sl)
