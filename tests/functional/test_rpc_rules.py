@@ -213,6 +213,26 @@ def test_unknown_channel(net: RpcNet) -> None:
         _error(reply, -32002, method)
 
 
+def test_not_found(net: RpcNet) -> None:
+    node = net.nodes[0]
+    height = node.height()
+    missing = "0x" + "ab" * 32
+    for method, params in (
+        ("chain_getBlockByNumber", {"number": height + 1000}),
+        ("chain_getBlockByHash", {"hash": missing}),
+        ("chain_getTransaction", {"tx_id": missing}),
+        ("chain_getTxProof", {"tx_id": missing}),
+    ):
+        net.log.info("%s of something that does not exist", method)
+        _, reply = net.post(_req(method, params, id_=method))
+        _error(reply, -32001, method)
+    net.log.info("an absent key is a null result, not an error")
+    _, reply = net.post(_req("state_get", {"contract": "assets", "key": "asset/never"}))
+    assert reply["result"] is None
+    _, reply = net.post(_req("tx_status", {"tx_id": missing}))
+    assert reply["result"]["status"] == "unknown"
+
+
 def test_rpc_discover_lists_every_method(net: RpcNet) -> None:
     _, reply = net.post(_req("rpc.discover"))
     doc = reply["result"]

@@ -26,7 +26,7 @@ from framework import CityTest, TestNode, http_post, shared_network, wait_until
 
 from crypto.ca import CertificateAuthority, Role
 from crypto.encoding import decode, encode
-from secprivnode.client import AsyncClient, ClientIdentity, RpcError, TxRejected, build_proposal
+from secprivnode.client import AsyncClient, ClientIdentity, ContractFailed, RpcError, TxRejected, build_proposal
 from secprivnode.rpc.codec import proposal_to_hex, to_hex
 from storage.model import ChannelConfig, OrgConfig, Proposal
 
@@ -119,6 +119,26 @@ def test_happy_path(net: TxNet) -> None:
         assert "orderer" in row["roles"] and "gateway" in row["roles"]
         assert row["healthy"] is True
     assert status["leader"] == net.leader().name
+
+
+def test_contract_error_is_reported_and_nothing_is_ordered(net: TxNet) -> None:
+    node = net.nodes[2]
+    asset = net.asset_id("bench")
+    with node.client(net.identity("health")) as c:
+        assert c.invoke("assets", "create", asset, "health").valid
+        height = c.height()
+        net.log.info("creating %s again: the contract answers 409", asset)
+        with pytest.raises(ContractFailed) as info:
+            c.invoke("assets", "create", asset, "someone")
+        assert info.value.code == -32004 and "already exists" in info.value.message
+        net.log.info("a query of a missing asset answers 404")
+        with pytest.raises(ContractFailed) as info:
+            c.query("assets", "read", net.asset_id("nowhere"))
+        assert info.value.data["status"] == 404
+        net.log.info("nothing was ordered: the next transaction is alone in the next block")
+        after = c.invoke("assets", "create", net.asset_id("after"), "health")
+        assert after.valid and after.block_number == height
+        assert c.get_block(height)["tx_ids"] == ["0x" + after.tx_id.hex()]
 
 
 def test_forged_creator_signature_is_refused(net: TxNet) -> None:
