@@ -208,7 +208,13 @@ class Gateway:
             # admitted, and the client may retry. Not the node's bug, so not an internal error.
             raise Overloaded(f"could not forward the transaction to the ordering leader: {exc}") from exc
         except NotLeader as exc:
-            raise NotLeaderError(f"not the leader; try {exc.leader_hint}", {"leader": exc.leader_hint}) from exc
+            hint = exc.leader_hint
+            msg = (
+                f"not the leader; try {hint}"
+                if hint
+                else "no Raft leader is known yet (an election is under way); retry"
+            )
+            raise NotLeaderError(msg, {"leader": hint}) from exc
         except ProposalDropped as exc:
             raise Overloaded(f"ordering dropped the transaction: {exc}") from exc
         except OrdererError as exc:
