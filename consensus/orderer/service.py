@@ -177,6 +177,13 @@ class OrderingService:
         self._tasks.append(asyncio.create_task(self._leader_loop(), name=f"orderer-{self.node_id}-leader"))
         if self._checker is not None:
             self._tasks.append(asyncio.create_task(self._verify_loop(), name=f"orderer-{self.node_id}-verify"))
+        for t in self._tasks:
+            t.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A loop that ends on its own is a bug: say so at once (stop() re-raises it too)."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: %s failed", self.node_id, task.get_name(), exc_info=task.exception())
 
     async def stop(self) -> None:
         """Stop the loops; pending submissions fail with OrdererStopped. Idempotent."""
