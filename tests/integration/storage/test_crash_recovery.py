@@ -28,7 +28,7 @@ from storage.ledger import ChannelLedger
 WORKER = Path(__file__).with_name("crash_worker.py")
 RUNS = 50
 SEED = 1729
-MAX_KILL_DELAY_S = 0.25  # long enough to commit several blocks, short enough to keep runs brief
+MAX_KILL_DELAY_S = 0.15  # long enough to commit several blocks, short enough to keep runs brief
 MAX_BLOCKS_PER_RUN = 400  # a run that is never killed still ends
 READY_TIMEOUT_S = 20.0
 

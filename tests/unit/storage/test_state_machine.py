@@ -121,5 +121,5 @@ class LedgerMachine(RuleBasedStateMachine):
             assert loc is not None and loc[2] == ValidationCode.VALID
 
 
-LedgerMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=25, deadline=None)
+LedgerMachine.TestCase.settings = settings(max_examples=50, stateful_step_count=20, deadline=None)
 TestLedgerMachine = LedgerMachine.TestCase
