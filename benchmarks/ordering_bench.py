@@ -88,6 +88,8 @@ def machine_info() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[pkg] = "absent"
     return {
+        # Other work on the machine at the start: the figures depend on it (shared cores).
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "cores": os.cpu_count(),
         "cpu": model,
         "platform": platform.platform(),
@@ -467,7 +469,10 @@ def main() -> None:
     info = machine_info()
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     print(f"command: {command}")
-    print(f"machine: {info['cores']} cores, {info['cpu']}, {info['platform']}, Python {info['python']}")
+    print(
+        f"machine: {info['cores']} cores, {info['cpu']}, {info['platform']}, Python {info['python']}, "
+        f"load average {info['load_avg_1m']} at start"
+    )
     print(f"packages: {info['packages']}")
     print(
         f"setup: 3 orderer processes + 1 client on 127.0.0.1, mutual TLS, fsync'd LevelDB Raft logs, "
