@@ -465,7 +465,7 @@ def main() -> None:
     ap.add_argument("--signed-txs", type=int, default=150_000, help="pre-signed txs for the check-on mode")
     args = ap.parse_args()
     if args.quick:
-        args.duration, args.warmup, args.signed_txs = 2.0, 0.5, 40_000
+        args.duration, args.warmup, args.signed_txs = 2.0, 0.5, 20_000
     info = machine_info()
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     print(f"command: {command}")
