@@ -98,15 +98,19 @@ class LocalNodeService:
         return self._ch(channel).raft_status()
 
     async def health(self) -> dict[str, tuple[bool, str]]:
+        """Liveness of what clients rely on: ledgers open, a Raft leader known where this node
+        orders (without one, submissions fail), and peers connected when the channel has any."""
         checks: dict[str, tuple[bool, str]] = {}
         for name, ch in self._channels.items():
             checks[f"ledger:{name}"] = (True, f"height {ch.ledger.height}")
             if ch.orderer is not None:
                 st = ch.raft_status()
-                checks[f"raft:{name}"] = (True, f"{st['role']}, leader {st['leader']}")
+                leader = st["leader"]
+                detail = f"{st['role']}, leader {leader}" if leader else f"{st['role']}, no leader known (election)"
+                checks[f"raft:{name}"] = (leader is not None, detail)
         peers = len(self._transport.connected_peers())
         expected = max(len(c.view.require_config().nodes) - 1 for c in self._channels.values())
-        checks["p2p"] = (True, f"{peers} of {expected} peers connected")
+        checks["p2p"] = (peers > 0 or expected == 0, f"{peers} of {expected} peers connected")
         return checks
 
     # ------------------------------------------------------------------ chain
