@@ -482,7 +482,7 @@ class ChannelRuntime:
     def wait_for(self, tx_id: bytes) -> asyncio.Future[TxOutcome]:
         fut: asyncio.Future[TxOutcome] = asyncio.get_running_loop().create_future()
         loc = self.ledger.tx_location(tx_id)
-        if loc is not None:
+        if loc is not None and loc[2] is ValidationCode.VALID:
             fut.set_result(TxOutcome(loc[0], loc[2]))
             return fut
         if len(self._waiters) >= WAITERS_MAX:

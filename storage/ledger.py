@@ -180,25 +180,32 @@ class ChannelLedger:
         absent_get = self._absent.get
         rwsets = sl.rwsets
         tx_ids = sl.tx_ids
-        # An id repeated inside the block: only its first occurrence can be first in the ledger.
-        seen: set[bytes] | None = set() if len(set(tx_ids)) != len(tx_ids) else None
+        # Ids taken by a VALID transaction earlier in this block (only needed when ids repeat).
+        taken_here: set[bytes] | None = set() if len(set(tx_ids)) != len(tx_ids) else None
+        unpack_loc = keys.unpack_loc
         last_ns: object = None
         sp = nsb = b""
         for i, tx_id in enumerate(tx_ids):
             code = code_bytes[i]
             tk = tx_prefix + tx_id
+            # An id is taken only by a VALID transaction: an invalid copy (say, a signed proposal
+            # replayed with forged endorsements) must not block the genuine one. The index points
+            # at the VALID occurrence, else at the latest invalid attempt.
             # absent[tx_id] == n: the validator's tx_location() found no such id at this height,
             # and only this commit can add one, so the lookup need not be repeated.
-            first = absent_get(tx_id) == n or raw_get(tk) is None
-            if seen is not None:
-                first = first and tx_id not in seen
-                seen.add(tx_id)
-            if first and code != _DUPLICATE:
-                put(tk, pack_loc(n, i, code))
+            existing = None if absent_get(tx_id) == n else raw_get(tk)
+            taken = existing is not None and unpack_loc(existing)[2] == _VALID
+            if taken_here is not None and tx_id in taken_here:
+                taken = True
             if code != _VALID:
+                if not taken and code != _DUPLICATE:
+                    put(tk, pack_loc(n, i, code))
                 continue  # writes of invalid transactions are never applied
-            if not first:
+            if taken:
                 raise ChainError(f"block {n} tx {i}: marked VALID but tx id {tx_id.hex()} is committed", height=n)
+            put(tk, pack_loc(n, i, code))
+            if taken_here is not None:
+                taken_here.add(tx_id)
             ver = pack_ver(n, i)
             try:
                 ns, _reads, writes, _ranges = rwsets[i]
@@ -254,7 +261,7 @@ class ChannelLedger:
         return self._blocks.get_tx(tx_id)
 
     def tx_location(self, tx_id: bytes) -> tuple[int, int, ValidationCode] | None:
-        """Where ``tx_id`` was first committed, or None. The validator's duplicate check."""
+        """Where ``tx_id`` committed VALID, else its latest invalid attempt, else None."""
         height = self._height  # read before the lookup: see _fill
         loc = self._blocks.tx_location(tx_id)
         if loc is None and len(self._absent) < ABSENT_CACHE_MAX:

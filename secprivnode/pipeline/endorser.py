@@ -165,7 +165,8 @@ class Endorser:
     def endorse(self, proposal: Proposal, signature: bytes) -> EndorsementResult:
         """Check, simulate and sign; raise :class:`ProposalRejected` / :class:`ContractRejected`."""
         creator, phash = self._creator(proposal, signature)
-        if self.ledger.tx_location(proposal.tx_id) is not None:
+        loc = self.ledger.tx_location(proposal.tx_id)
+        if loc is not None and loc[2] is ValidationCode.VALID:
             raise ProposalRejected(
                 RejectCode.DUPLICATE_TXID, f"transaction {proposal.tx_id.hex()} is already committed"
             )

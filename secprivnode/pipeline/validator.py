@@ -19,7 +19,7 @@ transaction earlier in the same block changes the MSP and policies for the trans
                              malformed or expired certificate)
    REVOKED_IDENTITY          the creator's certificate is on its org's CRL
    BAD_CREATOR_SIGNATURE     the creator's signature over ``proposal.hash()`` does not verify
-   DUPLICATE_TXID            the id is committed, or appeared earlier in this block
+   DUPLICATE_TXID            the id is taken by a VALID transaction, committed or earlier in this block
    BAD_PAYLOAD               namespace is not the contract, error status, bad keys, oversized
    BAD_ENDORSEMENT_SIGNATURE an endorsement's certificate or signature is bad
    UNKNOWN_CONTRACT          the contract is not defined in the channel config
@@ -291,10 +291,11 @@ class BlockValidator:
         codes = []
         for t in prepared:
             tx_id = t.tx.tx_id
-            duplicate = tx_id in st.seen or self.ledger.tx_location(tx_id) is not None
-            st.seen.add(tx_id)  # every occurrence takes the id, as the ledger's tx index does
+            loc = self.ledger.tx_location(tx_id)
+            duplicate = tx_id in st.seen or (loc is not None and loc[2] is V.VALID)
             code = self._decide(t, duplicate, ok, st)
             if code is V.VALID:
+                st.seen.add(tx_id)  # only a VALID transaction takes its id, as in the ledger's tx index
                 self._record_writes(t.tx.rwset, st)
                 if t.config is not None:
                     st.set_config(t.config)

@@ -118,10 +118,14 @@ def test_duplicate_tx_ids(chain: Chain) -> None:
     tx = put(chain, "a")
     assert chain.codes([tx, tx]) == [V.VALID, V.DUPLICATE_TXID]  # within a block
     assert chain.codes([tx]) == [V.DUPLICATE_TXID]  # against the ledger
-    # even when the earlier copy was invalid, the id is taken (the ledger indexes it)
+    # an invalid copy (the signed proposal with forged or missing endorsements) does not take
+    # the id: the genuine transaction after it, in the same block or a later one, is VALID
     t2 = put(chain, "b")
     bad = dataclasses.replace(t2, endorsements=t2.endorsements[:1])
-    assert chain.codes([bad, t2]) == [V.ENDORSEMENT_POLICY_FAILURE, V.DUPLICATE_TXID]
+    assert chain.codes([bad, t2]) == [V.ENDORSEMENT_POLICY_FAILURE, V.VALID]
+    t3 = put(chain, "c")
+    assert chain.codes([dataclasses.replace(t3, endorsements=t3.endorsements[:1])]) == [V.ENDORSEMENT_POLICY_FAILURE]
+    assert chain.codes([t3, t3]) == [V.VALID, V.DUPLICATE_TXID]
 
 
 def test_mvcc_conflict_across_blocks(chain: Chain) -> None:

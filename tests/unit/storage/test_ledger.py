@@ -124,11 +124,17 @@ def test_duplicate_tx_ids_index_only_the_first(ledger: ChannelLedger, chain: Cha
     ledger.verify_chain()
 
 
-def test_first_occurrence_of_an_invalid_tx_keeps_its_index(ledger: ChannelLedger, chain: Chain) -> None:
+def test_only_a_valid_transaction_takes_its_id(ledger: ChannelLedger, chain: Chain) -> None:
     t = chain.tx([("k", b"1")])
     chain.commit(ledger, [t], [ValidationCode.BAD_CREATOR_SIGNATURE])
-    chain.commit(ledger, [t], [ValidationCode.BAD_PAYLOAD])  # a replay, whatever its code
-    assert ledger.tx_location(t.tx_id) == (0, 0, ValidationCode.BAD_CREATOR_SIGNATURE)
+    chain.commit(ledger, [t], [ValidationCode.BAD_PAYLOAD])  # invalid attempts: the latest is indexed
+    assert ledger.tx_location(t.tx_id) == (1, 0, ValidationCode.BAD_PAYLOAD)
+    chain.commit(ledger, [t])  # the genuine transaction still commits after invalid copies
+    assert ledger.tx_location(t.tx_id) == (2, 0, V)
+    assert ledger.get_state("kv", "k") == (b"1", (2, 0))
+    chain.commit(ledger, [t], [ValidationCode.DUPLICATE_TXID])  # a later copy never moves the index
+    chain.commit(ledger, [t], [ValidationCode.MVCC_READ_CONFLICT])
+    assert ledger.tx_location(t.tx_id) == (2, 0, V)
 
 
 def test_valid_replay_is_refused(ledger: ChannelLedger, chain: Chain) -> None:
@@ -403,11 +409,14 @@ def test_valid_tx_with_malformed_rwset_refuses_the_block(ledger: ChannelLedger, 
     assert ledger.get_range("kv", "", "") == []
 
 
-def test_a_valid_copy_after_a_duplicate_in_one_block_is_refused(ledger: ChannelLedger, chain: Chain) -> None:
+def test_valid_after_an_invalid_copy_in_one_block(ledger: ChannelLedger, chain: Chain) -> None:
     t = chain.tx([("k", b"1")])
-    with pytest.raises(ChainError, match="VALID"):
-        ledger.commit(chain.builder.block([t, t]), [ValidationCode.DUPLICATE_TXID, V])
-    assert ledger.height == 0
+    ledger.commit(chain.builder.block([t, t]), [ValidationCode.BAD_ENDORSEMENT_SIGNATURE, V])
+    assert ledger.tx_location(t.tx_id) == (0, 1, V)
+    t2 = chain.tx([("k", b"2")])
+    with pytest.raises(ChainError, match="VALID"):  # two VALID copies in one block
+        ledger.commit(chain.builder.block([t2, t2]), [V, V])
+    assert ledger.height == 1
 
 
 def test_non_canonical_caller_bytes_are_refused(ledger: ChannelLedger, chain: Chain) -> None:
