@@ -174,6 +174,9 @@ class OrderingService:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             self._inspect_pool = ProcessPoolExecutor(max_workers=self.config.inspect_workers, mp_context=ctx)
+            # Start the workers (and their imports) now, not on the first large submission.
+            for _ in range(self.config.inspect_workers):
+                self._inspect_pool.submit(inspect_many, [], self.channel, 0)
         self._tasks.append(asyncio.create_task(self._leader_loop(), name=f"orderer-{self.node_id}-leader"))
         if self._checker is not None:
             self._tasks.append(asyncio.create_task(self._verify_loop(), name=f"orderer-{self.node_id}-verify"))
