@@ -36,7 +36,6 @@ async def test_three_processes_order_identically(tmp_path: Path) -> None:
 
     pki = bench.make_pki(tmp_path)
     cluster = bench.Cluster(pki)
-    await cluster.start(verify=False, profile=False)
     ident = pki.msp.validate(pki.client_cert_pem, now=int(time.time()), roles={Role.NODE})
     client = Transport(
         identity=ident,
@@ -48,6 +47,7 @@ async def test_three_processes_order_identically(tmp_path: Path) -> None:
         rng=random.Random(11),
     )
     try:
+        await cluster.start(verify=False, profile=False)
         await client.start()
         for oid, port in cluster.ports.items():
             client.add_peer(oid, f"127.0.0.1:{port}")
