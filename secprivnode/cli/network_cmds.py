@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from secprivnode.cli.options import network_dir_option
 from secprivnode.network import (
     NetworkError,
     init_network,
@@ -15,14 +16,7 @@ from secprivnode.network import (
     network_up,
 )
 
-_DIR = click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("city"),
-    show_default=True,
-    help="Network directory.",
-)
+_DIR = network_dir_option
 
 
 def _print_status(status: dict[str, object]) -> None:

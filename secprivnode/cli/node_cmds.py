@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from secprivnode.cli.options import network_dir_option
 from secprivnode.config import ConfigError, load_config
 
 
@@ -46,14 +47,7 @@ def register(cli: click.Group) -> None:
         sys.exit(asyncio.run(run_node(config)))
 
     @node_group.command("join")
-    @click.option(
-        "--dir",
-        "directory",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path("city"),
-        show_default=True,
-        help="Local network directory.",
-    )
+    @network_dir_option
     @click.option("--org", required=True, help="Organisation whose CA issues the node certificate.")
     @click.option("--name", default=None, help="Node name (default: <org>-node<next>).")
     @click.option("--orderer", is_flag=True, help="Also make it an orderer (Raft learner, then voter).")
@@ -74,14 +68,7 @@ def register(cli: click.Group) -> None:
         click.echo(f"start it: secprivnode network up --dir {directory}")
 
     @node_group.command("remove")
-    @click.option(
-        "--dir",
-        "directory",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path("city"),
-        show_default=True,
-        help="Local network directory.",
-    )
+    @network_dir_option
     @click.option("--name", required=True, help="Node to remove from the channel.")
     @click.option("--revoke/--no-revoke", default=True, show_default=True, help="Also revoke its certificate.")
     def remove(directory: Path, name: str, revoke: bool) -> None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from crypto.encoding import EncodingError, decode
+from secprivnode.cli.options import network_dir_option
 from secprivnode.client import ArgumentError, Client, ClientIdentity, RpcError, TransportError
 from secprivnode.network import NetworkError, load_network
 
@@ -22,14 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _target_options(fn: F) -> F:
-    fn = click.option(
-        "--dir",
-        "directory",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path("city"),
-        show_default=True,
-        help="Local network directory.",
-    )(fn)
+    fn = network_dir_option(fn)
     fn = click.option("--node", "node_name", default=None, help="Node to talk to (default: the first).")(fn)
     fn = click.option("--url", default=None, help="JSON-RPC URL of a node (instead of --dir/--node).")(fn)
     fn = click.option("--channel", default=None, help="Channel (default: the node's default channel).")(fn)
