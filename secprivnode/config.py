@@ -58,8 +58,8 @@ class NodeSection:
         bad = set(self.roles) - set(ALL_ROLES)
         if bad:
             raise ConfigError(f"node.roles: unknown role(s) {sorted(bad)}; expected some of {list(ALL_ROLES)}")
-        if not self.roles:
-            raise ConfigError("node.roles: at least one role is required")
+        if "committer" not in self.roles:
+            raise ConfigError("node.roles: committer is required (every node validates and keeps the channel's ledger)")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from secprivnode.api import (
     SubmitResult,
     TimeoutError_,
     TxRejected,
+    Unauthorized,
     UnknownChannel,
 )
 from secprivnode.channel import ChannelRuntime
@@ -87,13 +88,24 @@ def _response_json(r: Response) -> dict[str, Any]:
 
 
 class Gateway:
-    def __init__(self, node_name: str, org: str, channels: dict[str, ChannelRuntime], transport: Any) -> None:
+    def __init__(
+        self,
+        node_name: str,
+        org: str,
+        channels: dict[str, ChannelRuntime],
+        transport: Any,
+        *,
+        gateway: bool = True,
+        endorser: bool = True,
+    ) -> None:
         self._name = node_name
         self._org = org
         self._channels = channels
         self._transport = transport
         self._forward_slots = asyncio.Semaphore(FORWARD_CONCURRENCY_MAX)
         self._plans: dict[tuple[str, int, str, frozenset[str]], tuple[str, ...]] = {}
+        self._is_gateway = gateway  # accepts client submissions
+        self._is_endorser = endorser  # runs contracts for proposals
 
     def channel(self, name: str) -> ChannelRuntime:
         ch = self._channels.get(name)
@@ -117,7 +129,7 @@ class Gateway:
             raise TxRejected(
                 f"contract {contract!r} is not defined on channel {ch.name}", {"reason": "unknown_contract"}
             )
-        available: dict[str, list[str]] = {self._org: [self._name]}
+        available: dict[str, list[str]] = {self._org: [self._name] if self._is_endorser else []}
         for n in cfg.nodes:
             if n.name in connected:
                 available.setdefault(n.org, []).append(n.name)
@@ -147,6 +159,8 @@ class Gateway:
 
     async def on_endorse(self, peer: str, payload: Any) -> list[Any]:
         """Serve a ``wire.ENDORSE`` request from another node's gateway."""
+        if not self._is_endorser:
+            return wire.err(RejectCode.UNAUTHORIZED.value, f"{self._name} does not have the endorser role")
         try:
             channel, prop_obj, sig, transient = payload
             ch = self.channel(channel)
@@ -243,7 +257,12 @@ class Gateway:
                 last = exc
         raise Overloaded(f"no orderer of {ch.name} accepted the transaction: {last}")
 
+    def require_gateway(self) -> None:
+        if not self._is_gateway:
+            raise Unauthorized(f"{self._name} does not have the gateway role: submit through a gateway node")
+
     async def submit(self, proposal: Proposal, sig: bytes, *, wait: bool, timeout_s: float) -> SubmitResult:
+        self.require_gateway()
         ch = self.channel(proposal.header.channel)
         tx = await self.endorse(proposal, sig)
         tx_bytes = tx.encode()
@@ -266,6 +285,8 @@ class Gateway:
                 ch.forget_waiter(tx_id, fut)
 
     async def query(self, proposal: Proposal, sig: bytes) -> dict[str, Any]:
+        if not self._is_endorser:
+            raise Unauthorized(f"{self._name} does not have the endorser role: it runs no contracts")
         ch = self.channel(proposal.header.channel)
         try:
             response, _ = ch.endorser.evaluate(proposal, sig)

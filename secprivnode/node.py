@@ -183,7 +183,14 @@ class Node:
                 verifier=verifier,
                 rng=rng,
             )
-        self.gateway = Gateway(ident.name, ident.org, self.channels, transport)
+        self.gateway = Gateway(
+            ident.name,
+            ident.org,
+            self.channels,
+            transport,
+            gateway=cfg.has_role("gateway"),
+            endorser=cfg.has_role("endorser"),
+        )
         transport.register_app_handler(wire.RAFT, self._on_raft)
         transport.register_request_handler(wire.SUBMIT, self._on_submit)
         transport.register_request_handler(wire.ENDORSE, self.gateway.on_endorse)

@@ -221,6 +221,7 @@ class LocalNodeService:
         self, channel: str | None, config_obj: Any, signatures: list[tuple[bytes, bytes]]
     ) -> SubmitResult:
         """Order a channel config update approved by ``signatures`` of channel admins."""
+        self._gateway.require_gateway()
         ch = self._ch(channel)
         try:
             new = decode_config(config_obj)
