@@ -20,6 +20,7 @@ certificate and publishes the CRL in the same update, so every node's transport 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -32,9 +33,9 @@ from crypto.ca import CertificateAuthority, Role, write_identity
 from crypto.encoding import decode
 from secprivnode.client import AsyncClient, Client, ClientIdentity
 from secprivnode.network import NETWORK_FILE, NetworkError, NetworkNode, load_network
-from storage.model import ChannelConfig, ChannelNode, OrgConfig
+from storage.model import ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
 
-__all__ = ["admit_node", "remove_node"]
+__all__ = ["admit_node", "define_contract", "remove_node"]
 
 
 def _admins(directory: Path, orgs: list[str]) -> list[ClientIdentity]:
@@ -48,20 +49,30 @@ def _admins(directory: Path, orgs: list[str]) -> list[ClientIdentity]:
     return out
 
 
-def _current_config(client: Client) -> ChannelConfig:
+def current_config(client: Client) -> ChannelConfig:
     got = client.call("config_get", {})
     raw = got["config"]["encoded"]
     return ChannelConfig.from_obj(decode(bytes.fromhex(raw.removeprefix("0x"))))
 
 
-def _propose(directory: Path, url: str, cfg: ChannelConfig) -> dict[str, object]:
+def _propose(directory: Path, url: str, cfg: ChannelConfig) -> None:
+    """Submit ``cfg`` approved by every admin in the network directory; raise unless it commits VALID."""
     admins = _admins(directory, [o.name for o in cfg.orgs])
 
     async def go() -> dict[str, object]:
         async with AsyncClient(url) as client:
             return await client.config_update(cfg, admins)
 
-    return asyncio.run(go())
+    result = asyncio.run(go())
+    if result.get("code") != "VALID":
+        raise NetworkError(f"the configuration update was not accepted: {result.get('code')}")
+
+
+def _current(nodes: list[NetworkNode]) -> tuple[NetworkNode, ChannelConfig]:
+    """A running node to submit to, and the channel configuration it reports."""
+    seed = _first_running(nodes)
+    with Client(seed.rpc_url) as client:
+        return seed, current_config(client)
 
 
 def _first_running(nodes: list[NetworkNode]) -> NetworkNode:
@@ -105,21 +116,9 @@ def admit_node(directory: Path, org: str, *, orderer: bool = False, name: str | 
     node_crypto = directory / "crypto" / org / "nodes" / name
     write_identity(node_crypto, key, cert_pem)
 
-    seed = _first_running(nodes)
-    with Client(seed.rpc_url) as client:
-        cfg = _current_config(client)
-        updated = ChannelConfig(
-            cfg.channel,
-            cfg.sequence + 1,
-            cfg.orgs,
-            (*cfg.nodes, ChannelNode(name, org, new.p2p, orderer)),
-            cfg.batch,
-            cfg.contracts,
-            cfg.admin_policy,
-        )
-    result = _propose(directory, seed.rpc_url, updated)
-    if result.get("code") != "VALID":
-        raise NetworkError(f"the configuration update was not accepted: {result.get('code')}")
+    seed, cfg = _current(nodes)
+    nodes_after = (*cfg.nodes, ChannelNode(name, org, new.p2p, orderer))
+    _propose(directory, seed.rpc_url, dataclasses.replace(cfg, sequence=cfg.sequence + 1, nodes=nodes_after))
 
     new.dir.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -146,31 +145,30 @@ def admit_node(directory: Path, org: str, *, orderer: bool = False, name: str | 
 def remove_node(directory: Path, name: str, *, revoke: bool = True) -> ChannelConfig:
     """Remove ``name`` from the channel; with ``revoke``, revoke its certificate in the same update."""
     _, nodes = load_network(directory)
-    seed = _first_running([n for n in nodes if n.name != name])
-    with Client(seed.rpc_url) as client:
-        cfg = _current_config(client)
-        target = cfg.node(name)
-        if target is None:
-            raise NetworkError(f"{name} is not a node of channel {cfg.channel}")
-        orgs = cfg.orgs
-        if revoke:
-            ca_dir = directory / "crypto" / target.org / "ca"
-            ca = CertificateAuthority.load(ca_dir)
-            cert_pem = (directory / "crypto" / target.org / "nodes" / name / "cert.pem").read_bytes()
-            _, crl_pem = ca.revoke_certificate(cert_pem, now=int(time.time()))
-            ca.save(ca_dir)
-            crl = x509.load_pem_x509_crl(crl_pem).public_bytes(Encoding.DER)
-            orgs = tuple(OrgConfig(o.name, o.ca_cert, (crl,)) if o.name == target.org else o for o in cfg.orgs)
-        updated = ChannelConfig(
-            cfg.channel,
-            cfg.sequence + 1,
-            orgs,
-            tuple(n for n in cfg.nodes if n.name != name),
-            cfg.batch,
-            cfg.contracts,
-            cfg.admin_policy,
-        )
-    result = _propose(directory, seed.rpc_url, updated)
-    if result.get("code") != "VALID":
-        raise NetworkError(f"the configuration update was not accepted: {result.get('code')}")
+    seed, cfg = _current([n for n in nodes if n.name != name])
+    target = cfg.node(name)
+    if target is None:
+        raise NetworkError(f"{name} is not a node of channel {cfg.channel}")
+    orgs = cfg.orgs
+    if revoke:
+        ca_dir = directory / "crypto" / target.org / "ca"
+        ca = CertificateAuthority.load(ca_dir)
+        cert_pem = (directory / "crypto" / target.org / "nodes" / name / "cert.pem").read_bytes()
+        _, crl_pem = ca.revoke_certificate(cert_pem, now=int(time.time()))
+        ca.save(ca_dir)
+        crl = x509.load_pem_x509_crl(crl_pem).public_bytes(Encoding.DER)
+        orgs = tuple(OrgConfig(o.name, o.ca_cert, (crl,)) if o.name == target.org else o for o in cfg.orgs)
+    nodes_after = tuple(n for n in cfg.nodes if n.name != name)
+    updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, orgs=orgs, nodes=nodes_after)
+    _propose(directory, seed.rpc_url, updated)
+    return updated
+
+
+def define_contract(directory: Path, name: str, version: str, policy: str) -> ChannelConfig:
+    """Define (or redefine) contract ``name`` on the channel with its endorsement policy."""
+    _, nodes = load_network(directory)
+    seed, cfg = _current(nodes)
+    contracts = (*(c for c in cfg.contracts if c.name != name), ContractDefinition(name, version, policy))
+    updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, contracts=contracts)
+    _propose(directory, seed.rpc_url, updated)
     return updated

@@ -557,6 +557,11 @@ class Client:
     def query(self, contract: str, fn: str, *args: Any, transient: Mapping[str, bytes] | None = None) -> dict[str, Any]:
         return self._run(self._async.query(contract, fn, *args, transient=transient))
 
+    def config_update(
+        self, config: ChannelConfig, admins: Sequence[ClientIdentity], channel: str | None = None
+    ) -> dict[str, Any]:
+        return self._run(self._async.config_update(config, admins, channel))
+
     def height(self) -> int:
         return self._run(self._async.height())
 
