@@ -19,7 +19,10 @@ does not match the path the RFC defines for ``(index, size)``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: at run time the module needs nothing but hashlib
+    from collections.abc import Sequence
 
 __all__ = ["MAX_PROOF_LEN", "leaf_hash", "merkle_proof", "merkle_root", "node_hash", "verify_proof"]
 
