@@ -19,9 +19,8 @@ does not match the path the RFC defines for ``(index, size)``.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # annotations only: at run time the module needs nothing but hashlib
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: at run time this module imports nothing but hashlib
+if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = ["MAX_PROOF_LEN", "leaf_hash", "merkle_proof", "merkle_root", "node_hash", "verify_proof"]

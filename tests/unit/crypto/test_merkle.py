@@ -213,4 +213,4 @@ def test_verify_proof_imports_only_hashlib() -> None:
             imported |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
             imported.add(node.module or "")
-    assert imported <= {"hashlib", "collections.abc"}  # collections.abc only for type hints
+    assert imported <= {"hashlib"}
