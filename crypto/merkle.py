@@ -19,6 +19,7 @@ does not match the path the RFC defines for ``(index, size)``.
 from __future__ import annotations
 
 import hashlib
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: at run time this module imports nothing but hashlib
 if TYPE_CHECKING:
     from collections.abc import Sequence
