@@ -234,6 +234,7 @@ class ChannelRuntime:
             RaftClock(),
             self._cfg.raft.tick_ms / 1000,
             restore=self._restore_raft,
+            on_violation=lambda peer, exc: self._transport.penalise(peer, f"Raft protocol violation: {exc}"),
         )
         self.orderer = OrderingService(
             channel=self.name,
