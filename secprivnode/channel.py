@@ -173,9 +173,7 @@ class ChannelRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.driver: RaftDriver | None = None
         self.orderer: OrderingService | None = None
-        self._raft_storage: LevelDBStorage | None = None
         self._publish: Callable[[str, int, bytes], None] | None = None
-        self.last_commit: CommitResult | None = None
         self._config_nodes: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -215,7 +213,6 @@ class ChannelRuntime:
         if self.orderer is not None or not self.is_orderer(cfg):
             return
         storage = LevelDBStorage(self._db.raw, self.name)
-        self._raft_storage = storage
         tip = LedgerTip.from_ledger(self.ledger)
         voters = tuple(n.name for n in self._genesis_config().orderers())
         raft_cfg = RaftConfig(
@@ -418,7 +415,6 @@ class ChannelRuntime:
         except (BlockRejected, StorageError, ValueError) as exc:
             log.error("channel %s: block refused: %s", self.name, exc)
             return
-        self.last_commit = result
         m = self._metrics
         m.commit_latency.labels(channel=self.name).observe(time.perf_counter() - t0)
         m.blocks_committed.labels(channel=self.name).inc()
@@ -430,6 +426,7 @@ class ChannelRuntime:
         self._notify(result)
         if result.config is not None:
             self._apply_config(result.config, initial=False)
+            self._tasks = [t for t in self._tasks if not t.done()]
             self._tasks.append(asyncio.create_task(self._maybe_start_orderer(), name=f"{self.name}-orderer-start"))
 
     def _notify(self, result: CommitResult) -> None:
