@@ -167,6 +167,8 @@ class Gateway:
             proposal = Proposal.from_obj(prop_obj)
             if not isinstance(sig, bytes) or not isinstance(transient, dict):
                 raise MalformedError("bad signature or transient map")
+            if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in transient.items()):
+                raise MalformedError("transient map must map strings to bytes")
             proposal = Proposal(proposal.header, proposal.contract, proposal.function, proposal.args, transient)
             res = ch.endorser.endorse(proposal, sig)
         except ProposalRejected as exc:

@@ -39,3 +39,10 @@ def test_a_node_without_the_endorser_role_runs_no_contracts() -> None:
     assert answer[0] == "err" and answer[1] == "unauthorized"
     with pytest.raises(Unauthorized, match="endorser role"):
         asyncio.run(gw.query(None, b""))  # type: ignore[arg-type]
+
+
+def test_malformed_endorsement_requests_get_an_error_value() -> None:
+    gw = Gateway("n1", "council", {}, _NoPeers())
+    for payload in (None, "x", ["city"], ["city", [], b"", {}], ["city", [], b"", {"k": 1}]):
+        answer = asyncio.run(gw.on_endorse("peer", payload))
+        assert answer[0] == "err", (payload, answer)
