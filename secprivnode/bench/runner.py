@@ -435,6 +435,7 @@ def run_bench(
         "mvcc_conflicts": sum(r.conflicts for r in rounds),
         "ceiling_tps": round(ceiling, 1),
         "ceiling_fraction": round(main.throughput / ceiling, 4) if ceiling > 0 else None,
+        "ceiling_formula": count.formula(),
         "main_round": main.name,
         "nodes": target.nodes,
         "workers": opts.workers,

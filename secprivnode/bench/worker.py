@@ -207,6 +207,8 @@ class LoadWorker:
         reply = await self._post(
             session, self._req("chain_getBlockByNumber", {"number": number, "channel": self.cfg.channel})
         )
+        if not isinstance(reply, dict) or not isinstance(reply.get("result"), dict):
+            raise ConnectionError(f"chain_getBlockByNumber {number}: {str(reply)[:ERROR_KEY_CHARS]}")
         block = reply["result"]
         tx_ids, codes = block["tx_ids"], block["validation_codes"] or []
         mine = 0

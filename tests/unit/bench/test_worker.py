@@ -92,3 +92,14 @@ def test_free_base_port_refuses_ranges_with_a_taken_port() -> None:
         # Both candidate ranges contain the bound port (as P2P, or as RPC at +1000).
         with pytest.raises(RuntimeError):
             free_base_port(1, candidates=[taken, taken - 1000])
+
+
+async def test_a_block_the_node_will_not_return_stops_the_watcher(identity: tuple[bytes, bytes]) -> None:
+    w = _worker(identity)
+
+    async def post(session: Any, body: Any) -> Any:
+        return {"error": {"code": -32001, "message": "NotFound"}}
+
+    w._post = post  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError, match="chain_getBlockByNumber 3"):
+        await w._take_block(None, 3, 1.0)  # type: ignore[arg-type]
