@@ -131,15 +131,20 @@ def local_network(nodes: int, log: Callable[[str], None] = lambda _m: None) -> I
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def target_from_dir(directory: Path) -> Target:
-    """Every node of a network directory, with the orgs' client1/client2 identities."""
+def target_from_dir(directory: Path, workers: int = 1, *, now: int | None = None) -> Target:
+    """Every node of a network directory, and at least ``workers`` client identities: the orgs'
+    client1/client2 first, then identities issued for the run by the orgs' CAs in turn (kept in
+    memory only; the channel's MSP accepts any client certificate its org CA signed)."""
     channel, nodes = load_network(directory)
+    orgs = list(dict.fromkeys(n.org for n in nodes))
     idents = []
     for user in ("client1", "client2"):
-        for org in dict.fromkeys(n.org for n in nodes):
+        for org in orgs:
             base = directory / "crypto" / org / "users" / user
             if (base / "cert.pem").exists():
                 idents.append(((base / "cert.pem").read_bytes(), (base / "key.pem").read_bytes()))
+    if len(idents) < workers:
+        idents += _issue_identities(directory, orgs, workers - len(idents), now)
     if not idents:
         raise RuntimeError(f"no client identities under {directory / 'crypto'}")
     pids: list[tuple[str, int | None]] = []
@@ -149,6 +154,26 @@ def target_from_dir(directory: Path) -> Target:
         except (OSError, ValueError):
             pids.append((n.name, None))
     return Target(tuple(n.rpc_url for n in nodes), tuple(idents), channel, tuple(pids), len(nodes))
+
+
+def _issue_identities(directory: Path, orgs: Sequence[str], count: int, now: int | None) -> list[tuple[bytes, bytes]]:
+    from crypto.ca import CertificateAuthority, Role
+
+    # Valid from a minute ago: nodes judge certificates by their own clock (endorsement) and by
+    # block time (validation), and neither may be a moment behind the clock that issued them.
+    issued_at = (int(time.time()) if now is None else now) - 60
+    cas: dict[str, CertificateAuthority] = {}
+    out = []
+    for i in range(count):
+        org = orgs[i % len(orgs)]
+        if org not in cas:
+            try:
+                cas[org] = CertificateAuthority.load(directory / "crypto" / org / "ca")
+            except ValueError as exc:
+                raise RuntimeError(f"cannot issue benchmark identities: {exc}") from exc
+        key, cert = cas[org].issue(f"bench-client{i + 1}", Role.CLIENT, now=issued_at, valid_days=1)
+        out.append((cert, key.to_pem()))
+    return out
 
 
 # ---- node sampling -------------------------------------------------------------------------------------

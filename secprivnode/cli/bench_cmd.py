@@ -49,6 +49,7 @@ def _target(
     key: Path | None,
     channel: str | None,
     nodes: int | None,
+    workers: int,
     log: Any,
 ) -> Iterator[Any]:
     from secprivnode.bench.runner import Target, local_network, target_from_dir
@@ -57,12 +58,12 @@ def _target(
         if directory is not None or urls:
             raise click.UsageError("--nodes starts its own network: do not combine it with --dir or --url")
         with local_network(nodes, log) as d:
-            yield target_from_dir(d)
+            yield target_from_dir(d, workers)
         return
     if urls:
         if directory is not None:
             # The directory supplies identities, pid files and the node count; load goes to --url.
-            t = target_from_dir(directory)
+            t = target_from_dir(directory, workers)
             yield Target(urls, t.identities, channel or t.channel, t.pids, t.nodes)
             return
         if cert is None or key is None:
@@ -71,7 +72,7 @@ def _target(
         return
     if directory is None:
         raise click.UsageError("give --dir (a running local network), --url, or --nodes N")
-    t = target_from_dir(directory)
+    t = target_from_dir(directory, workers)
     if channel:
         t = Target(t.urls, t.identities, channel, t.pids, t.nodes)
     yield t
@@ -226,7 +227,7 @@ def register(cli: click.Group) -> None:
 
         with _progress(console) as progress:
             try:
-                with _target(directory, urls, cert, key, channel, nodes, log) as target:
+                with _target(directory, urls, cert, key, channel, nodes, workers, log) as target:
                     doc, stats = run_bench(target, opts, progress=progress, log=log)
             except (RuntimeError, OSError) as exc:
                 raise click.ClickException(str(exc)) from exc

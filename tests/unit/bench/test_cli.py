@@ -45,3 +45,18 @@ def test_a_network_that_is_down_is_reported(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["bench", "--dir", str(tmp_path / "net"), "--duration", "1"])
     assert result.exit_code == 1
     assert "is not answering" in result.output and "is the network up?" in result.output
+
+
+def test_each_worker_gets_its_own_identity(tmp_path: Path) -> None:
+    from secprivnode.bench.runner import target_from_dir
+    from secprivnode.client import ClientIdentity
+    from secprivnode.network import init_network
+
+    init_network(tmp_path / "net", orgs=2, base_port=20000, now=1_700_000_000)
+    t = target_from_dir(tmp_path / "net", workers=7, now=1_700_000_100)
+    assert len(t.identities) == 7 and len({c for c, _ in t.identities}) == 7
+    idents = [ClientIdentity.from_pem(c, k) for c, k in t.identities]
+    assert [i.name for i in idents[4:]] == ["bench-client1", "bench-client2", "bench-client3"]
+    assert [i.org for i in idents[4:]] == ["council", "transport", "council"]
+    assert all(i.role == "client" for i in idents)
+    assert len(target_from_dir(tmp_path / "net", workers=2).identities) == 4  # client1/client2 suffice
