@@ -460,7 +460,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0, help="measurement window per mode (s)")
     ap.add_argument("--warmup", type=float, default=2.0, help="load before the window opens (s)")
     ap.add_argument("--batch", type=int, default=1000, help="transactions per submit request")
-    ap.add_argument("--outstanding", type=int, default=8, help="submitted, uncommitted batches at most")
+    ap.add_argument("--outstanding", type=int, default=10, help="submitted, uncommitted batches at most")
     ap.add_argument("--outstanding-on", type=int, default=4, help="the same, with the creator check on")
     ap.add_argument(
         "--inspect-workers", type=int, default=0, help="orderer worker processes for the tx structural check"
