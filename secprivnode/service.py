@@ -8,6 +8,7 @@ A thin translation layer over the channel runtimes and the gateway; results use 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +17,7 @@ from typing import Any
 import psutil
 
 from crypto.encoding import EncodingError, encode
-from crypto.msp import IdentityError, Role
+from crypto.msp import Identity, IdentityError, Role
 from crypto.signing import get_backend
 from p2p.api import PeerTransport
 from secprivnode import __version__
@@ -265,9 +266,13 @@ class LocalNodeService:
         return self._ch(channel).events(kinds, tx_id)
 
 
-def _creator_name(cert_der: bytes) -> str:
-    from crypto.msp import Identity
+# Distinct certificates named in transaction reads: a city has thousands of identities at most.
+CREATOR_NAME_CACHE_MAX = 4096
 
+
+@functools.lru_cache(maxsize=CREATOR_NAME_CACHE_MAX)
+def _creator_name(cert_der: bytes) -> str:
+    """"org/name (role)" of a certificate; parsed once per distinct certificate."""
     try:
         ident = Identity.from_cert(cert_der)
     except IdentityError:
