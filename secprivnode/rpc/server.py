@@ -84,6 +84,10 @@ class RpcLimits:
     # Outgoing messages buffered per WebSocket: a burst of a few hundred blocks' events; beyond
     # that the subscriber is too slow and is disconnected.
     ws_send_queue_max: int = 256
+    # How long a subscription waits for room in that buffer before the subscriber counts as too
+    # slow. Events of one block arrive together (a block may carry hundreds of transactions), so
+    # the pump must let the writer drain rather than judge the client on a single burst.
+    ws_slow_consumer_s: float = 2.0
     # Requests running at once on one WebSocket; reading pauses beyond it (back-pressure).
     ws_inflight_per_conn: int = 16
     # How long a close handshake may take before the transport is aborted.
@@ -204,6 +208,18 @@ class WsSession:
             return False
         return True
 
+    async def offer_wait(self, data: str) -> bool:
+        """Queue a subscription event, waiting up to ``ws_slow_consumer_s`` for room; past that
+        mark the connection for closing (the subscriber does not read fast enough)."""
+        if self.overflow.is_set():
+            return False
+        try:
+            await asyncio.wait_for(self.out.put(data), self.limits.ws_slow_consumer_s)
+        except TimeoutError:
+            self.overflow.set()
+            return False
+        return True
+
     async def writer(self) -> None:
         while True:
             data = await self.out.get()
@@ -245,7 +261,7 @@ class WsSession:
             # The subscribe response must precede the first event (the client learns the id from it).
             await released.wait()
             async for event in events:
-                if not self.offer(note("result", codec.to_json(event))):
+                if not await self.offer_wait(note("result", codec.to_json(event))):
                     return
         except ServiceError as exc:
             self.offer(note("error", {"code": exc.code, "message": exc.message}))

@@ -118,6 +118,20 @@ async def test_subscribe_errors(server: Any) -> None:
         assert r["error"]["code"] == -32006 and "3 subscriptions" in r["error"]["message"]
 
 
+async def test_a_burst_larger_than_the_send_queue_reaches_a_prompt_reader(server: Any, fake: Any) -> None:
+    # One block's transactions arrive as one burst of events; a client that keeps reading must
+    # get all of them even when the burst is larger than the per-connection send queue.
+    state = server.app[STATE_KEY]
+    burst = state.limits.ws_send_queue_max * 3
+    async with server.http.ws_connect(ws_url(server)) as ws:
+        assert "result" in await rpc(ws, "subscribe", {"kinds": ["tx"]})
+        for i in range(burst):
+            fake.publish(Event("tx", "city", {"n": i}))
+        got = [(await ws.receive_json(timeout=10))["params"]["result"]["data"]["n"] for _ in range(burst)]
+    assert got == list(range(burst))
+    assert state.slow_disconnects == 0
+
+
 async def test_slow_subscriber_is_disconnected_and_server_keeps_serving(server: Any, fake: Any) -> None:
     state = server.app[STATE_KEY]
     blob = bytes(128 * 1024)
