@@ -29,7 +29,7 @@ from p2p.errors import (
 )
 from p2p.messages import AppMessage, AppRequest, AppResponse, Message
 
-__all__ = ["MAX_INFLIGHT_REQUESTS_PER_PEER", "MAX_PENDING_REQUESTS", "Dispatcher"]
+__all__ = ["MAX_INFLIGHT_REQUESTS_PER_PEER", "MAX_PENDING_REQUESTS", "Dispatcher", "DispatchingTransport"]
 
 log = logging.getLogger(__name__)
 
@@ -175,3 +175,26 @@ class Dispatcher:
             self._send_reliable(peer, resp)
         except (PeerUnavailable, SendQueueFull) as exc:
             log.info("could not answer request %d of %s: %s", resp.request_id, peer, exc)
+
+
+class DispatchingTransport:
+    """The handler-registration and request half of :class:`~p2p.api.PeerTransport`, shared by
+    both transports: each holds a :class:`Dispatcher` in ``_dispatcher`` and delegates to it."""
+
+    _dispatcher: Dispatcher
+
+    async def request(self, node_id: str, kind: int, payload: Any, timeout_s: float) -> Any:
+        """Send an AppRequest and await the peer's answer (see :mod:`p2p.api` for the errors)."""
+        return await self._dispatcher.request(node_id, kind, payload, timeout_s)
+
+    def register_handler(self, msg_type: type[Message], handler: MessageHandler) -> None:
+        self._dispatcher.register_handler(msg_type, handler)
+
+    def register_app_handler(self, kind: int, handler: AppHandler) -> None:
+        self._dispatcher.register_app_handler(kind, handler)
+
+    def register_request_handler(self, kind: int, handler: RequestHandler) -> None:
+        self._dispatcher.register_request_handler(kind, handler)
+
+    def add_listener(self, listener: EventListener) -> None:
+        self._dispatcher.add_listener(listener)

@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-from p2p.api import AppHandler, EventListener, MessageHandler, PeerConnected, PeerDisconnected, RequestHandler
-from p2p.dispatch import Dispatcher
+from p2p.api import PeerConnected, PeerDisconnected
+from p2p.dispatch import Dispatcher, DispatchingTransport
 from p2p.errors import PeerUnavailable, RemoteProtocolError, SendQueueFull
 from p2p.framing import FrameDecoder, encode_frame
 from p2p.handshake import PeerInfo
@@ -81,7 +81,7 @@ class MemoryNetwork:
                 self._link(x, y)
 
 
-class MemoryTransport:
+class MemoryTransport(DispatchingTransport):
     """A :class:`~p2p.api.PeerTransport` inside one process."""
 
     def __init__(
@@ -174,21 +174,6 @@ class MemoryTransport:
     def broadcast(self, msg: Message, peers: Iterable[str] | None = None) -> int:
         targets = self.connected_peers() if peers is None else list(peers)
         return sum(self.send(p, msg) for p in targets)
-
-    async def request(self, node_id: str, kind: int, payload: Any, timeout_s: float) -> Any:
-        return await self._dispatcher.request(node_id, kind, payload, timeout_s)
-
-    def register_handler(self, msg_type: type[Message], handler: MessageHandler) -> None:
-        self._dispatcher.register_handler(msg_type, handler)
-
-    def register_app_handler(self, kind: int, handler: AppHandler) -> None:
-        self._dispatcher.register_app_handler(kind, handler)
-
-    def register_request_handler(self, kind: int, handler: RequestHandler) -> None:
-        self._dispatcher.register_request_handler(kind, handler)
-
-    def add_listener(self, listener: EventListener) -> None:
-        self._dispatcher.add_listener(listener)
 
     def penalise(self, node_id: str, reason: str) -> None:
         log.warning("%s: banning %s: %s", self._node_id, node_id, reason)

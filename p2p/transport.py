@@ -62,9 +62,9 @@ from typing import Any, Final
 
 from crypto.msp import MSP, Identity, IdentityError, Role
 from crypto.signing import PrivateKey
-from p2p.api import AppHandler, EventListener, MessageHandler, PeerConnected, PeerDisconnected, RequestHandler
+from p2p.api import PeerConnected, PeerDisconnected
 from p2p.connection import Connection, ConnectionClosed, PeerVerified
-from p2p.dispatch import Dispatcher
+from p2p.dispatch import Dispatcher, DispatchingTransport
 from p2p.errors import PeerUnavailable, RemoteProtocolError, SendQueueFull, UnexpectedPeer
 from p2p.framing import MAX_FRAME_BYTES, NeedData
 from p2p.handshake import NONCE_BYTES, PeerInfo, make_hello, verify_hello
@@ -151,7 +151,7 @@ class _Link:
         return self.info.node_id
 
 
-class Transport:
+class Transport(DispatchingTransport):
     """The asyncio shell around :class:`~p2p.connection.Connection`; see the module docstring."""
 
     def __init__(
@@ -292,22 +292,6 @@ class Transport:
         """Send ``msg`` to ``peers`` (default: all connected); the number queued."""
         targets = list(self._links) if peers is None else list(peers)
         return sum(self.send(p, msg) for p in targets)
-
-    async def request(self, node_id: str, kind: int, payload: Any, timeout_s: float) -> Any:
-        """Send an AppRequest and await the peer's answer (see :mod:`p2p.api` for the errors)."""
-        return await self._dispatcher.request(node_id, kind, payload, timeout_s)
-
-    def register_handler(self, msg_type: type[Message], handler: MessageHandler) -> None:
-        self._dispatcher.register_handler(msg_type, handler)
-
-    def register_app_handler(self, kind: int, handler: AppHandler) -> None:
-        self._dispatcher.register_app_handler(kind, handler)
-
-    def register_request_handler(self, kind: int, handler: RequestHandler) -> None:
-        self._dispatcher.register_request_handler(kind, handler)
-
-    def add_listener(self, listener: EventListener) -> None:
-        self._dispatcher.add_listener(listener)
 
     def penalise(self, node_id: str, reason: str) -> None:
         """Disconnect and ban ``node_id`` for ``ban_duration_s`` (a misbehaving peer)."""

@@ -37,6 +37,16 @@ def _identity_options(fn: F) -> F:
     return fn
 
 
+def _call_options(fn: F) -> F:
+    """--contract, --fn and --args: which contract function to call, with what."""
+    fn = click.option(
+        "--args", "raw_args", default="[]", show_default=True, help='JSON array of arguments; "0x…" strings are bytes.'
+    )(fn)
+    fn = click.option("--fn", "function", required=True, help="Contract function.")(fn)
+    fn = click.option("--contract", required=True, help="Contract name.")(fn)
+    return fn
+
+
 def _url(directory: Path, node_name: str | None, url: str | None) -> str:
     if url:
         return url
@@ -140,11 +150,7 @@ def register(cli: click.Group) -> None:
     @tx_group.command("invoke")
     @_target_options
     @_identity_options
-    @click.option("--contract", required=True)
-    @click.option("--fn", "function", required=True)
-    @click.option(
-        "--args", "raw_args", default="[]", show_default=True, help='JSON array of arguments; "0x…" strings are bytes.'
-    )
+    @_call_options
     @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit.")
     def invoke(
         directory: Path,
@@ -177,11 +183,7 @@ def register(cli: click.Group) -> None:
     @tx_group.command("query")
     @_target_options
     @_identity_options
-    @click.option("--contract", required=True)
-    @click.option("--fn", "function", required=True)
-    @click.option(
-        "--args", "raw_args", default="[]", show_default=True, help="JSON array of arguments; 0x-hex strings are bytes."
-    )
+    @_call_options
     def query(
         directory: Path,
         node_name: str | None,
