@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from crypto.ca import CertificateAuthority, Role, write_identity
 from crypto.encoding import decode
 from secprivnode.client import AsyncClient, Client, ClientIdentity
-from secprivnode.network import NETWORK_FILE, NetworkError, NetworkNode, load_network
+from secprivnode.network import NETWORK_FILE, NetworkError, NetworkNode, load_network, node_healthy
 from storage.model import ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
 
 __all__ = ["admit_node", "define_contract", "remove_node"]
@@ -76,10 +76,8 @@ def _current(nodes: list[NetworkNode]) -> tuple[NetworkNode, ChannelConfig]:
 
 
 def _first_running(nodes: list[NetworkNode]) -> NetworkNode:
-    from secprivnode.network import _healthy
-
     for n in nodes:
-        if _healthy(n):
+        if node_healthy(n):
             return n
     raise NetworkError("no running node to submit the configuration update to (run `network up` first)")
 

@@ -50,7 +50,10 @@ __all__ = [
     "network_down",
     "network_status",
     "network_up",
+    "node_healthy",
     "rpc_call",
+    "spawn_node",
+    "start_node",
 ]
 
 NETWORK_FILE = "network.yaml"
@@ -243,19 +246,17 @@ def _pid(node: NetworkNode) -> int | None:
     return pid
 
 
-def _healthy(node: NetworkNode) -> bool:
+def node_healthy(node: NetworkNode, *, timeout_s: float = 2.0) -> bool:
+    """Whether the node's operations endpoint answers /healthz with 200."""
     try:
-        with urllib.request.urlopen(node.ops_url + "healthz", timeout=2.0) as resp:
-            return resp.status == 200
+        with urllib.request.urlopen(node.ops_url + "healthz", timeout=timeout_s) as resp:
+            return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
-def start_node(node: NetworkNode, *, python: str | None = None) -> int:
-    """Start one node as a background process; return its pid."""
-    existing = _pid(node)
-    if existing is not None:
-        return existing
+def spawn_node(node: NetworkNode, *, python: str | None = None) -> subprocess.Popen[bytes]:
+    """Start one node process (output appended to its node.log) and record its pid."""
     log = open(node.log_file, "ab")  # noqa: SIM115 - handed to the child, closed below
     try:
         proc = subprocess.Popen(
@@ -269,7 +270,15 @@ def start_node(node: NetworkNode, *, python: str | None = None) -> int:
     finally:
         log.close()
     node.pid_file.write_text(f"{proc.pid}\n")
-    return proc.pid
+    return proc
+
+
+def start_node(node: NetworkNode, *, python: str | None = None) -> int:
+    """Start the node unless it is already running; return its pid."""
+    existing = _pid(node)
+    if existing is not None:
+        return existing
+    return spawn_node(node, python=python).pid
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
@@ -303,10 +312,10 @@ def network_up(directory: Path, *, timeout_s: float = UP_TIMEOUT_S) -> dict[str,
         if dead:
             tail = "\n".join(dead[0].log_file.read_text(errors="replace").splitlines()[-5:])
             raise NetworkError(f"{', '.join(n.name for n in dead)} exited during start-up; {dead[0].log_file}:\n{tail}")
-        return all(_healthy(n) for n in nodes)
+        return all(node_healthy(n) for n in nodes)
 
     if not wait_until(all_healthy, timeout_s):
-        sick = [n.name for n in nodes if not _healthy(n)]
+        sick = [n.name for n in nodes if not node_healthy(n)]
         raise NetworkError(f"nodes not healthy after {timeout_s:.0f}s: {', '.join(sick)} (see their node.log)")
     if not wait_until(lambda: _leader(nodes) is not None, timeout_s):
         raise NetworkError(f"no Raft leader after {timeout_s:.0f}s (see the nodes' node.log)")
@@ -328,7 +337,7 @@ def network_status(directory: Path) -> dict[str, Any]:
                 "p2p": n.p2p,
                 "pid": _pid(n),
                 "roles": list(n.roles),
-                "healthy": _healthy(n),
+                "healthy": node_healthy(n),
             }
             for n in nodes
         ],

@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from secprivnode.client import Client, ClientIdentity, RpcError, TransportError
-from secprivnode.network import NetworkError, NetworkNode, init_network, load_network
+from secprivnode.network import NetworkError, NetworkNode, init_network, load_network, node_healthy, spawn_node
 
 log = logging.getLogger("functional")
 # pytest captures records at the logger's level: narration is INFO, so let it through.
@@ -194,19 +194,7 @@ class TestNode:
 
     def start(self) -> None:
         assert not self.running(), f"{self.name} already running"
-        logf = open(self.spec.log_file, "ab")  # noqa: SIM115 - owned by the child
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "secprivnode", "node", "run", "--config", str(self.spec.config)],
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.spec.dir,
-                start_new_session=True,
-            )
-        finally:
-            logf.close()
-        self.spec.pid_file.write_text(f"{self.process.pid}\n")
+        self.process = spawn_node(self.spec)
 
     @property
     def pid(self) -> int | None:
@@ -216,11 +204,7 @@ class TestNode:
         return self.process is not None and self.process.poll() is None
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.spec.ops_url + "healthz", timeout=5.0) as resp:
-                return bool(resp.status == 200)
-        except (OSError, ValueError):
-            return False
+        return node_healthy(self.spec, timeout_s=5.0)
 
     def wait_healthy(self, timeout_s: float = START_TIMEOUT_S) -> None:
         def ok() -> bool:
