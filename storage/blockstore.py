@@ -129,14 +129,7 @@ class BlockStore:
 
     def header(self, number: int) -> BlockHeader:
         data, sl = self.slices(number)
-        h0, h1 = sl.header_range
-        try:
-            header = BlockHeader.from_obj(decode(data[h0:h1]))
-        except EncodingError as exc:
-            raise CorruptionError(f"block {number}: header does not decode: {exc}", height=number) from exc
-        if header.number != number:
-            raise CorruptionError(f"block {number} holds header number {header.number}", height=number)
-        return header
+        return stored_header(data, sl, number)
 
     def number_of_hash(self, header_hash: bytes) -> int:
         raw = self._raw.get(keys.hash_key(self._cp, header_hash))
@@ -206,3 +199,15 @@ class BlockStore:
         if not 0 <= i < len(sl.tx_hashes) or sl.tx_ids[i] != tx_id:
             raise CorruptionError(f"tx index of {tx_id.hex()} points at another transaction", height=b)
         return TxProof(header, sl.tx_hashes[i], i, len(sl.tx_hashes), merkle_proof(sl.tx_hashes, i))
+
+
+def stored_header(data: bytes, sl: BlockSlices, number: int) -> BlockHeader:
+    """Decode the header of stored block ``number``; CorruptionError unless it decodes and says ``number``."""
+    h0, h1 = sl.header_range
+    try:
+        header = BlockHeader.from_obj(decode(data[h0:h1]))
+    except EncodingError as exc:
+        raise CorruptionError(f"block {number}: header does not decode: {exc}", height=number) from exc
+    if header.number != number:
+        raise CorruptionError(f"block {number} holds header number {header.number}", height=number)
+    return header

@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from crypto.encoding import EncodingError, decode
+from crypto.encoding import EncodingError
 from crypto.merkle import merkle_root
 from crypto.signing import PublicKey, get_backend
 from storage import keys
-from storage.blockstore import BlockStore
+from storage.blockstore import BlockStore, stored_header
 from storage.codec import BlockSlices
 from storage.errors import ChainError, CorruptionError, NotFound, StorageError
 from storage.model import GENESIS_PREVIOUS_HASH, Block, BlockHeader, ValidationCode
@@ -37,13 +37,7 @@ KeyResolver = Callable[[bytes], PublicKey | None]
 
 
 def _header(data: bytes, sl: BlockSlices, number: int, channel: str) -> BlockHeader:
-    h0, h1 = sl.header_range
-    try:
-        header = BlockHeader.from_obj(decode(data[h0:h1]))
-    except EncodingError as exc:
-        raise CorruptionError(f"block {number}: header does not decode: {exc}", height=number) from exc
-    if header.number != number:
-        raise CorruptionError(f"block {number}: header says number {header.number}", height=number)
+    header = stored_header(data, sl, number)
     if header.channel != channel:
         raise CorruptionError(f"block {number}: header is for channel {header.channel!r}", height=number)
     return header
