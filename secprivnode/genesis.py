@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from crypto.encoding import encode
 from crypto.merkle import merkle_root
 from crypto.signing import PrivateKey, get_backend
+from storage.ledger import CONFIG_KEY  # the state key (namespace CONFIG_CONTRACT) of the config
 from storage.model import (
     BLOCK_VERSION,
     CONFIG_CONTRACT,
@@ -46,8 +47,6 @@ __all__ = [
     "read_genesis",
     "write_genesis",
 ]
-
-CONFIG_KEY = "channel"  # the state key (namespace CONFIG_CONTRACT) holding the encoded config
 
 
 def admin_signature(config: ChannelConfig, admin_cert_der: bytes, admin_key: PrivateKey) -> tuple[bytes, bytes]:

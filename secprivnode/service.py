@@ -28,6 +28,7 @@ from secprivnode.contracts.config_contract import ConfigError, check_config, dec
 from secprivnode.gateway import Gateway
 from secprivnode.genesis import config_transaction
 from storage.errors import NotFound
+from storage.ledger import CONFIG_KEY, CONFIG_NAMESPACE
 from storage.model import Block, ChannelConfig, Proposal, ValidationCode, config_update_digest
 
 __all__ = ["LocalNodeService"]
@@ -243,7 +244,7 @@ class LocalNodeService:
                 raise Unauthorized(f"config approvals must come from channel admins: {exc}") from exc
             if not backend.verify(ident.public_key, sig, digest):
                 raise Unauthorized(f"bad approval signature from {ident.id}")
-        version = ch.ledger.get_version("_config", "channel")
+        version = ch.ledger.get_version(CONFIG_NAMESPACE, CONFIG_KEY)
         cert_der, key = self._admin_signer()
         tx = config_transaction(
             new,
@@ -272,7 +273,7 @@ CREATOR_NAME_CACHE_MAX = 4096
 
 @functools.lru_cache(maxsize=CREATOR_NAME_CACHE_MAX)
 def _creator_name(cert_der: bytes) -> str:
-    """"org/name (role)" of a certificate; parsed once per distinct certificate."""
+    """ "org/name (role)" of a certificate; parsed once per distinct certificate."""
     try:
         ident = Identity.from_cert(cert_der)
     except IdentityError:

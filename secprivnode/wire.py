@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ENDORSE", "RAFT", "SUBMIT", "err", "ok", "unpack_answer"]
+__all__ = ["ENDORSE", "RAFT", "SUBMIT", "RemoteRefusal", "err", "ok", "unpack_answer"]
 
 RAFT = 1
 SUBMIT = 2

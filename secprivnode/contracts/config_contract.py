@@ -26,7 +26,7 @@ from crypto.msp import MSP, IdentityError, OrgMSP
 from secprivnode.contracts.policy import Policy, PolicyError, parse
 from secprivnode.contracts.runtime import Contract, transaction
 from secprivnode.contracts.stub import ContractError, Stub
-from secprivnode.genesis import CONFIG_KEY
+from storage.ledger import CONFIG_KEY, CONFIG_NAMESPACE
 from storage.model import CONFIG_CONTRACT, ChannelConfig, KVRead, KVWrite, MalformedError, ReadWriteSet, Version
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "msp_from_config",
 ]
 
-CONFIG_NAMESPACE = CONFIG_CONTRACT
 UPDATE_FUNCTION = "update"
 # MSPs kept for recent configs. A node needs the current one and, while a config block is being
 # validated, the next; a few more cover several channels.
