@@ -175,6 +175,9 @@ class MemoryTransport(DispatchingTransport):
         targets = self.connected_peers() if peers is None else list(peers)
         return sum(self.send(p, msg) for p in targets)
 
+    def refresh_trust(self) -> None:
+        """Nothing to rebuild: in-memory links have no TLS contexts (membership is the network's)."""
+
     def penalise(self, node_id: str, reason: str) -> None:
         log.warning("%s: banning %s: %s", self._node_id, node_id, reason)
         self._bans.add(node_id)

@@ -471,9 +471,7 @@ class ChannelRuntime:
             self._transport.remove_peer(gone)
         self._config_nodes = names
         if not initial:
-            refresh = getattr(self._transport, "refresh_trust", None)
-            if refresh is not None:
-                refresh()
+            self._transport.refresh_trust()
             log.info("channel %s: configuration sequence %d applied", self.name, cfg.sequence)
 
     # ------------------------------------------------------------------ waiting and events
