@@ -190,7 +190,7 @@ class Gateway:
                 jobs.append(self._endorse_remote(p, ch, proposal, sig))
         results = await asyncio.gather(*jobs)
         first = results[0]
-        ref = encode([first.response.to_obj(), first.rwset.to_obj()])
+        ref = encode([first.response.to_obj(), first.rwset.to_obj()]) if len(results) > 1 else b""
         for p, r in zip(peers[1:], results[1:], strict=True):
             if encode([r.response.to_obj(), r.rwset.to_obj()]) != ref:
                 raise TxRejected(
