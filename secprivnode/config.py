@@ -17,6 +17,8 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
+from storage import kv
+
 __all__ = [
     "ALL_ROLES",
     "ChannelSpec",
@@ -29,6 +31,7 @@ __all__ = [
     "P2PSection",
     "RaftSection",
     "RpcSection",
+    "StorageSection",
     "load_config",
     "parse_hostport",
 ]
@@ -133,6 +136,21 @@ class CryptoSection:
 
 
 @dataclass(frozen=True)
+class StorageSection:
+    """LevelDB's memory: the node's largest native allocations that a setting bounds."""
+
+    block_cache_bytes: int = kv.BLOCK_CACHE_BYTES  # LevelDB block (read) cache
+    write_buffer_bytes: int = kv.WRITE_BUFFER_BYTES  # memtable size; LevelDB keeps up to two
+    max_open_files: int = kv.MAX_OPEN_FILES  # table files kept open, each with its index and filter
+
+    def __post_init__(self) -> None:
+        try:
+            kv.check_cache_options(self.block_cache_bytes, self.write_buffer_bytes, self.max_open_files)
+        except ValueError as exc:
+            raise ConfigError(f"storage.{exc}") from None
+
+
+@dataclass(frozen=True)
 class LoggingSection:
     level: str = "info"
     format: str = "text"  # text or json (one JSON object per line)
@@ -153,6 +171,7 @@ class NodeConfig:
     rpc: RpcSection = field(default_factory=RpcSection)
     raft: RaftSection = field(default_factory=RaftSection)
     crypto: CryptoSection = field(default_factory=CryptoSection)
+    storage: StorageSection = field(default_factory=StorageSection)
     logging: LoggingSection = field(default_factory=LoggingSection)
 
     def __post_init__(self) -> None:

@@ -38,6 +38,7 @@ from secprivnode.config import NodeConfig, parse_hostport
 from secprivnode.contracts.builtin import builtin_registry
 from secprivnode.gateway import Gateway
 from secprivnode.genesis import read_genesis
+from secprivnode.memory import tune_allocator
 from secprivnode.metrics import NodeMetrics
 from secprivnode.ops import create_ops_app
 from secprivnode.rpc.server import RpcLimits, create_rpc_app, run_rpc_server
@@ -135,7 +136,12 @@ class Node:
         # storage
         cfg.node.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            db = Database(cfg.node.data_dir / "ledger")
+            db = Database(
+                cfg.node.data_dir / "ledger",
+                block_cache_bytes=cfg.storage.block_cache_bytes,
+                write_buffer_bytes=cfg.storage.write_buffer_bytes,
+                max_open_files=cfg.storage.max_open_files,
+            )
         except Exception as exc:
             raise NodeStartError(f"cannot open the ledger in {cfg.node.data_dir}: {exc}") from exc
         self._stack.callback(db.close)
@@ -302,6 +308,7 @@ class Node:
 
 async def run_node(config: NodeConfig) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
+    tune_allocator()  # before the ledger and buffers are allocated; see secprivnode/memory.py
     node = Node(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

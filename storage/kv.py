@@ -22,24 +22,33 @@ from storage.errors import CorruptionError, StorageError
 
 __all__ = [
     "BLOCK_CACHE_BYTES",
+    "BLOCK_CACHE_BYTES_MIN",
     "BLOOM_BITS_PER_KEY",
     "FORMAT_KEY",
     "FORMAT_VERSION",
     "MAX_FILE_BYTES",
     "MAX_OPEN_FILES",
+    "MAX_OPEN_FILES_MAX",
+    "MAX_OPEN_FILES_MIN",
     "WRITE_BUFFER_BYTES",
+    "WRITE_BUFFER_BYTES_MAX",
+    "WRITE_BUFFER_BYTES_MIN",
     "Database",
+    "check_cache_options",
 ]
 
 # The database-wide format stamp. The key starts with 0x00, which no channel prefix does.
 FORMAT_KEY = b"\x00format"
 FORMAT_VERSION = b"secprivnode-ledger/1"
 
-# LevelDB's read cache. 64 MiB holds the hot part of the world state and indices of a city
-# channel; the OS page cache holds the rest.
+# LevelDB's read cache (uncompressed table blocks), the largest part of the node's native memory
+# that a setting bounds. 64 MiB holds the hot part of the world state and indices of a city
+# channel; the OS page cache holds the rest. Configurable: ``storage.block_cache_bytes``.
 BLOCK_CACHE_BYTES = 64 * 1024 * 1024
 # Memtable size. Blocks of up to 10 MiB (BatchConfig.absolute_max_bytes) are written in one batch;
 # a 32 MiB memtable takes a few of them before a flush, which keeps level-0 compactions rare.
+# LevelDB holds up to two (the one being written and the one being flushed), so this counts twice
+# towards the node's resident memory. Configurable: ``storage.write_buffer_bytes``.
 WRITE_BUFFER_BYTES = 32 * 1024 * 1024
 # 10 bits per key gives about a 1% false-positive rate (LevelDB's doc/index.md recommendation).
 BLOOM_BITS_PER_KEY = 10
@@ -51,11 +60,45 @@ MAX_FILE_BYTES = 8 * 1024 * 1024
 # the usual 1024-descriptor limit to the node's sockets.
 MAX_OPEN_FILES = 500
 
+# LevelDB silently clips these options to its own ranges (SanitizeOptions in db/db_impl.cc); the
+# node rejects a value outside them instead, so that the database runs with what was configured.
+WRITE_BUFFER_BYTES_MIN = 64 * 1024
+WRITE_BUFFER_BYTES_MAX = 1024 * 1024 * 1024
+MAX_OPEN_FILES_MIN = 74  # 64 table files + the 10 LevelDB keeps for its log, manifest and lock
+MAX_OPEN_FILES_MAX = 50_000
+# A block cache smaller than one table block (4 KiB) caches nothing; LevelDB has no lower bound.
+BLOCK_CACHE_BYTES_MIN = 4 * 1024
+
+
+def check_cache_options(block_cache_bytes: int, write_buffer_bytes: int, max_open_files: int) -> None:
+    """Raise :class:`ValueError` naming the first LevelDB memory option outside its range."""
+    if block_cache_bytes < BLOCK_CACHE_BYTES_MIN:
+        raise ValueError(f"block_cache_bytes: must be >= {BLOCK_CACHE_BYTES_MIN}, got {block_cache_bytes}")
+    if not WRITE_BUFFER_BYTES_MIN <= write_buffer_bytes <= WRITE_BUFFER_BYTES_MAX:
+        raise ValueError(
+            f"write_buffer_bytes: must be in [{WRITE_BUFFER_BYTES_MIN}, {WRITE_BUFFER_BYTES_MAX}], "
+            f"got {write_buffer_bytes}"
+        )
+    if not MAX_OPEN_FILES_MIN <= max_open_files <= MAX_OPEN_FILES_MAX:
+        raise ValueError(
+            f"max_open_files: must be in [{MAX_OPEN_FILES_MIN}, {MAX_OPEN_FILES_MAX}], got {max_open_files}"
+        )
+
 
 class Database:
     """A node's LevelDB database. ``raw`` is the plyvel handle; ``prefixed`` a keyspace view."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        create: bool = True,
+        block_cache_bytes: int = BLOCK_CACHE_BYTES,
+        write_buffer_bytes: int = WRITE_BUFFER_BYTES,
+        max_open_files: int = MAX_OPEN_FILES,
+    ) -> None:
+        """Open (or create) the database; the sizes bound LevelDB's own memory (see the constants)."""
+        check_cache_options(block_cache_bytes, write_buffer_bytes, max_open_files)
         self.path = Path(path)
         try:
             if create:
@@ -64,10 +107,10 @@ class Database:
                 str(self.path),
                 create_if_missing=create,
                 paranoid_checks=True,
-                lru_cache_size=BLOCK_CACHE_BYTES,
-                write_buffer_size=WRITE_BUFFER_BYTES,
+                lru_cache_size=block_cache_bytes,
+                write_buffer_size=write_buffer_bytes,
                 bloom_filter_bits=BLOOM_BITS_PER_KEY,
-                max_open_files=MAX_OPEN_FILES,
+                max_open_files=max_open_files,
                 max_file_size=MAX_FILE_BYTES,
             )
         except plyvel.CorruptionError as exc:
