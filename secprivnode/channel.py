@@ -9,7 +9,10 @@ Blocks reach the commit loop from two sources, both verified before they get her
 
 The loop commits them strictly in order, each exactly once (a block below the ledger height is
 ignored, wherever it came from), then wakes transaction waiters, feeds subscribers, and — when a
-block changed the channel configuration — adjusts peers and the Raft membership.
+block changed the channel configuration — adjusts peers and the Raft membership. A block is
+validated and its batch staged on the event loop; the synchronous LevelDB write runs on a writer
+thread (LevelDB releases the GIL while it syncs), so Raft, gossip and RPC keep running through the
+fsync, and the next block's hashing and Merkle check run meanwhile.
 
 Raft messages travel as ``wire.RAFT`` app messages; forwarded submissions as ``wire.SUBMIT``
 requests. This module never reads blocks' bytes from the network itself and never commits a
@@ -23,6 +26,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, cast
@@ -60,7 +64,7 @@ from secprivnode.pipeline.sigcache import SigCache
 from secprivnode.pipeline.validator import BlockValidator
 from storage.errors import StorageError
 from storage.kv import Database
-from storage.ledger import ChannelLedger
+from storage.ledger import ChannelLedger, CheckedBlock
 from storage.model import Block, ChannelConfig, ValidationCode
 
 __all__ = ["ChannelRuntime", "TxOutcome"]
@@ -167,6 +171,11 @@ class ChannelRuntime:
             verifier=verifier,
         )
         self._pending: dict[int, tuple[bytes, bytes, bool]] = {}  # number -> (data, hash, publish)
+        self._writing: tuple[int, bytes, bytes] | None = None  # (number, data, hash) being written
+        self._prechecked: tuple[int, CheckedBlock] | None = None  # the next block, checked meanwhile
+        # One thread so batches reach LevelDB in commit order; joined by stop() before the
+        # database can close under a write.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-ledger-writer")
         self._pending_wake = asyncio.Event()
         self._waiters: dict[bytes, list[asyncio.Future[TxOutcome]]] = {}
         self._subscribers: set[_Subscriber] = set()
@@ -196,6 +205,7 @@ class ChannelRuntime:
             with suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.shutdown)
         for futs in self._waiters.values():
             for f in futs:
                 if not f.done():
@@ -359,7 +369,7 @@ class ChannelRuntime:
     # ------------------------------------------------------------------ blocks in
     def offer_block(self, number: int, data: bytes, block_hash: bytes, *, publish: bool) -> None:
         """Queue a verified block for commit (ignored if already committed or queued)."""
-        if number < self.ledger.height or number in self._pending:
+        if number < self._committed_or_writing() or number in self._pending:
             return
         if len(self._pending) >= PENDING_BLOCKS_MAX:
             log.warning("channel %s: commit queue full, block %d left for anti-entropy", self.name, number)
@@ -368,22 +378,33 @@ class ChannelRuntime:
         self._pending_wake.set()
         self._metrics.queue_depth.labels(queue=f"{self.name}/commit").set(len(self._pending))
 
+    def _committed_or_writing(self) -> int:
+        """The ledger height, counting the block on the writer thread as committed."""
+        w = self._writing
+        return w[0] + 1 if w is not None else self.ledger.height
+
     def gossip_height(self) -> int:
         """Ledger height plus the queued blocks that follow it without a gap."""
-        h = self.ledger.height
+        h = self._committed_or_writing()
         while h in self._pending:
             h += 1
         return h
 
     def gossip_tip_hash(self) -> bytes | None:
         h = self.gossip_height()
-        if h > self.ledger.height:
+        w = self._writing
+        if w is not None and h == w[0] + 1:
+            return w[2]
+        if h > self._committed_or_writing():
             return self._pending[h - 1][1]
         return self.ledger.tip_hash
 
     def gossip_block_bytes(self, number: int) -> bytes:
         if number < self.ledger.height:
             return self.ledger.get_block_bytes(number)
+        w = self._writing
+        if w is not None and w[0] == number:
+            return w[1]
         item = self._pending.get(number)
         if item is None:
             raise KeyError(number)
@@ -400,21 +421,38 @@ class ChannelRuntime:
             for n in [n for n in self._pending if n < self.ledger.height]:
                 del self._pending[n]
             while (item := self._pending.pop(self.ledger.height, None)) is not None:
-                data, _, publish = item
-                self._commit_one(data, publish)
+                data, block_hash, publish = item
+                await self._commit_one(data, block_hash, publish)
                 await asyncio.sleep(0)  # let RPC and Raft breathe between blocks
             self._metrics.queue_depth.labels(queue=f"{self.name}/commit").set(len(self._pending))
 
-    def _commit_one(self, data: bytes, publish: bool) -> None:
+    async def _commit_one(self, data: bytes, block_hash: bytes, publish: bool) -> None:
         t0 = time.perf_counter()
+        number = self.ledger.height
         try:
-            block = Block.decode(data)
-            result = self.committer.commit(block, block_bytes=data)
+            pre, self._prechecked = self._prechecked, None
+            if pre is not None and pre[0] == number and pre[1].data == data:
+                checked: CheckedBlock | None = pre[1]
+                block = pre[1].block
+            else:
+                checked, block = None, Block.decode(data)
+            prepared = self.committer.prepare(block, block_bytes=data, checked=checked)
         except AlreadyCommitted:
             return
         except (BlockRejected, StorageError, ValueError) as exc:
             log.error("channel %s: block refused: %s", self.name, exc)
             return
+        self._writing = (number, data, block_hash)
+        try:
+            write = asyncio.get_running_loop().run_in_executor(self._writer, prepared.staged.write)
+            self._precheck(number + 1)
+            await asyncio.shield(write)  # a cancelled loop still lets the write finish (stop joins it)
+        except StorageError as exc:
+            log.error("channel %s: writing block %d failed: %s", self.name, number, exc)
+            return
+        finally:
+            self._writing = None
+        result = self.committer.finish(prepared)
         m = self._metrics
         m.commit_latency.labels(channel=self.name).observe(time.perf_counter() - t0)
         m.blocks_committed.labels(channel=self.name).inc()
@@ -428,6 +466,17 @@ class ChannelRuntime:
             self._apply_config(result.config, initial=False)
             self._tasks = [t for t in self._tasks if not t.done()]
             self._tasks.append(asyncio.create_task(self._maybe_start_orderer(), name=f"{self.name}-orderer-start"))
+
+    def _precheck(self, number: int) -> None:
+        """Decode and check block ``number`` if it is queued, while its predecessor syncs."""
+        item = self._pending.get(number)
+        if item is None:
+            return
+        try:
+            block = Block.decode(item[0])
+            self._prechecked = (number, self.ledger.check_block(block, item[0]))
+        except (StorageError, ValueError):
+            pass  # the commit decodes it again and reports why it is refused
 
     def _notify(self, result: CommitResult) -> None:
         block_ev = Event(

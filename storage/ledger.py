@@ -23,6 +23,7 @@ and never return data that failed a check.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from crypto.encoding import EncodingError, decode
@@ -48,8 +49,10 @@ __all__ = [
     "CONFIG_KEY",
     "CONFIG_NAMESPACE",
     "ChannelLedger",
+    "CheckedBlock",
     "HistoryEntry",
     "KeyResolver",
+    "StagedCommit",
     "TxProof",
     "TxRecord",
     "list_channels",
@@ -88,6 +91,7 @@ class ChannelLedger:
         self._tip: bytes | None = None
         # tx id -> ledger height at which tx_location() found it absent (see _fill).
         self._absent: dict[bytes, int] = {}
+        self._staged: StagedCommit | None = None  # built, not yet written (see stage)
         self._recover()
 
     # -- chain position -------------------------------------------------------------------------
@@ -111,35 +115,58 @@ class ChannelLedger:
         and decoded into ``block``), must be the block's canonical encoding; it saves re-encoding.
         They are checked against ``block``'s header (hash) and Merkle root before anything is
         written, and the stored block, indices and state are all derived from them.
+
+        The same as ``stage(check_block(block, block_bytes), codes).write()``; a caller that wants
+        to overlap the next block's checks with this block's disk sync uses those steps itself.
         """
-        n, data, sl, code_bytes = self._check(block, codes, block_bytes)
+        self.stage(self.check_block(block, block_bytes), codes).write()
+
+    def check_block(self, block: Block, block_bytes: bytes | None = None) -> CheckedBlock:
+        """The checks of a block that do not depend on the ledger's state: it is for this channel,
+        its bytes parse as a block, hash to ``block``'s header and hold its transactions, and the
+        header's data hash is their Merkle root. This is most of a commit's CPU (every transaction
+        is hashed), and it may run while the previous block is still being written."""
+        h = block.header
+        n = h.number
+        if h.channel != self.channel:
+            raise ChainError(f"block {n} is for channel {h.channel!r}, not {self.channel!r}", height=n)
+        data = block.encode() if block_bytes is None else bytes(block_bytes)
+        try:
+            sl = commit_slices(data)
+        except CorruptionError as exc:
+            raise ChainError(f"block {n}: bytes do not parse as a block: {exc}", height=n) from exc
+        if block_bytes is not None and sl.header_hash != h.hash():
+            raise ChainError(f"block {n}: block_bytes do not encode this block's header", height=n)
+        if len(sl.tx_ids) != len(block.transactions):
+            count = len(block.transactions)
+            raise ChainError(f"block {n}: block_bytes hold {len(sl.tx_ids)} txs, not {count}", height=n)
+        if merkle_root(sl.tx_hashes) != h.data_hash:
+            raise ChainError(f"block {n}: data hash is not the Merkle root of its transactions", height=n)
+        return CheckedBlock(block, data, sl)
+
+    def stage(self, checked: CheckedBlock, codes: Sequence[ValidationCode]) -> StagedCommit:
+        """Check that ``checked`` extends the tip and build its write batch, without writing it.
+
+        At most one block is staged at a time: until its ``write`` returns, the ledger's state is
+        not yet the state the next block must be validated and staged against, so a second
+        ``stage`` raises ChainError. A staged commit that is dropped unwritten releases the slot
+        only through ``abandon``.
+        """
+        if self._staged is not None:
+            raise ChainError(f"block {self._staged.number} is still being written", height=self._height)
         batch = self._raw.write_batch(sync=True)
-        self._fill(batch, n, data, sl, code_bytes)
-        batch.write()
-        self._height = n + 1
-        self._tip = sl.header_hash
-        self._absent.clear()  # every entry is for a height that has now passed
+        self._batch(checked, codes, batch)
+        staged = StagedCommit(self, checked.block.header.number, checked.slices.header_hash, batch)
+        self._staged = staged
+        return staged
 
-    def planned_writes(
-        self, block: Block, codes: Sequence[ValidationCode], *, block_bytes: bytes | None = None
-    ) -> list[tuple[bytes, bytes | None]]:
-        """The exact operations ``commit`` would put in its batch (value None: delete), without
-        writing anything. For benchmarks against raw LevelDB, and for inspection."""
-        n, data, sl, code_bytes = self._check(block, codes, block_bytes)
-        rec = _Recorder()
-        self._fill(rec, n, data, sl, code_bytes)
-        return rec.ops
-
-    def _check(
-        self, block: Block, codes: Sequence[ValidationCode], block_bytes: bytes | None
-    ) -> tuple[int, bytes, CommitSlices, bytes]:
-        """Everything commit checks before it builds the batch; ChainError if the block is refused."""
+    def _check_extends(self, block: Block, codes: Sequence[ValidationCode]) -> bytes:
+        """ChainError unless ``block`` is the next block on the tip and ``codes`` fit it; the
+        codes as bytes."""
         n = self._height
         h = block.header
         if h.number != n:
             raise ChainError(f"block {h.number} does not extend height {n}", height=h.number)
-        if h.channel != self.channel:
-            raise ChainError(f"block {n} is for channel {h.channel!r}, not {self.channel!r}", height=n)
         expected_prev = self._tip if self._tip is not None else GENESIS_PREVIOUS_HASH
         if h.previous_hash != expected_prev:
             raise ChainError(f"block {n}: previous hash does not match the tip", height=n)
@@ -151,18 +178,32 @@ class ChannelLedger:
             raise ChainError(f"block {n}: bad validation codes", height=n) from exc
         if not _CODES.issuperset(code_bytes):
             raise ChainError(f"block {n}: unknown validation code", height=n)
-        data = block.encode() if block_bytes is None else bytes(block_bytes)
-        try:
-            sl = commit_slices(data)
-        except CorruptionError as exc:
-            raise ChainError(f"block {n}: bytes do not parse as a block: {exc}", height=n) from exc
-        if block_bytes is not None and sl.header_hash != h.hash():
-            raise ChainError(f"block {n}: block_bytes do not encode this block's header", height=n)
-        if len(sl.tx_ids) != len(block.transactions):
-            raise ChainError(f"block {n}: block_bytes hold {len(sl.tx_ids)} txs, not {len(codes)}", height=n)
-        if merkle_root(sl.tx_hashes) != h.data_hash:
-            raise ChainError(f"block {n}: data hash is not the Merkle root of its transactions", height=n)
-        return n, data, sl, code_bytes
+        return code_bytes
+
+    def _batch(self, checked: CheckedBlock, codes: Sequence[ValidationCode], batch: Any) -> None:
+        """Check ``checked`` against the tip and put its writes into ``batch``."""
+        code_bytes = self._check_extends(checked.block, codes)
+        self._fill(batch, checked.block.header.number, checked.data, checked.slices, code_bytes)
+
+    def _written(self, staged: StagedCommit) -> None:
+        assert self._staged is staged, "a staged commit was written out of turn"
+        self._height = staged.number + 1
+        self._tip = staged.header_hash
+        self._absent.clear()  # every entry is for a height that has now passed
+        self._staged = None
+
+    def _abandoned(self, staged: StagedCommit) -> None:
+        if self._staged is staged:
+            self._staged = None
+
+    def planned_writes(
+        self, block: Block, codes: Sequence[ValidationCode], *, block_bytes: bytes | None = None
+    ) -> list[tuple[bytes, bytes | None]]:
+        """The exact operations ``commit`` would put in its batch (value None: delete), without
+        writing anything. For benchmarks against raw LevelDB, and for inspection."""
+        rec = _Recorder()
+        self._batch(self.check_block(block, block_bytes), codes, rec)
+        return rec.ops
 
     def _fill(self, batch: Any, n: int, data: bytes, sl: CommitSlices, code_bytes: bytes) -> None:
         """Put block ``n``'s writes into ``batch``; raises ChainError (batch discarded) on a broken rule."""
@@ -313,6 +354,52 @@ class ChannelLedger:
 
     def _recover(self) -> None:
         self._height, self._tip = recover(self._raw, self._cp, self._blocks, self.channel)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedBlock:
+    """A block whose bytes passed :meth:`ChannelLedger.check_block`, ready to be staged."""
+
+    block: Block
+    data: bytes  # its canonical encoding, as it will be stored
+    slices: CommitSlices
+
+
+class StagedCommit:
+    """One block's write batch, checked against the tip and built, not yet written.
+
+    ``write`` is the synchronous LevelDB write: it blocks until the batch is durable, and LevelDB
+    releases the GIL meanwhile, so it may run on a worker thread while the caller checks the next
+    block. Only then do the ledger's height and tip advance.
+    """
+
+    __slots__ = ("_batch", "_done", "_ledger", "header_hash", "number")
+
+    def __init__(self, ledger: ChannelLedger, number: int, header_hash: bytes, batch: Any) -> None:
+        self._ledger = ledger
+        self.number = number
+        self.header_hash = header_hash
+        self._batch = batch
+        self._done = False
+
+    def write(self) -> None:
+        if self._done:
+            raise ChainError(f"block {self.number}: staged commit already written or abandoned", height=self.number)
+        self._done = True
+        try:
+            self._batch.write()
+        except BaseException:
+            # LevelDB applies nothing of a batch whose log write or sync failed, and then refuses
+            # every later write with the same error, so the height stays and nothing can be
+            # staged on top of a half-written block; the next open recovers from what is on disk.
+            self._ledger._abandoned(self)
+            raise
+        self._ledger._written(self)
+
+    def abandon(self) -> None:
+        """Drop the batch unwritten and free the ledger for another block."""
+        self._done = True
+        self._ledger._abandoned(self)
 
 
 class _Recorder:

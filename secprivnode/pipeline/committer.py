@@ -1,11 +1,14 @@
 """The committer: validate a block, then append it with its codes in one atomic ledger write.
 
 ``commit`` holds a lock from validation to the ledger write, so no other block can commit in
-between (validation reads the state the block will be applied to). The ledger applies the writes
-of VALID transactions itself, in the same synchronous LevelDB batch as the block (see
-:mod:`storage.ledger`). The result lists, per transaction, its id, code and, for VALID ones, the
-contract's events, for subscribers; and the new channel config when the block changed it. The
-channel MSP needs no notice: :class:`~secprivnode.pipeline.membership.ChannelView` derives it
+between (validation reads the state the block will be applied to). A caller that wants the disk
+sync off its thread splits it: ``prepare`` (validate, then stage the ledger batch), the staged
+batch's ``write`` wherever it likes, then ``finish``. The ledger stages one block at a time, so the
+next block cannot be validated and staged against a state its predecessor has not reached yet.
+The ledger applies the writes of VALID transactions itself, in the same synchronous LevelDB
+batch as the block (see :mod:`storage.ledger`). The result lists, per transaction, its id, code
+and, for VALID ones, the contract's events, for subscribers; and the new channel config when the
+block changed it. The channel MSP needs no notice: :class:`~secprivnode.pipeline.membership.ChannelView` derives it
 from the committed config.
 
 This module never commits a block the validator has not coded, never reads the clock, and never
@@ -20,13 +23,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from secprivnode.pipeline.validator import BlockValidator, ValidatorLedger
+from storage.ledger import CheckedBlock, StagedCommit
 from storage.model import CONFIG_CONTRACT, Block, ChannelConfig, ValidationCode
 
-__all__ = ["CommitResult", "Committer", "CommitterLedger", "TxEvent"]
+__all__ = ["CommitResult", "Committer", "CommitterLedger", "PreparedCommit", "TxEvent"]
 
 
 class CommitterLedger(ValidatorLedger, Protocol):
-    def commit(self, block: Block, codes: Sequence[ValidationCode], *, block_bytes: bytes | None = None) -> None: ...
+    def check_block(self, block: Block, block_bytes: bytes | None = None) -> CheckedBlock: ...
+
+    def stage(self, checked: CheckedBlock, codes: Sequence[ValidationCode]) -> StagedCommit: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,15 @@ class CommitResult:
         return sum(1 for c in self.codes if c is ValidationCode.VALID)
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedCommit:
+    """A validated block with its ledger batch staged: ``staged.write()``, then ``finish``."""
+
+    block: Block
+    codes: tuple[ValidationCode, ...]
+    staged: StagedCommit
+
+
 class Committer:
     """Commits blocks of one channel, in order, one at a time."""
 
@@ -58,21 +73,41 @@ class Committer:
             raise ValueError("the validator must read the ledger this committer writes")
         self.ledger = ledger
         self.validator = validator
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # commit holds it around prepare
 
     def commit(self, block: Block, *, block_bytes: bytes | None = None) -> CommitResult:
         """Validate and append ``block``; raises BlockRejected/AlreadyCommitted, or the ledger's error."""
         with self._lock:
+            prepared = self.prepare(block, block_bytes=block_bytes)
+            prepared.staged.write()
+            return self.finish(prepared)
+
+    def prepare(
+        self, block: Block, *, block_bytes: bytes | None = None, checked: CheckedBlock | None = None
+    ) -> PreparedCommit:
+        """Validate ``block`` and stage its ledger batch (``checked``: the ledger's
+        ``check_block`` of it, done ahead). Nothing is written until ``staged.write()``."""
+        with self._lock:
             codes = self.validator.validate(block)
             assert len(codes) == len(block.transactions), "validator returned the wrong number of codes"
-            self.ledger.commit(block, codes, block_bytes=block_bytes)
-            config_changed = any(
-                c is ValidationCode.VALID and tx.proposal.contract == CONFIG_CONTRACT
-                for tx, c in zip(block.transactions, codes, strict=True)
-            )
-            config = self.ledger.latest_config() if config_changed else None
+            if checked is None:
+                checked = self.ledger.check_block(block, block_bytes)
+            elif checked.block is not block:
+                raise ValueError("checked is the check of another block")
+            return PreparedCommit(block, tuple(codes), self.ledger.stage(checked, codes))
+
+    def finish(self, prepared: PreparedCommit) -> CommitResult:
+        """The result of a prepared commit whose batch has been written."""
+        block, codes = prepared.block, prepared.codes
+        if self.ledger.height <= block.number:
+            raise RuntimeError(f"block {block.number} has not been written")
+        config_changed = any(
+            c is ValidationCode.VALID and tx.proposal.contract == CONFIG_CONTRACT
+            for tx, c in zip(block.transactions, codes, strict=True)
+        )
+        config = self.ledger.latest_config() if config_changed else None
         txs = tuple(
             TxEvent(tx.tx_id, c, tx.proposal.contract, tx.response.events if c is ValidationCode.VALID else ())
             for tx, c in zip(block.transactions, codes, strict=True)
         )
-        return CommitResult(block.number, block.hash(), tuple(codes), txs, config)
+        return CommitResult(block.number, block.hash(), codes, txs, config)

@@ -100,3 +100,29 @@ def test_validator_must_read_the_committed_ledger(chain: Chain, tmp_path: Path) 
             Committer(other, chain.validator)
     finally:
         db.close()
+
+
+def test_prepare_write_finish_is_commit_in_steps(pki: Pki, tmp_path: Path) -> None:
+    chain = Chain(pki, tmp_path / "ledger")
+    try:
+        ledger, committer = chain.ledger, chain.committer
+        relaxed = channel_config(pki, 1, contracts=(ContractDefinition("assets", "1.0", "ANY(node)"),))
+        block = chain.block([chain.config_tx(relaxed, ["transport/admin", "health/admin"])])
+        prepared = committer.prepare(block, checked=ledger.check_block(block))
+        assert prepared.codes == (V.VALID,) and ledger.height == 1
+        with pytest.raises(RuntimeError, match="has not been written"):
+            committer.finish(prepared)
+        # while block 1 is staged, nothing else can be staged on the old tip
+        with pytest.raises(Exception, match="still being written"):
+            committer.prepare(block)
+        prepared.staged.write()
+        res = committer.finish(prepared)
+        assert (res.number, res.codes, res.config) == (1, (V.VALID,), relaxed)
+
+        tx = chain.tx("council/alice", "create", "car", "alice", nodes=["health/health-node2"])
+        nxt = chain.block([tx])
+        with pytest.raises(ValueError, match="check of another block"):
+            committer.prepare(nxt, checked=ledger.check_block(block))
+        assert committer.commit(nxt).codes == (V.VALID,) and ledger.height == 3
+    finally:
+        chain.close()
