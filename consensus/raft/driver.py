@@ -5,6 +5,7 @@ node its inputs (ticks, inbox messages, local requests) and then handles every R
 order the Raft paper requires (Figure 2, "respond after persisting")::
 
     persist(storage, rd)      # one synchronous write batch; returns only when durable
+                              # (on a writer thread when the storage offers prepare_save)
     await send(rd.messages)   # rd.messages refuses to exist before persist() ran
     await restore(snapshot)   # if the Ready carries one (the application fetches its state)
     await apply(entries)      # committed entries, in log order, each exactly once
@@ -22,6 +23,13 @@ The application contract (the ordering service builds on it):
   stores it and compacts the log after the current Ready.
 * ``leader`` / ``status()`` tell who leads; ``stop(transfer=True)`` hands leadership over first.
 
+Durable writes off the event loop: when the storage offers ``prepare_save`` (LevelDB does), the
+Ready is encoded on the loop, the fsync'd write runs on the driver's one writer thread, and the
+loop waits for it before anything else of that Ready happens. The order above is unchanged; what
+changes is that the event loop keeps serving other tasks (admission, block assembly, the
+transport) while the disk syncs, instead of stalling for the whole fsync. Inputs arriving
+meanwhile are stepped together in the next turn, so one fsync covers more work under load.
+
 ``send`` must not raise (the transport drops what it cannot deliver; Raft retransmits).
 A malformed message from a peer is dropped, counted, and reported to ``on_violation(peer, exc)``
 so the node can disconnect that peer.
@@ -37,8 +45,9 @@ import asyncio
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from consensus.raft.core import RawNode, Ready, Status, persist
 from consensus.raft.storage import WritableStorage
@@ -54,7 +63,7 @@ from consensus.raft.types import (
     Snapshot,
 )
 
-__all__ = ["INBOX_MAX", "Clock", "RaftDriver", "SystemClock"]
+__all__ = ["INBOX_MAX", "Clock", "PreparedWrite", "RaftDriver", "SystemClock"]
 
 # Messages waiting to be stepped. A leader sends at most max_inflight_msgs appends per follower
 # plus heartbeats; 4096 absorbs bursts from a 5-7 node cluster while bounding memory to a few
@@ -85,6 +94,21 @@ class SystemClock:
         await asyncio.sleep(seconds)
 
 
+class PreparedWrite(Protocol):
+    """A Ready's durable write prepared by the storage's ``prepare_save(hard, entries, snap)``."""
+
+    def write(self) -> None:
+        """Write and sync; blocking, runs on the driver's writer thread."""
+        ...
+
+    def finish(self) -> None:
+        """Back on the loop after ``write`` returned: the storage shows the new state."""
+        ...
+
+
+PrepareSave = Callable[[Any, list[Entry], Snapshot | None], PreparedWrite]
+
+
 @dataclass
 class _Request:
     kind: str  # "propose" | "conf" | "transfer"
@@ -111,7 +135,10 @@ class RaftDriver:
         inbox_max: int = INBOX_MAX,
         snapshot_keep_entries: int = SNAPSHOT_KEEP_ENTRIES,
         on_violation: Callable[[str, ProtocolViolation], None] | None = None,
+        persist_off_loop: bool = True,
     ) -> None:
+        """``persist_off_loop``: run the storage's fsync'd writes on a writer thread when the
+        storage offers ``prepare_save`` (see the module docstring); False keeps them inline."""
         if tick_interval_s <= 0:
             raise ValueError("tick_interval_s must be positive")
         self.node = node
@@ -138,6 +165,11 @@ class RaftDriver:
         self.protocol_violations = 0
         self.leader: str | None = None
         self.role = Role.FOLLOWER
+        prepare = getattr(storage, "prepare_save", None) if persist_off_loop else None
+        self._prepare_save: PrepareSave | None = prepare
+        # One thread: Readies are written one at a time and in order. Created by run().
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing = False
 
     # ------------------------------------------------------------------------ inputs
     def deliver(self, msg: Message) -> bool:
@@ -187,12 +219,20 @@ class RaftDriver:
     def status(self) -> Status:
         return self.node.status()
 
+    @property
+    def writing(self) -> bool:
+        """Whether a Ready's durable write is on the writer thread (the loop has not resumed
+        after it yet). Virtual-time tests wait for it so disk writes take no virtual time."""
+        return self._writing
+
     # -------------------------------------------------------------------------- loop
     async def run(self) -> None:
         """Run until :meth:`stop`. Owns the ticker task; re-raises what breaks the loop."""
         if self._running:
             raise RuntimeError("driver already running")
         self._running = True
+        if self._prepare_save is not None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"raft-write-{self.node.id}")
         try:
             if self.node.startup_snapshot is not None and self._restore is not None:
                 await self._restore(self.node.startup_snapshot)
@@ -204,6 +244,9 @@ class RaftDriver:
                     ticker.cancel()
         finally:
             self._running = False
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)  # no write may outlive the driver (or its DB)
+                self._writer = None
             self._fail_pending(ProposalDropped("driver stopped"))
 
     async def _ticker(self) -> None:
@@ -258,7 +301,11 @@ class RaftDriver:
 
     async def _handle_ready(self, rd: Ready) -> None:
         # 1. Durable first: nothing below may run before this returns.
-        persist(self.storage, rd)
+        if self._writer is not None and self._prepare_save is not None and rd.must_persist:
+            await self._write_off_loop(self._prepare_save(rd.hard_state, list(rd.entries), rd.snapshot))
+            rd.mark_persisted()
+        else:
+            persist(self.storage, rd)
         self._resolve_persisted()
         if rd.soft_state is not None:
             self.leader, self.role = rd.soft_state.leader, rd.soft_state.role
@@ -274,6 +321,25 @@ class RaftDriver:
             await self._apply(list(rd.committed_entries))
         # 4.
         self.node.advance(rd)
+
+    async def _write_off_loop(self, pending: PreparedWrite) -> None:
+        """``pending.write()`` on the writer thread, then ``finish()`` here. If this task is
+        cancelled meanwhile, the write still completes (and is finished) before the
+        cancellation propagates: the storage must not be left half-updated or closed under a
+        running write."""
+        assert self._writer is not None
+        self._writing = True
+        fut = asyncio.get_running_loop().run_in_executor(self._writer, pending.write)
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            await asyncio.wait([fut])
+            if not fut.cancelled() and fut.exception() is None:
+                pending.finish()
+            raise
+        finally:
+            self._writing = False
+        pending.finish()
 
     def _resolve_persisted(self) -> None:
         if not self._awaiting_persist:

@@ -31,12 +31,19 @@ from consensus.raft.storage import limit_size
 from consensus.raft.types import Compacted, ConfState, Entry, HardState, Snapshot, Unavailable
 from crypto.encoding import decode, encode
 
-__all__ = ["LevelDBStorage"]
+__all__ = ["LevelDBStorage", "PreparedSave"]
 
 _HARD = b"m/hard"
 _SNAP = b"m/snap"
 _COMPACT = b"m/compact"
 _ENTRY = b"e/"
+
+
+# Terms of the newest entries kept in memory: the Raft core and the driver ask for the term of
+# recent entries on every append and response, and reading one from disk decodes the whole
+# entry (a block of up to a few MiB). 8192 entries cover far more than any follower's lag that
+# is served from the log rather than a snapshot; older terms are read from disk.
+TERM_CACHE_MAX = 8192
 
 
 def _ekey(index: int) -> bytes:
@@ -45,6 +52,30 @@ def _ekey(index: int) -> bytes:
 
 class CorruptLog(RuntimeError):
     """Stored Raft state fails its consistency checks: stop rather than continue on bad data."""
+
+
+class PreparedSave:
+    """One Ready's write batch, encoded and not yet written (see :meth:`LevelDBStorage.prepare_save`)."""
+
+    __slots__ = ("_batch", "_state", "_storage", "_written")
+
+    def __init__(self, storage: LevelDBStorage, batch: Any, state: tuple[Any, ...]) -> None:
+        self._storage = storage
+        self._batch = batch
+        self._state = state
+        self._written = False
+
+    def write(self) -> None:
+        """The synchronous (fsync'd) write. Blocking; safe on any thread: it touches no Python
+        state of the storage, and plyvel releases the GIL while LevelDB writes and syncs."""
+        assert not self._written, "write() called twice"
+        self._batch.write()
+        self._written = True
+
+    def finish(self) -> None:
+        """After :meth:`write` returned: the storage answers from the new state."""
+        assert self._written, "finish() before the write is durable"
+        self._storage._finish_save(self._state)
 
 
 class LevelDBStorage:
@@ -66,6 +97,8 @@ class LevelDBStorage:
         else:
             self._compact = (0, 0)
         self._last = self._compact[0]
+        self._saving = False  # a prepare_save() is not finished yet
+        self._terms: dict[int, int] = {}  # index -> term of recent entries (TERM_CACHE_MAX)
         with self._db.iterator(prefix=_ENTRY, reverse=True, include_value=False) as it:
             for key in it:
                 self._last = int.from_bytes(key[len(_ENTRY) :], "big")
@@ -111,7 +144,17 @@ class LevelDBStorage:
             return ct
         if i > self._last:
             raise Unavailable(f"index {i} is beyond the last index {self._last}")
-        return self._get(i).term
+        t = self._terms.get(i)
+        if t is None:
+            t = self._get(i).term
+            self._remember_terms([(i, t)])
+        return t
+
+    def _remember_terms(self, terms: list[tuple[int, int]]) -> None:
+        cache = self._terms
+        cache.update(terms)
+        while len(cache) > TERM_CACHE_MAX:
+            del cache[next(iter(cache))]  # the oldest remembered: any eviction is only a miss
 
     def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
         if lo <= self._compact[0]:
@@ -138,34 +181,65 @@ class LevelDBStorage:
 
     # ------------------------------------------------------------------------------- writes
     def save(self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None) -> None:
+        pending = self.prepare_save(hard_state, entries, snapshot)
+        pending.write()
+        pending.finish()
+
+    def prepare_save(
+        self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None
+    ) -> PreparedSave:
+        """:meth:`save` in three steps, so the durable write can leave the event loop's thread.
+
+        This call encodes the Ready into one write batch; ``write()`` (blocking, any thread)
+        writes it with ``sync=True``; ``finish()`` (the caller's thread, after ``write``
+        returned) makes the new log visible through this object. Until ``finish`` the storage
+        keeps answering from the old state, which stays true on disk for every index up to the
+        old last one except a conflicting suffix being replaced (only a follower replaces one, and
+        nothing reads a follower's tail meanwhile). One prepared save at a time.
+        """
+        assert not self._saving, "a prepared save is not finished"
         compact, last, snap = self._compact, self._last, self._snap
-        with self._db.write_batch(sync=True) as wb:
-            if snapshot is not None and snapshot.index > snap.index:
-                # The snapshot replaces the whole log (the core only sends one when our log
-                # does not contain its last entry).
-                for i in range(compact[0] + 1, last + 1):
+        terms: list[tuple[int, int]] = []
+        drop_from = last + 1  # cached terms from this index on are stale after the write
+        wb = self._db.write_batch(sync=True)
+        if snapshot is not None and snapshot.index > snap.index:
+            # The snapshot replaces the whole log (the core only sends one when our log
+            # does not contain its last entry).
+            for i in range(compact[0] + 1, last + 1):
+                wb.delete(_ekey(i))
+            snap = snapshot
+            compact = (snapshot.index, snapshot.term)
+            last = snapshot.index
+            drop_from = 0
+            wb.put(_SNAP, encode(snapshot.to_wire()))
+            wb.put(_COMPACT, encode(compact))
+        if entries:
+            ents = [e for e in entries if e.index > compact[0]]
+            if ents:
+                first, new_last = ents[0].index, ents[-1].index
+                assert first <= last + 1, f"gap: appending {first} after {last}"
+                # §5.3: a conflicting entry and all that follow it are deleted.
+                for i in range(new_last + 1, last + 1):
                     wb.delete(_ekey(i))
-                snap = snapshot
-                compact = (snapshot.index, snapshot.term)
-                last = snapshot.index
-                wb.put(_SNAP, encode(snapshot.to_wire()))
-                wb.put(_COMPACT, encode(compact))
-            if entries:
-                ents = [e for e in entries if e.index > compact[0]]
-                if ents:
-                    first, new_last = ents[0].index, ents[-1].index
-                    assert first <= last + 1, f"gap: appending {first} after {last}"
-                    # §5.3: a conflicting entry and all that follow it are deleted.
-                    for i in range(new_last + 1, last + 1):
-                        wb.delete(_ekey(i))
-                    for e in ents:
-                        wb.put(_ekey(e.index), encode(e.to_wire()))
-                    last = new_last
-            if hard_state is not None:
-                wb.put(_HARD, encode(hard_state.to_wire()))
+                for e in ents:
+                    wb.put(_ekey(e.index), encode(e.to_wire()))
+                terms = [(e.index, e.term) for e in ents]
+                drop_from = min(drop_from, first)
+                last = new_last
+        if hard_state is not None:
+            wb.put(_HARD, encode(hard_state.to_wire()))
+        self._saving = True
+        return PreparedSave(self, wb, (compact, last, snap, hard_state, drop_from, terms))
+
+    def _finish_save(self, state: tuple[Any, ...]) -> None:
+        compact, last, snap, hard_state, drop_from, terms = state
+        if drop_from <= self._last:  # a suffix was replaced (only cached indices <= last exist)
+            self._terms = {i: t for i, t in self._terms.items() if i < drop_from}
         self._compact, self._last, self._snap = compact, last, snap
         if hard_state is not None:
             self._hard = hard_state
+        self._remember_terms(terms)
+        self._saving = False
 
     def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
         if index <= self._snap.index:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import Callable
 
 
@@ -15,6 +16,9 @@ class FakeClock:
         self._now = 0.0
         self._seq = itertools.count()
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        # Work that takes real time but no virtual time (the drivers' disk writes on their writer
+        # threads): advance() waits until it reports False, so virtual time never runs ahead of it.
+        self.busy: Callable[[], bool] = lambda: False
 
     def now(self) -> float:
         return self._now
@@ -25,6 +29,7 @@ class FakeClock:
         await fut
 
     async def advance(self, seconds: float) -> None:
+        await wait_idle(self.busy)
         self._now += seconds
         while self._sleepers and self._sleepers[0][0] <= self._now:
             _, _, fut = heapq.heappop(self._sleepers)
@@ -33,6 +38,19 @@ class FakeClock:
         # Let woken tasks run to their next await.
         for _ in range(20):
             await asyncio.sleep(0)
+
+
+# Real seconds a disk write may take before a virtual-time test gives up on it.
+IDLE_TIMEOUT_S = 10.0
+
+
+async def wait_idle(busy: Callable[[], bool]) -> None:
+    """Let the loop run (real time) until ``busy()`` is False; fail after IDLE_TIMEOUT_S."""
+    deadline = time.monotonic() + IDLE_TIMEOUT_S
+    while busy():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still busy after {IDLE_TIMEOUT_S} real seconds")
+        await asyncio.sleep(0.0005)
 
 
 async def wait_until(clock: FakeClock, predicate: Callable[[], bool], timeout_s: float, step_s: float = 0.01) -> None:

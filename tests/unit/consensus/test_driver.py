@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from consensus.raft import (
     Message,
     MsgType,
     NotLeader,
+    ProposalDropped,
     RaftConfig,
     RawNode,
     Role,
@@ -55,6 +58,7 @@ class Cluster:
         self.tmp = tmp
         self.clock = clock
         self.drivers: dict[str, RaftDriver] = {}
+        clock.busy = lambda: any(d.writing for d in self.drivers.values())
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.dbs: dict[str, Any] = {}
         self.applied: dict[str, list[Entry]] = {i: [] for i in IDS}
@@ -267,3 +271,126 @@ async def test_malformed_message_is_dropped_and_reported() -> None:
     assert seen == ["b"] and node.term == 1  # the bad message changed nothing
     await drv.stop()
     await task
+
+
+class GatedStorage:
+    """LevelDB storage whose durable writes wait for a gate: a disk that is slow on demand."""
+
+    def __init__(self, inner: LevelDBStorage) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.gate.set()
+        self.writer_threads: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def prepare_save(self, hard: Any, entries: list[Entry], snap: Snapshot | None) -> Any:
+        pending = self.inner.prepare_save(hard, entries, snap)
+        outer = self
+
+        class Gated:
+            def write(self) -> None:
+                outer.writer_threads.add(threading.current_thread().name)
+                assert outer.gate.wait(timeout=10), "gate never opened"
+                pending.write()
+
+            def finish(self) -> None:
+                pending.finish()
+
+        return Gated()
+
+
+async def real_wait(pred: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline, "condition not reached in real time"
+        await asyncio.sleep(0.001)
+
+
+async def single_gated_node(tmp_path: Path) -> tuple[RaftDriver, GatedStorage, list[Entry], list[Message], Any]:
+    db = plyvel.DB(str(tmp_path / "a"), create_if_missing=True)
+    storage = GatedStorage(LevelDBStorage(db, "city"))
+    node = RawNode(RaftConfig("a", ("a",), election_ticks=10), storage, random.Random(1))
+    applied: list[Entry] = []
+    sent: list[Message] = []
+
+    async def apply(ents: list[Entry]) -> None:
+        applied.extend(ents)
+
+    clock = FakeClock()
+    drv = RaftDriver(node, storage, sent.extend, apply, clock, TICK_S)
+    clock.busy = lambda: drv.writing
+    drv_task = asyncio.create_task(drv.run())
+    await wait_until(clock, lambda: drv.role == Role.LEADER, timeout_s=5)
+    await wait_until(clock, lambda: bool(applied), timeout_s=5)  # the new leader's empty entry
+    return drv, storage, applied, sent, (db, drv_task)
+
+
+async def test_loop_keeps_serving_while_the_disk_syncs(tmp_path: Path) -> None:
+    drv, storage, applied, _, (db, task) = await single_gated_node(tmp_path)
+    try:
+        storage.gate.clear()
+        last = storage.last_index()
+        proposal = asyncio.create_task(drv.propose(b"block"))
+        await real_wait(lambda: drv.writing)
+        # Other tasks run while the write waits on the disk...
+        ticks = 0
+        for _ in range(50):
+            await asyncio.sleep(0)
+            ticks += 1
+        assert ticks == 50 and drv.writing
+        # ...but nothing of that Ready happens before it is durable.
+        assert not proposal.done() and storage.last_index() == last
+        assert all(e.data != b"block" for e in applied)
+        storage.gate.set()
+        index = await asyncio.wait_for(proposal, 10)
+        assert index == last + 1 and storage.term(index) == drv.node.term
+        await real_wait(lambda: any(e.data == b"block" for e in applied))
+        assert storage.writer_threads == {"raft-write-a_0"}  # one writer thread, not the loop's
+    finally:
+        storage.gate.set()
+        await drv.stop()
+        await task
+        db.close()
+
+
+async def test_cancelled_driver_finishes_the_write_first(tmp_path: Path) -> None:
+    drv, storage, _, _, (db, task) = await single_gated_node(tmp_path)
+    try:
+        storage.gate.clear()
+        last = storage.last_index()
+        proposal = asyncio.create_task(drv.propose(b"block"))
+        await real_wait(lambda: drv.writing)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        assert not task.done(), "the driver gave up on a write still running on its thread"
+        storage.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert storage.last_index() == last + 1  # finished: the storage shows what is on disk
+        with pytest.raises(ProposalDropped):  # the driver stopped before confirming it
+            await proposal
+    finally:
+        storage.gate.set()
+        db.close()
+
+
+async def test_inline_persist_when_asked(tmp_path: Path) -> None:
+    db = plyvel.DB(str(tmp_path / "a"), create_if_missing=True)
+    storage = GatedStorage(LevelDBStorage(db, "city"))
+    node = RawNode(RaftConfig("a", ("a",), election_ticks=10), storage, random.Random(1))
+
+    async def apply(ents: list[Entry]) -> None:
+        return None
+
+    clock = FakeClock()
+    drv = RaftDriver(node, storage, lambda m: None, apply, clock, TICK_S, persist_off_loop=False)
+    task = asyncio.create_task(drv.run())
+    try:
+        await wait_until(clock, lambda: drv.role == Role.LEADER, timeout_s=5)
+        assert storage.writer_threads == set() and storage.last_index() >= 1  # saved through save()
+    finally:
+        await drv.stop()
+        await task
+        db.close()

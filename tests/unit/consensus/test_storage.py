@@ -85,3 +85,46 @@ def test_errors(tmp_path: Path, make: str) -> None:
     assert s.term(3) == 1 and s.first_index() == 4
     # max_bytes cuts but returns at least one entry.
     assert len(s.entries(4, 6, 1)) == 1
+
+
+def test_prepared_save_is_invisible_until_finished(tmp_path: Path) -> None:
+    db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True)
+    try:
+        s = LevelDBStorage(db, "city")
+        s.save(HardState(1, "a", 0), [Entry(1, 1, data=b"x"), Entry(1, 2, data=b"y")], None)
+        before = view(s)
+        pending = s.prepare_save(HardState(2, "a", 2), [Entry(2, 2, data=b"z"), Entry(2, 3, data=b"w")], None)
+        assert view(s) == before  # encoded, nothing written or shown yet
+        with pytest.raises(AssertionError):
+            pending.finish()  # not durable yet
+        with pytest.raises(AssertionError):
+            s.prepare_save(None, [], None)  # one prepared save at a time
+        pending.write()
+        pending.finish()
+        assert s.last_index() == 3 and s.term(2) == 2 and s.hard_state() == HardState(2, "a", 2)
+        assert [e.data for e in s.entries(1, 4, 1 << 20)] == [b"x", b"z", b"w"]
+        shown = view(s)
+        db.close()
+        db = plyvel.DB(str(tmp_path / "db"))
+        assert view(LevelDBStorage(db, "city")) == shown  # what finish() shows is what is on disk
+    finally:
+        db.close()
+
+
+def test_term_lookups_survive_truncation_and_reopen(tmp_path: Path) -> None:
+    """Terms of recent entries are answered from memory; they must follow overwrites exactly."""
+    db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True)
+    try:
+        s = LevelDBStorage(db, "city")
+        s.save(HardState(1, "a", 0), [Entry(1, i) for i in range(1, 6)], None)
+        assert [s.term(i) for i in range(1, 6)] == [1] * 5
+        s.save(HardState(3, "b", 0), [Entry(3, 3), Entry(3, 4)], None)  # conflict: 5 is deleted
+        assert [s.term(i) for i in range(1, 5)] == [1, 1, 3, 3]
+        with pytest.raises(Unavailable):
+            s.term(5)
+        db.close()
+        db = plyvel.DB(str(tmp_path / "db"))
+        r = LevelDBStorage(db, "city")
+        assert [r.term(i) for i in range(1, 5)] == [1, 1, 3, 3]
+    finally:
+        db.close()

@@ -45,6 +45,7 @@ class RaftNet:
         self.network = network
         self.clock = VirtualClock()
         self.drivers: dict[str, RaftDriver] = {}
+        self.clock.busy = lambda: any(d.writing for d in self.drivers.values())
         self.services: dict[str, OrderingService] = {}
         self.tasks: dict[str, list[asyncio.Task[None]]] = {}
         self.dbs: dict[str, Any] = {}
