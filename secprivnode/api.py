@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from storage.model import Block, Proposal, ValidationCode
+from storage.blockstore import BlockSummary
+from storage.model import Proposal, ValidationCode
 
 __all__ = [
     "ERROR_CODES",
@@ -149,9 +150,11 @@ class NodeService(Protocol):
 
     async def chain_height(self, channel: str | None) -> int: ...
 
-    async def get_block(self, channel: str | None, number: int) -> tuple[Block, list[ValidationCode]]: ...
+    async def get_block(self, channel: str | None, number: int) -> tuple[BlockSummary, list[ValidationCode]]: ...
 
-    async def get_block_by_hash(self, channel: str | None, block_hash: bytes) -> tuple[Block, list[ValidationCode]]: ...
+    async def get_block_by_hash(
+        self, channel: str | None, block_hash: bytes
+    ) -> tuple[BlockSummary, list[ValidationCode]]: ...
 
     async def get_transaction(self, channel: str | None, tx_id: bytes) -> dict[str, Any]: ...
 

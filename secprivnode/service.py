@@ -27,9 +27,9 @@ from secprivnode.config import NodeConfig
 from secprivnode.contracts.config_contract import ConfigError, check_config, decode_config
 from secprivnode.gateway import Gateway
 from secprivnode.genesis import config_transaction
-from storage.errors import NotFound
-from storage.ledger import CONFIG_KEY, CONFIG_NAMESPACE
-from storage.model import Block, ChannelConfig, Proposal, ValidationCode, config_update_digest
+from storage.errors import CorruptionError, NotFound
+from storage.ledger import CONFIG_KEY, CONFIG_NAMESPACE, BlockSummary
+from storage.model import ChannelConfig, Proposal, ValidationCode, config_update_digest
 
 __all__ = ["LocalNodeService"]
 
@@ -119,19 +119,24 @@ class LocalNodeService:
     async def chain_height(self, channel: str | None) -> int:
         return self._ch(channel).ledger.height
 
-    async def get_block(self, channel: str | None, number: int) -> tuple[Block, list[ValidationCode]]:
+    async def get_block(self, channel: str | None, number: int) -> tuple[BlockSummary, list[ValidationCode]]:
         ledger = self._ch(channel).ledger
         if not 0 <= number < ledger.height:
             raise NotFoundError(f"no block {number} (height {ledger.height})")
-        return ledger.get_block(number), ledger.get_codes(number)
+        return ledger.get_block_summary(number), ledger.get_codes(number)
 
-    async def get_block_by_hash(self, channel: str | None, block_hash: bytes) -> tuple[Block, list[ValidationCode]]:
+    async def get_block_by_hash(
+        self, channel: str | None, block_hash: bytes
+    ) -> tuple[BlockSummary, list[ValidationCode]]:
         ledger = self._ch(channel).ledger
         try:
-            block = ledger.get_block_by_hash(block_hash)
+            number = ledger.block_number_of_hash(block_hash)
         except NotFound as exc:
             raise NotFoundError(f"no block with hash 0x{block_hash.hex()}") from exc
-        return block, ledger.get_codes(block.number)
+        summary = ledger.get_block_summary(number)
+        if summary.hash != block_hash:
+            raise CorruptionError(f"hash index points block {number} at another hash", height=number)
+        return summary, ledger.get_codes(number)
 
     async def get_transaction(self, channel: str | None, tx_id: bytes) -> dict[str, Any]:
         ledger = self._ch(channel).ledger

@@ -29,7 +29,7 @@ from typing import Any
 from crypto.encoding import EncodingError, decode
 from crypto.merkle import merkle_root
 from storage import keys
-from storage.blockstore import BlockStore, TxProof, TxRecord, block_crc, verify_tx_proof
+from storage.blockstore import BlockStore, BlockSummary, TxProof, TxRecord, block_crc, verify_tx_proof
 from storage.codec import CommitSlices, commit_slices
 from storage.errors import ChainError, CorruptionError, NotFound, StorageError
 from storage.kv import Database
@@ -48,6 +48,7 @@ from storage.verify import KeyResolver, recover, verify_range
 __all__ = [
     "CONFIG_KEY",
     "CONFIG_NAMESPACE",
+    "BlockSummary",
     "ChannelLedger",
     "CheckedBlock",
     "HistoryEntry",
@@ -283,12 +284,22 @@ class ChannelLedger:
         self._check_number(number)
         return self._blocks.block_bytes(number)
 
+    def block_number_of_hash(self, header_hash: bytes) -> int:
+        """The number of the block whose header hashes to ``header_hash``; NotFound if none."""
+        return self._blocks.number_of_hash(header_hash)
+
     def get_block_by_hash(self, header_hash: bytes) -> Block:
         number = self._blocks.number_of_hash(header_hash)
         block = self.get_block(number)
         if block.hash() != header_hash:
             raise CorruptionError(f"hash index points block {number} at another hash", height=number)
         return block
+
+    def get_block_summary(self, number: int) -> BlockSummary:
+        """Header, hash, tx ids, orderer and signature of block ``number``, without decoding its
+        transactions."""
+        self._check_number(number)
+        return self._blocks.summary(number)
 
     def get_header(self, number: int) -> BlockHeader:
         self._check_number(number)

@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any
 
 from crypto.encoding import EncodingError, decode, encode
+from storage.blockstore import BlockSummary
 from storage.model import Block, BlockHeader, Proposal, ReadWriteSet, Response, ValidationCode
 
 __all__ = [
@@ -128,12 +129,12 @@ def header_from_json(obj: Any) -> BlockHeader:
     )
 
 
-def block_to_json(block: Block, codes: list[ValidationCode] | None) -> dict[str, Any]:
+def block_to_json(block: BlockSummary, codes: list[ValidationCode] | None) -> dict[str, Any]:
     """A block as RPC clients see it: hash, header fields, tx ids and validation codes by name."""
-    out: dict[str, Any] = {"hash": to_hex(block.hash())}
+    out: dict[str, Any] = {"hash": to_hex(block.hash)}
     out.update(header_to_json(block.header))
-    out["tx_count"] = len(block.transactions)
-    out["tx_ids"] = [to_hex(t.tx_id) for t in block.transactions]
+    out["tx_count"] = len(block.tx_ids)
+    out["tx_ids"] = [to_hex(t) for t in block.tx_ids]
     out["validation_codes"] = [ValidationCode(c).name for c in codes] if codes is not None else None
     out["orderer"] = to_hex(block.orderer)
     out["signature"] = to_hex(block.signature)
@@ -196,7 +197,7 @@ def to_json(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, BlockHeader):
         return header_to_json(value)
     if isinstance(value, Block):
-        return block_to_json(value, None)
+        return block_to_json(BlockSummary.of(value), None)
     if isinstance(value, Response):
         return response_to_json(value)
     if isinstance(value, ReadWriteSet):

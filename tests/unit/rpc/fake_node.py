@@ -33,6 +33,7 @@ from secprivnode.api import (
     Unauthorized,
     UnknownChannel,
 )
+from storage.blockstore import BlockSummary
 from storage.model import (
     GENESIS_PREVIOUS_HASH,
     BatchConfig,
@@ -205,16 +206,19 @@ class FakeNode:
     async def chain_height(self, channel: str | None) -> int:
         return len(self.chains[self._ch(channel)])
 
-    async def get_block(self, channel: str | None, number: int) -> tuple[Block, list[ValidationCode]]:
+    async def get_block(self, channel: str | None, number: int) -> tuple[BlockSummary, list[ValidationCode]]:
         chain = self.chains[self._ch(channel)]
         if number >= len(chain):
             raise NotFoundError(f"no block {number}")
-        return chain[number]
+        b, codes = chain[number]
+        return BlockSummary.of(b), codes
 
-    async def get_block_by_hash(self, channel: str | None, block_hash: bytes) -> tuple[Block, list[ValidationCode]]:
+    async def get_block_by_hash(
+        self, channel: str | None, block_hash: bytes
+    ) -> tuple[BlockSummary, list[ValidationCode]]:
         for b, codes in self.chains[self._ch(channel)]:
             if b.hash() == block_hash:
-                return b, codes
+                return BlockSummary.of(b), codes
         raise NotFoundError("no block with that hash")
 
     def _locate(self, channel: str | None, tx_id: bytes) -> tuple[Block, int, ValidationCode]:

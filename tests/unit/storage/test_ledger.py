@@ -10,7 +10,7 @@ from crypto.encoding import encode
 from storage import keys as K
 from storage.errors import ChainError, CorruptionError, NotFound
 from storage.kv import Database
-from storage.ledger import CONFIG_KEY, CONFIG_NAMESPACE, ChannelLedger, verify_tx_proof
+from storage.ledger import CONFIG_KEY, CONFIG_NAMESPACE, BlockSummary, ChannelLedger, verify_tx_proof
 from storage.model import (
     GENESIS_PREVIOUS_HASH,
     BatchConfig,
@@ -446,3 +446,19 @@ def test_list_channels(db: Database, keys: TestKeys) -> None:
         Chain(name, keys).commit(ChannelLedger(db, name), [])
     ChannelLedger(db, "empty")  # opened but never committed to: no marker, not listed
     assert list_channels(db) == ["a", "ab", "zeta", "é"]
+
+
+def test_block_summary_is_the_decoded_blocks_without_decoding(ledger: ChannelLedger, chain: Chain) -> None:
+    chain.commit(ledger, [chain.tx([("a", b"1")])])
+    b1 = chain.commit(ledger, [chain.tx([("b", b"2")]), chain.tx([("c", None)])])
+    s = ledger.get_block_summary(1)
+    assert s == BlockSummary.of(b1)
+    assert s.tx_ids == [t.tx_id for t in b1.transactions] and s.hash == b1.hash()
+    assert ledger.block_number_of_hash(b1.hash()) == 1
+    with pytest.raises(NotFound):
+        ledger.get_block_summary(2)
+    # a damaged stored block is refused, not summarised
+    ledger.db.raw.put(K.block_key(K.channel_prefix("city"), 1), b1.encode()[:-1] + b"\x00")
+    ledger._blocks.forget(1)
+    with pytest.raises(CorruptionError):
+        ledger.get_block_summary(1)
