@@ -45,7 +45,7 @@ import struct
 import sys
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -63,7 +63,7 @@ from crypto.merkle import merkle_root
 from crypto.signing import PrivateKey, get_backend
 from storage.codec import slice_block
 from storage.kv import Database
-from storage.ledger import ChannelLedger
+from storage.ledger import ChannelLedger, LedgerWriter
 from storage.model import (
     BLOCK_VERSION,
     GENESIS_PREVIOUS_HASH,
@@ -263,7 +263,7 @@ def pipelined_vs_raw(root: Path, ids: Identities, runs: int, blocks_per_run: int
     dbs = [Database(root / name) for name in ("pipe", "shadow")]
     pipe, shadow = (ChannelLedger(db, CHANNEL) for db in dbs)
     ratios, raw_rates, pipe_rates = [], [], []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer") as writer:
+    with LedgerWriter() as writer:
         for r in range(runs):
             run = []
             for _ in range(blocks_per_run):
@@ -296,7 +296,7 @@ def pipelined_vs_raw(root: Path, ids: Identities, runs: int, blocks_per_run: int
     }
 
 
-def pipelined_commit(ledger: ChannelLedger, writer: ThreadPoolExecutor, run: list[tuple[Any, bytes, Any]]) -> None:
+def pipelined_commit(ledger: ChannelLedger, writer: LedgerWriter, run: list[tuple[Any, bytes, Any]]) -> None:
     """What the node's commit loop does, less signature checks and decoding: write block n on
     the writer thread while block n+1 is checked; look up its tx ids and stage it once n is in."""
     pending: Future[None] | None = None
@@ -305,7 +305,7 @@ def pipelined_commit(ledger: ChannelLedger, writer: ThreadPoolExecutor, run: lis
         if pending is not None:
             pending.result()
         validate(ledger, data)
-        pending = writer.submit(ledger.stage(checked, VALID).write)
+        pending = writer.submit(ledger.stage(checked, VALID))
         if i + 1 < len(run):
             checked = ledger.check_block(run[i + 1][0], run[i + 1][1])
     if pending is not None:

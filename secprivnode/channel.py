@@ -26,7 +26,6 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, cast
@@ -64,7 +63,7 @@ from secprivnode.pipeline.sigcache import SigCache
 from secprivnode.pipeline.validator import BlockValidator
 from storage.errors import StorageError
 from storage.kv import Database
-from storage.ledger import ChannelLedger, CheckedBlock
+from storage.ledger import ChannelLedger, CheckedBlock, LedgerWriter
 from storage.model import Block, ChannelConfig, ValidationCode
 
 __all__ = ["ChannelRuntime", "TxOutcome"]
@@ -173,9 +172,9 @@ class ChannelRuntime:
         self._pending: dict[int, tuple[bytes, bytes, bool]] = {}  # number -> (data, hash, publish)
         self._writing: tuple[int, bytes, bytes] | None = None  # (number, data, hash) being written
         self._prechecked: tuple[int, CheckedBlock] | None = None  # the next block, checked meanwhile
-        # One thread so batches reach LevelDB in commit order; joined by stop() before the
+        # One thread, so batches reach LevelDB in commit order; closed by stop() before the
         # database can close under a write.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-ledger-writer")
+        self._writer = LedgerWriter(f"{name}-ledger-writer")
         self._pending_wake = asyncio.Event()
         self._waiters: dict[bytes, list[asyncio.Future[TxOutcome]]] = {}
         self._subscribers: set[_Subscriber] = set()
@@ -205,7 +204,7 @@ class ChannelRuntime:
             with suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
-        await asyncio.get_running_loop().run_in_executor(None, self._writer.shutdown)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.close)
         for futs in self._waiters.values():
             for f in futs:
                 if not f.done():
@@ -444,7 +443,7 @@ class ChannelRuntime:
             return
         self._writing = (number, data, block_hash)
         try:
-            write = asyncio.get_running_loop().run_in_executor(self._writer, prepared.staged.write)
+            write = asyncio.wrap_future(self._writer.submit(prepared.staged))
             self._precheck(number + 1)
             await asyncio.shield(write)  # a cancelled loop still lets the write finish (stop joins it)
         except StorageError as exc:

@@ -4,7 +4,6 @@ writer thread while it checks the next one."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 
 from storage.errors import ChainError
 from storage.kv import Database
-from storage.ledger import ChannelLedger
+from storage.ledger import ChannelLedger, LedgerWriter
 from storage.model import ValidationCode
 from storage.testing import Chain, TestKeys
 
@@ -90,23 +89,41 @@ def test_writes_on_a_thread_overlapped_with_checks_give_the_same_chain(tmp_path:
         for b in blocks:
             seq.commit(b, [V, V])
         writer_threads: set[str] = set()
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            fut: Any = None
+        with LedgerWriter("test-writer") as writer:
             checked = pipe.check_block(blocks[0])
             for i in range(len(blocks)):
                 staged = pipe.stage(checked, [V, V])
+                batch = staged._batch
 
-                def write(s: Any = staged) -> None:
-                    writer_threads.add(threading.current_thread().name)
-                    s.write()
+                class Spy:  # records which thread writes, then writes
+                    def write(self, b: Any = batch) -> None:
+                        writer_threads.add(threading.current_thread().name)
+                        b.write()
 
-                fut = pool.submit(write)
+                staged._batch = Spy()
+                fut = writer.submit(staged)
                 if i + 1 < len(blocks):
                     checked = pipe.check_block(blocks[i + 1])
                 fut.result()
-        assert writer_threads and threading.current_thread().name not in writer_threads
+        assert len(writer_threads) == 1 and next(iter(writer_threads)).startswith("test-writer")
         assert (pipe.height, pipe.tip_hash) == (seq.height, seq.tip_hash)
         for i in range(4):
             assert pipe.get_state("kv", f"k{i}") == seq.get_state("kv", f"k{i}")
             assert pipe.get_history("kv", f"k{i}") == seq.get_history("kv", f"k{i}")
         pipe.verify_chain()
+
+
+def test_the_writer_reports_a_failed_write_and_keeps_going(ledger: ChannelLedger, chain: Chain) -> None:
+    block = chain.block([chain.tx([("a", b"1")])])
+    with LedgerWriter() as writer:
+        staged = ledger.stage(ledger.check_block(block), [V])
+
+        class FailingBatch:
+            def write(self) -> None:
+                raise OSError("IO error: disk full")
+
+        staged._batch = FailingBatch()
+        with pytest.raises(OSError, match="disk full"):
+            writer.submit(staged).result()
+        writer.submit(ledger.stage(ledger.check_block(block), [V])).result()
+    assert ledger.height == 1
