@@ -9,7 +9,10 @@ is its header followed by its elements' encodings, so :func:`assemble_block` con
 
 with no per-transaction decoding or re-encoding; the unit tests check the bytes equal
 ``Block(...).encode()``. The Merkle root is RFC 6962's over ``digest_bytes(Tag.TRANSACTION,
-tx_bytes)`` (equal to ``Transaction.hash()``), and the orderer signs ``header.hash()``.
+tx_bytes)`` (equal to ``Transaction.hash()``, so equal to ``crypto.merkle.merkle_root`` of the
+block's tx hashes), and the orderer signs ``header.hash()``. The leaf level (``SHA-256(0x00 ‖
+tx hash)``) was computed when each transaction was admitted (:class:`.txcheck.TxInfo`), so
+assembly hashes only the interior nodes, about one hash per transaction.
 
 :func:`read_header` and :func:`block_tx_ids` read a block back without building transaction
 objects: what a follower needs to check chain continuity, and a new leader to learn tx ids.
@@ -20,6 +23,7 @@ whether a block belongs to the chain (that is the service's apply step).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,7 +32,6 @@ import msgpack
 from consensus.orderer.txcheck import TxInfo
 from crypto.encoding import EncodingError, encode
 from crypto.hashing import Tag, digest_bytes
-from crypto.merkle import merkle_root
 from crypto.signing import PrivateKey, PublicKey, get_backend
 from storage.model import BLOCK_VERSION, BlockHeader, MalformedError
 
@@ -40,10 +43,35 @@ __all__ = [
     "assemble_block",
     "block_tx_ids",
     "read_header",
+    "root_of_leaf_hashes",
     "verify_block_signature",
 ]
 
 _PROPOSAL_HEADER_TAG = Tag.PROPOSAL_HEADER
+_MERKLE_NODE = b"\x01"  # RFC 6962 §2.1 interior node prefix
+_EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 6962: MTH({}) = SHA-256()
+
+
+def root_of_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
+    """RFC 6962 §2.1 Merkle tree hash from the leaf hashes (``SHA-256(0x00 ‖ leaf)``) up.
+
+    The same iteration as :func:`crypto.merkle.merkle_root` after its leaf level: pair adjacent
+    nodes, carry an odd last node up unchanged (the RFC's largest-power-of-two split). The unit
+    tests check it against ``merkle_root`` for every size up to a few hundred.
+    """
+    n = len(leaf_hashes)
+    if n == 0:
+        return _EMPTY_ROOT
+    sha = hashlib.sha256
+    level = list(leaf_hashes)
+    while n > 1:
+        pairs = iter(level)
+        nxt = [sha(_MERKLE_NODE + left + right).digest() for left, right in zip(pairs, pairs, strict=False)]
+        if n & 1:
+            nxt.append(level[-1])
+        level = nxt
+        n = len(level)
+    return level[0]
 
 
 def array_header(n: int) -> bytes:
@@ -90,13 +118,13 @@ def assemble_block(
 ) -> AssembledBlock:
     """Build, hash and sign the block holding ``txs`` (already admitted, canonical)."""
     # One transposition in C instead of a Python pass per column.
-    ids, hashes, datas = zip(*txs, strict=True) if txs else ((), (), ())
+    ids, leaves, datas = zip(*txs, strict=True) if txs else ((), (), ())
     header = BlockHeader(
         version=BLOCK_VERSION,
         channel=channel,
         number=number,
         previous_hash=previous_hash,
-        data_hash=merkle_root(hashes),
+        data_hash=root_of_leaf_hashes(leaves),
         timestamp_ms=timestamp_ms,
         term=term,
         index=index,

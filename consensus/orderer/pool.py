@@ -78,6 +78,39 @@ class TxPool:
         self._pending.add(tx_id)
         self._pending_bytes += size
 
+    def admit_batch(self, items: Sequence[TxInfo | OrdererError]) -> tuple[list[TxInfo], list[bytes | OrdererError]]:
+        """Admit each :class:`TxInfo` in order; refusals of earlier checks pass through.
+
+        Returns the admitted transactions and, per item, its tx id (admitted) or the refusal
+        (:class:`DuplicateTransaction`, also for a repeat within ``items``; :class:`PoolFull`).
+        One pass with the sets in locals: this runs for every submitted transaction.
+        """
+        admitted: list[TxInfo] = []
+        results: list[bytes | OrdererError] = []
+        pending, inflight, recent = self._pending, self._inflight_ids, self._recent
+        max_txs, max_bytes = self.max_txs, self.max_bytes
+        pending_bytes = self._pending_bytes
+        for info in items:
+            if type(info) is not TxInfo:
+                assert isinstance(info, OrdererError), f"not a TxInfo or a refusal: {info!r}"
+                results.append(info)
+                continue
+            tx_id = info[0]
+            size = len(info[2])
+            if tx_id in pending or tx_id in inflight or tx_id in recent:
+                results.append(DuplicateTransaction(tx_id))
+            elif len(pending) >= max_txs or pending_bytes + size > max_bytes:
+                results.append(
+                    PoolFull(f"pending pool full ({len(pending)}/{max_txs} txs, {pending_bytes}/{max_bytes} bytes)")
+                )
+            else:
+                pending.add(tx_id)
+                pending_bytes += size
+                results.append(tx_id)
+                admitted.append(info)
+        self._pending_bytes = pending_bytes
+        return admitted, results
+
     def admit_many(self, infos: Iterable[TxInfo]) -> list[OrdererError | None]:
         """:meth:`admit` each; per item ``None`` (admitted) or the refusal."""
         out: list[OrdererError | None] = []

@@ -61,7 +61,7 @@ from consensus.orderer.errors import InvalidTransaction, OrdererError, OrdererSt
 from consensus.orderer.model import LedgerTip, OrderedBlock, OrdererConfig, OrdererMetrics, OrdererStatus
 from consensus.orderer.pool import TxPool
 from consensus.orderer.port import Clock, DriverPort, RaftPort, RaftStatusLike, SystemClock
-from consensus.orderer.txcheck import CreatorChecker, MSPLike, TxInfo, inspect_many, inspect_tx
+from consensus.orderer.txcheck import CreatorChecker, MSPLike, TxInfo, inspect_many, inspect_tx, new_txinfo
 from consensus.raft.types import ConfChange, Entry, EntryKind, NotLeader, ProposalDropped, RaftError, Role, Snapshot
 from crypto.batch import BatchVerifier
 from crypto.encoding import EncodingError, decode, encode
@@ -233,28 +233,19 @@ class OrderingService:
         inspected = await self._inspect(txs)
         if self._lead_term is None:  # lost leadership while workers checked the batch
             return await self._forward_many(txs)
-        results: list[bytes | OrdererError] = []
-        admitted: list[TxInfo] = []
-        slots: list[int] = []
-        pool, rejects = self._pool, self.metrics.rejects
-        for info in inspected:
-            try:
-                if isinstance(info, InvalidTransaction):
-                    raise info
-                pool.admit(info)
-            except OrdererError as exc:
-                rejects[exc.reason] += 1
-                results.append(exc)
-                continue
-            slots.append(len(results))
-            results.append(info.tx_id)
-            admitted.append(info)
+        admitted, results = self._pool.admit_batch(inspected)
+        if len(admitted) != len(results):
+            rejects = self.metrics.rejects
+            for r in results:
+                if isinstance(r, OrdererError):
+                    rejects[r.reason] += 1
         if not admitted:
             return results
         if self._checker is None:
             self._incoming.extend(admitted)
             self._wake.set()
             return results
+        slots = [i for i, r in enumerate(results) if type(r) is bytes]
         fut: asyncio.Future[list[OrdererError | None]] = asyncio.get_running_loop().create_future()
         self._verify_queue.append((admitted, fut))
         self._verify_wake.set()
@@ -322,11 +313,12 @@ class OrderingService:
             *(loop.run_in_executor(pool, inspect_many, chunk, channel, max_bytes) for chunk in chunks)
         )
         result: list[TxInfo | InvalidTransaction] = []
-        for data, (a, b) in zip(datas, (r for part in parts for r in part), strict=True):
-            if isinstance(a, bytes) and isinstance(b, bytes):
-                result.append(TxInfo(a, b, data))
-            else:
-                result.append(InvalidTransaction(str(a), str(b)))
+        for chunk, (ids, leaves, refused) in zip(chunks, parts, strict=True):
+            # Columns back into per-transaction tuples in C; refusals patched in by position.
+            infos: list[TxInfo | InvalidTransaction] = list(map(new_txinfo, zip(ids, leaves, chunk, strict=True)))
+            for i, reason, detail in refused:
+                infos[i] = InvalidTransaction(reason, detail)
+            result.extend(infos)
         return result
 
     async def _forward_many(self, txs: Sequence[bytes]) -> list[bytes | OrdererError]:

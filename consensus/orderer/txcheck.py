@@ -10,9 +10,13 @@ a dozen dataclasses per transaction): one C-level unpack and re-pack (shortest f
 bytes), a map hook that checks key order (maps occur only inside contract arguments), and a walk
 over the fixed :class:`~storage.model.Transaction` shape that type-checks every field and rejects
 floats and over-deep nesting in the arguments. The property tests check it against
-``Transaction.decode``. It returns the tx id (hash of the proposal header bytes) and the Merkle
-leaf (hash of the transaction bytes), both computed on slices of the input, never re-encoded
-objects.
+``Transaction.decode``. It returns the tx id (hash of the proposal header bytes) and the block's
+Merkle leaf hash (RFC 6962 ``SHA-256(0x00 ‖ tx hash)``, the tx hash being the hash of the
+transaction bytes), computed on the input bytes, never on re-encoded objects. Every hash a
+transaction needs is computed here once, when it enters the pool, so that with
+``inspect_workers`` all of them run on a worker process and block assembly only pairs leaves.
+:func:`inspect_many` returns columns (ids, leaves, refusals), which cross a process boundary at
+a fraction of the cost of per-transaction objects.
 
 :class:`CreatorChecker` checks creator signatures (strict low-S, over ``proposal.hash()``) and
 channel membership (MSP validation at an injected time) for many transactions at once, through
@@ -23,6 +27,7 @@ This module must never read the clock and never accept bytes that ``Transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -45,6 +50,7 @@ __all__ = [
     "TxInfo",
     "inspect_many",
     "inspect_tx",
+    "new_txinfo",
     "proposal_slice",
 ]
 
@@ -55,6 +61,7 @@ ARG_BLOCK_DEPTH = 5
 
 _PROPOSAL_HEADER_TAG = Tag.PROPOSAL_HEADER
 _TRANSACTION_TAG = Tag.TRANSACTION
+_MERKLE_LEAF = b"\x00"  # RFC 6962 §2.1 leaf prefix
 _PROPOSAL_TAG = Tag.PROPOSAL
 _unpackb = msgpack.unpackb
 # One packer reused: building a Packer per call costs more than packing a small array. Its pack()
@@ -68,8 +75,13 @@ class TxInfo(NamedTuple):
     """What the orderer keeps per admitted transaction (a tuple: cheapest to build per tx)."""
 
     tx_id: bytes  # digest(PROPOSAL_HEADER, header)
-    tx_hash: bytes  # digest(TRANSACTION, tx): the block's Merkle leaf
+    leaf_hash: bytes  # SHA-256(0x00 ‖ digest(TRANSACTION, tx)): the block's Merkle leaf (RFC 6962 §2.1)
     data: bytes  # the canonical transaction bytes, unchanged
+
+
+# TxInfo from a (tx_id, leaf_hash, data) tuple at C speed: the generated TxInfo(...) constructor is
+# a Python function, which costs more than the rest of the pool bookkeeping per transaction.
+new_txinfo: Callable[[tuple[bytes, bytes, bytes]], TxInfo] = functools.partial(tuple.__new__, TxInfo)
 
 
 class _Bad(Exception):
@@ -191,6 +203,12 @@ def inspect_tx(data: bytes, channel: str, max_bytes: int) -> TxInfo:
     Raises :class:`InvalidTransaction` with reason ``too_large``, ``malformed`` or
     ``wrong_channel``.
     """
+    tx_id, leaf = _check(data, channel, max_bytes)
+    return new_txinfo((tx_id, leaf, data))
+
+
+def _check(data: bytes, channel: str, max_bytes: int) -> tuple[bytes, bytes]:
+    """:func:`inspect_tx` without building the TxInfo: ``(tx id, Merkle leaf hash)``."""
     if type(data) is not bytes:
         raise InvalidTransaction("malformed", f"expected bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
@@ -216,27 +234,32 @@ def inspect_tx(data: bytes, channel: str, max_bytes: int) -> TxInfo:
         raise InvalidTransaction("malformed", f"{type(exc).__name__}: {exc}") from None
     if header[0] != channel:
         raise InvalidTransaction("wrong_channel", f"transaction is for channel {header[0]!r}, not {channel!r}")
-    return TxInfo(
-        _sha256(_PROPOSAL_HEADER_TAG + header_bytes).digest(), _sha256(_TRANSACTION_TAG + data).digest(), data
+    return (
+        _sha256(_PROPOSAL_HEADER_TAG + header_bytes).digest(),
+        _sha256(_MERKLE_LEAF + _sha256(_TRANSACTION_TAG + data).digest()).digest(),
     )
 
 
-# What a worker process returns per transaction: (tx id, tx hash) or (reason, detail) of the refusal.
-InspectResult = tuple[bytes, bytes] | tuple[str, str]
+# What inspect_many returns: tx ids and Merkle leaf hashes (b"" for a refused transaction), and
+# the refusals as (position, reason, detail).
+InspectResult = tuple[list[bytes], list[bytes], list[tuple[int, str, str]]]
 
 
-def inspect_many(datas: Sequence[bytes], channel: str, max_bytes: int) -> list[InspectResult]:
+def inspect_many(datas: Sequence[bytes], channel: str, max_bytes: int) -> InspectResult:
     """:func:`inspect_tx` over many transactions, in a form cheap to send between processes:
-    the bytes are not echoed back (the caller still holds them)."""
-    out: list[InspectResult] = []
-    for data in datas:
+    columns of 32-byte hashes, and the bytes are not echoed back (the caller still holds them)."""
+    ids: list[bytes] = []
+    leaves: list[bytes] = []
+    refused: list[tuple[int, str, str]] = []
+    for i, data in enumerate(datas):
         try:
-            info = inspect_tx(data, channel, max_bytes)
+            tx_id, leaf = _check(data, channel, max_bytes)
         except InvalidTransaction as exc:
-            out.append((exc.reason, exc.detail))
-        else:
-            out.append((info.tx_id, info.tx_hash))
-    return out
+            refused.append((i, exc.reason, exc.detail))
+            tx_id = leaf = b""
+        ids.append(tx_id)
+        leaves.append(leaf)
+    return ids, leaves, refused
 
 
 def proposal_slice(data: bytes) -> tuple[bytes, bytes, bytes]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.orderer.errors import DuplicateTransaction, PoolFull
+from consensus.orderer.errors import DuplicateTransaction, InvalidTransaction, PoolFull
 from consensus.orderer.pool import TxPool
 from consensus.orderer.txcheck import TxInfo
 
@@ -75,3 +75,18 @@ def test_recent_is_bounded_by_whole_blocks() -> None:
         assert p.recent_count <= 4
     assert not p.known(info(0).tx_id)  # oldest block evicted
     assert p.known(info(9).tx_id)
+
+
+def test_admit_batch_passes_refusals_through_and_catches_repeats() -> None:
+    p = TxPool(max_txs=3, max_bytes=1000, recent_max=10)
+    bad = InvalidTransaction("malformed", "x")
+    admitted, results = p.admit_batch([info(1), bad, info(1), info(2), info(3), info(4)])
+    assert admitted == [info(1), info(2), info(3)]
+    assert results[0] == info(1).tx_id and results[1] is bad
+    assert isinstance(results[2], DuplicateTransaction)  # a repeat inside the same batch
+    assert results[3:5] == [info(2).tx_id, info(3).tx_id]
+    assert isinstance(results[5], PoolFull)  # max_txs reached
+    assert p.pending_count == 3 and p.pending_bytes == 30
+    p.to_inflight(7, admitted)
+    _, again = p.admit_batch([info(2)])
+    assert isinstance(again[0], DuplicateTransaction)  # in flight counts too

@@ -10,10 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consensus.orderer.errors import InvalidTransaction
-from consensus.orderer.txcheck import CreatorChecker, inspect_tx, proposal_slice
+from consensus.orderer.txcheck import CreatorChecker, TxInfo, inspect_many, inspect_tx, proposal_slice
 from crypto.batch import BatchVerifier
 from crypto.encoding import EncodingError
 from crypto.hashing import Tag, digest_bytes
+from crypto.merkle import leaf_hash
 from crypto.signing import CURVE_ORDER
 from storage.model import Transaction
 
@@ -27,7 +28,7 @@ def test_ids_and_hash_match_model(make_tx: TxFactory) -> None:
     data = tx.encode()
     info = inspect_tx(data, CHANNEL, MAX)
     assert info.tx_id == tx.tx_id
-    assert info.tx_hash == tx.hash()
+    assert info.leaf_hash == leaf_hash(tx.hash())  # RFC 6962 leaf of the tx hash
     assert info.data is data
     prop, creator, sig = proposal_slice(data)
     assert digest_bytes(Tag.PROPOSAL, prop) == tx.proposal.hash()
@@ -116,7 +117,7 @@ def test_agrees_with_transaction_decode(args: list[Any], data: st.DataObject) ->
         assert not ok
     else:
         assert ok
-        assert info.tx_id == expected.tx_id and info.tx_hash == expected.hash()
+        assert info.tx_id == expected.tx_id and info.leaf_hash == leaf_hash(expected.hash())
 
 
 def test_creator_checker(network: Network, make_tx: TxFactory) -> None:
@@ -155,3 +156,17 @@ def test_creator_checker(network: Network, make_tx: TxFactory) -> None:
         # Membership is checked at the injected time: after the certificate expired, refused.
         late = checker.check([good], NOW_S + 900 * 86400)
         assert late[0] is not None and late[0].reason == "bad_creator"
+
+
+def test_inspect_many_returns_columns_with_refusals_in_place(make_tx: TxFactory) -> None:
+    good = [make_tx(i).encode() for i in range(3)]
+    datas = [good[0], b"\x00junk", good[1], make_tx(9, channel="other").encode(), good[2]]
+    ids, leaves, refused = inspect_many(datas, CHANNEL, MAX)
+    assert [r[:2] for r in refused] == [(1, "malformed"), (3, "wrong_channel")]
+    for i, data in enumerate(datas):
+        if i in (1, 3):
+            assert ids[i] == leaves[i] == b""
+        else:
+            info = inspect_tx(data, CHANNEL, MAX)
+            assert (ids[i], leaves[i]) == (info.tx_id, info.leaf_hash)
+    assert type(inspect_tx(good[0], CHANNEL, MAX)) is TxInfo
