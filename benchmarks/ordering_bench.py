@@ -463,7 +463,10 @@ def main() -> None:
     ap.add_argument("--outstanding", type=int, default=10, help="submitted, uncommitted batches at most")
     ap.add_argument("--outstanding-on", type=int, default=4, help="the same, with the creator check on")
     ap.add_argument(
-        "--inspect-workers", type=int, default=0, help="orderer worker processes for the tx structural check"
+        "--inspect-workers",
+        type=int,
+        default=1,
+        help="orderer worker processes for the tx structural check and tx hashes (0: on the event loop)",
     )
     ap.add_argument("--tx-bytes", type=int, default=200, help="transaction size with the check off")
     ap.add_argument("--signed-txs", type=int, default=150_000, help="pre-signed txs for the check-on mode")

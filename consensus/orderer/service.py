@@ -303,9 +303,8 @@ class OrderingService:
                 except InvalidTransaction as exc:
                     out.append(exc)
             return out
+        # Anything but bytes is refused per item by the worker ("malformed"), as inline.
         datas = list(txs)
-        if not all(type(d) is bytes for d in datas):
-            raise TypeError("transactions must be bytes")
         loop = asyncio.get_running_loop()
         n = -(-len(datas) // self.config.inspect_workers)
         chunks = [datas[i : i + n] for i in range(0, len(datas), n)]

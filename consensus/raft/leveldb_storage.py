@@ -44,6 +44,11 @@ _ENTRY = b"e/"
 # entry (a block of up to a few MiB). 8192 entries cover far more than any follower's lag that
 # is served from the log rather than a snapshot; older terms are read from disk.
 TERM_CACHE_MAX = 8192
+# Bytes of the newest entries kept decoded in memory: committed entries are read back to be
+# applied (and by the leader, to be sent) moments after they were written, and decoding a block
+# from disk again costs as much as a block's worth of per-transaction work. 32 MiB holds the
+# ordering service's in-flight window (16 blocks of up to 2 MiB) with room to spare.
+ENTRY_CACHE_BYTES = 32 * 1024 * 1024
 
 
 def _ekey(index: int) -> bytes:
@@ -99,6 +104,8 @@ class LevelDBStorage:
         self._last = self._compact[0]
         self._saving = False  # a prepare_save() is not finished yet
         self._terms: dict[int, int] = {}  # index -> term of recent entries (TERM_CACHE_MAX)
+        self._cache: dict[int, Entry] = {}  # index -> newest written entries (ENTRY_CACHE_BYTES)
+        self._cache_bytes = 0
         with self._db.iterator(prefix=_ENTRY, reverse=True, include_value=False) as it:
             for key in it:
                 self._last = int.from_bytes(key[len(_ENTRY) :], "big")
@@ -161,6 +168,9 @@ class LevelDBStorage:
             raise Compacted(f"index {lo} is compacted (first kept {self.first_index()})")
         if hi > self._last + 1:
             raise Unavailable(f"entries up to {hi - 1} requested, last is {self._last}")
+        cache = self._cache
+        if lo in cache and hi - 1 in cache:  # cached indices are contiguous up to the last one
+            return limit_size([cache[i] for i in range(lo, hi)], max_bytes)
         out: list[Entry] = []
         size = 0
         with self._db.iterator(start=_ekey(lo), stop=_ekey(hi), include_key=False) as it:
@@ -199,7 +209,7 @@ class LevelDBStorage:
         """
         assert not self._saving, "a prepared save is not finished"
         compact, last, snap = self._compact, self._last, self._snap
-        terms: list[tuple[int, int]] = []
+        written: list[Entry] = []
         drop_from = last + 1  # cached terms from this index on are stale after the write
         wb = self._db.write_batch(sync=True)
         if snapshot is not None and snapshot.index > snap.index:
@@ -223,23 +233,39 @@ class LevelDBStorage:
                     wb.delete(_ekey(i))
                 for e in ents:
                     wb.put(_ekey(e.index), encode(e.to_wire()))
-                terms = [(e.index, e.term) for e in ents]
+                written = ents
                 drop_from = min(drop_from, first)
                 last = new_last
         if hard_state is not None:
             wb.put(_HARD, encode(hard_state.to_wire()))
         self._saving = True
-        return PreparedSave(self, wb, (compact, last, snap, hard_state, drop_from, terms))
+        return PreparedSave(self, wb, (compact, last, snap, hard_state, drop_from, written))
 
     def _finish_save(self, state: tuple[Any, ...]) -> None:
-        compact, last, snap, hard_state, drop_from, terms = state
+        compact, last, snap, hard_state, drop_from, ents = state
         if drop_from <= self._last:  # a suffix was replaced (only cached indices <= last exist)
             self._terms = {i: t for i, t in self._terms.items() if i < drop_from}
+            self._cache = {i: e for i, e in self._cache.items() if i < drop_from}
+            self._cache_bytes = sum(e.size for e in self._cache.values())
         self._compact, self._last, self._snap = compact, last, snap
         if hard_state is not None:
             self._hard = hard_state
-        self._remember_terms(terms)
+        self._remember_terms([(e.index, e.term) for e in ents])
+        self._cache_entries(ents)
         self._saving = False
+
+    def _cache_entries(self, ents: list[Entry]) -> None:
+        """Remember newly written entries; evict the oldest past ENTRY_CACHE_BYTES. The cache
+        always holds a contiguous run of indices ending at the last one written."""
+        cache = self._cache
+        if ents and cache and ents[0].index - 1 not in cache:
+            cache.clear()  # not contiguous with what is cached: start over
+            self._cache_bytes = 0
+        for e in ents:  # a replaced suffix was dropped in _finish_save: these are all new indices
+            cache[e.index] = e
+            self._cache_bytes += e.size
+        while cache and (self._cache_bytes > ENTRY_CACHE_BYTES or len(cache) > TERM_CACHE_MAX):
+            self._cache_bytes -= cache.pop(next(iter(cache))).size
 
     def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
         if index <= self._snap.index:

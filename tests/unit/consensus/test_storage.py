@@ -8,7 +8,7 @@ from pathlib import Path
 import plyvel
 import pytest
 
-from consensus.raft import Compacted, ConfState, Entry, HardState, MemoryStorage, Snapshot, Unavailable
+from consensus.raft import Compacted, ConfState, Entry, HardState, MemoryStorage, Snapshot, Unavailable, leveldb_storage
 from consensus.raft.leveldb_storage import LevelDBStorage
 
 CS = ConfState(("a", "b", "c"), ("d",))
@@ -126,5 +126,32 @@ def test_term_lookups_survive_truncation_and_reopen(tmp_path: Path) -> None:
         db = plyvel.DB(str(tmp_path / "db"))
         r = LevelDBStorage(db, "city")
         assert [r.term(i) for i in range(1, 5)] == [1, 1, 3, 3]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_small_caches_still_match_memory(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With caches of a few entries, eviction runs all the time: answers must not change."""
+    monkeypatch.setattr(leveldb_storage, "ENTRY_CACHE_BYTES", 60)
+    monkeypatch.setattr(leveldb_storage, "TERM_CACHE_MAX", 3)
+    rng = random.Random(100 + seed)
+    db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True)
+    try:
+        mem, ldb = MemoryStorage(), LevelDBStorage(db, "ch1")
+        random_ops(rng, [mem, ldb], 150)
+        assert len(ldb._cache) <= 3 and len(ldb._terms) <= 3
+    finally:
+        db.close()
+
+
+def test_recent_entries_are_served_without_reading_the_disk(tmp_path: Path) -> None:
+    db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True)
+    try:
+        s = LevelDBStorage(db, "city")
+        ents = [Entry(1, i, data=b"block-%d" % i) for i in range(1, 6)]
+        s.save(HardState(1, "a", 0), ents, None)
+        s._db = None  # any disk read would now fail
+        assert s.entries(2, 6, 1 << 20) == ents[1:] and s.term(5) == 1
     finally:
         db.close()
