@@ -38,7 +38,7 @@ import psutil
 from consensus.orderer.blocks import BlockSigner
 from consensus.orderer.errors import OrdererError
 from consensus.orderer.service import DriverPort, LedgerTip, OrdererConfig, OrderingService, SystemClock
-from consensus.orderer.txcheck import inspect_tx
+from consensus.orderer.txcheck import TX_ID, inspect_tx
 from consensus.raft import Entry, Message, RaftConfig, RawNode, Snapshot
 from consensus.raft.driver import RaftDriver
 from consensus.raft.driver import SystemClock as RaftClock
@@ -174,7 +174,7 @@ class OrdererProcess:
         res = await self.transport.request(leader, SUBMIT_KIND, [data], timeout_s=10.0)
         if res[2]:
             raise OrdererError(str(res[2][0][1]))
-        return inspect_tx(data, self.channel, 1 << 30).tx_id
+        return inspect_tx(data, self.channel, 1 << 30)[TX_ID]
 
     # App requests ------------------------------------------------------------------------
     async def _on_submit(self, peer: str, payload: Any) -> Any:

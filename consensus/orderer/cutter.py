@@ -19,7 +19,8 @@ back for a timeout cut.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable
 from typing import Generic, Protocol, TypeVar
 
 from consensus.orderer.errors import InvalidTransaction
@@ -30,13 +31,13 @@ __all__ = ["BLOCK_OVERHEAD_MAX", "BlockCutter", "Sized", "check_batch_config"]
 
 
 class Sized(Protocol):
-    """Anything the cutter batches: it only needs the byte size (``len(item.data)``)."""
+    """What the cutter batches by default: it only needs the byte size (``len(item.data)``)."""
 
     @property
     def data(self) -> bytes: ...
 
 
-T = TypeVar("T", bound=Sized)
+T = TypeVar("T")
 
 # Bytes a block adds around its transactions: header (~150 B), array headers, the orderer's
 # certificate (under 16 KiB, the MSP's limit) and signature (~72 B). Generous on purpose.
@@ -58,9 +59,12 @@ def check_batch_config(cfg: BatchConfig) -> None:
 class BlockCutter(Generic[T]):
     """Fabric's block cutter over a pending batch; time is an argument, never read."""
 
-    def __init__(self, config: BatchConfig) -> None:
+    def __init__(self, config: BatchConfig, data_of: Callable[[T], bytes] = operator.attrgetter("data")) -> None:
+        """``data_of(item)`` is the item's bytes (their length is what counts against the byte
+        limits); an ``operator`` getter keeps the per-item cost in C."""
         check_batch_config(config)
         self.config = config
+        self._data_of = data_of
         self._pending: list[T] = []
         self._pending_bytes = 0
         self._first_ms: int | None = None  # arrival time of the pending batch's first transaction
@@ -90,8 +94,9 @@ class BlockCutter(Generic[T]):
         absolute = cfg.absolute_max_bytes
         max_count = cfg.max_tx_count
         out: list[list[T]] = []
+        data_of = self._data_of
         for item in items:
-            size = len(item.data)
+            size = len(data_of(item))
             if size > absolute:
                 raise InvalidTransaction("too_large", f"{size} bytes exceeds absolute_max_bytes {absolute}")
             if size > preferred:

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 
 from consensus.orderer.errors import DuplicateTransaction, OrdererError, PoolFull
-from consensus.orderer.txcheck import TxInfo
+from consensus.orderer.txcheck import DATA, TX_ID, TxInfo
 
 __all__ = ["TxPool"]
 
@@ -66,10 +66,10 @@ class TxPool:
     # -------------------------------------------------------------------------- admission
     def admit(self, info: TxInfo) -> None:
         """Add to pending; raise :class:`DuplicateTransaction` or :class:`PoolFull`."""
-        tx_id = info.tx_id
+        tx_id = info[TX_ID]
         if tx_id in self._pending or tx_id in self._inflight_ids or tx_id in self._recent:
             raise DuplicateTransaction(tx_id)
-        size = len(info.data)
+        size = len(info[DATA])
         if len(self._pending) >= self.max_txs or self._pending_bytes + size > self.max_bytes:
             raise PoolFull(
                 f"pending pool full ({len(self._pending)}/{self.max_txs} txs, "
@@ -91,11 +91,11 @@ class TxPool:
         max_txs, max_bytes = self.max_txs, self.max_bytes
         pending_bytes = self._pending_bytes
         for info in items:
-            if type(info) is not TxInfo:
+            if type(info) is not tuple:
                 assert isinstance(info, OrdererError), f"not a TxInfo or a refusal: {info!r}"
                 results.append(info)
                 continue
-            tx_id = info[0]
+            tx_id = info[0]  # TX_ID, DATA: literal positions in the per-transaction loop
             size = len(info[2])
             if tx_id in pending or tx_id in inflight or tx_id in recent:
                 results.append(DuplicateTransaction(tx_id))
@@ -116,8 +116,8 @@ class TxPool:
         out: list[OrdererError | None] = []
         pending, inflight, recent = self._pending, self._inflight_ids, self._recent
         for info in infos:
-            tx_id = info.tx_id
-            size = len(info.data)
+            tx_id = info[TX_ID]
+            size = len(info[DATA])
             if tx_id in pending or tx_id in inflight or tx_id in recent:
                 out.append(DuplicateTransaction(tx_id))
             elif len(pending) >= self.max_txs or self._pending_bytes + size > self.max_bytes:
@@ -131,9 +131,9 @@ class TxPool:
     def remove_pending(self, infos: Iterable[TxInfo]) -> None:
         """Forget pending transactions (refused after admission, or flushed on losing leadership)."""
         for info in infos:
-            if info.tx_id in self._pending:
-                self._pending.discard(info.tx_id)
-                self._pending_bytes -= len(info.data)
+            if info[TX_ID] in self._pending:
+                self._pending.discard(info[TX_ID])
+                self._pending_bytes -= len(info[DATA])
         assert self._pending_bytes >= 0
 
     # ---------------------------------------------------------------------------- flight

@@ -52,6 +52,7 @@ import asyncio
 import collections
 import logging
 import multiprocessing
+import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -61,7 +62,7 @@ from consensus.orderer.errors import InvalidTransaction, OrdererError, OrdererSt
 from consensus.orderer.model import LedgerTip, OrderedBlock, OrdererConfig, OrdererMetrics, OrdererStatus
 from consensus.orderer.pool import TxPool
 from consensus.orderer.port import Clock, DriverPort, RaftPort, RaftStatusLike, SystemClock
-from consensus.orderer.txcheck import CreatorChecker, MSPLike, TxInfo, inspect_many, inspect_tx, new_txinfo
+from consensus.orderer.txcheck import DATA, TX_ID, CreatorChecker, MSPLike, TxInfo, inspect_many, inspect_tx
 from consensus.raft.types import ConfChange, Entry, EntryKind, NotLeader, ProposalDropped, RaftError, Role, Snapshot
 from crypto.batch import BatchVerifier
 from crypto.encoding import EncodingError, decode, encode
@@ -127,7 +128,7 @@ class OrderingService:
         self._verifier = verifier if verifier is not None else (BatchVerifier() if cfg.verify_creator else None)
         self._checker = CreatorChecker(msp_provider, self._verifier) if self._verifier is not None else None
         self._pool = TxPool(cfg.pool_max_txs, cfg.pool_max_bytes, cfg.recent_ids_max)
-        self._cutter: BlockCutter[TxInfo] = BlockCutter(batch)
+        self._cutter: BlockCutter[TxInfo] = BlockCutter(batch, data_of=operator.itemgetter(DATA))
         self._queue: asyncio.Queue[OrderedBlock] = asyncio.Queue(maxsize=cfg.commit_queue_max)
         self._forward_sem = asyncio.Semaphore(cfg.forward_concurrency_max)
         # Chain as applied (every node).
@@ -314,7 +315,7 @@ class OrderingService:
         result: list[TxInfo | InvalidTransaction] = []
         for chunk, (ids, leaves, refused) in zip(chunks, parts, strict=True):
             # Columns back into per-transaction tuples in C; refusals patched in by position.
-            infos: list[TxInfo | InvalidTransaction] = list(map(new_txinfo, zip(ids, leaves, chunk, strict=True)))
+            infos: list[TxInfo | InvalidTransaction] = list(zip(ids, leaves, chunk, strict=True))
             for i, reason, detail in refused:
                 infos[i] = InvalidTransaction(reason, detail)
             result.extend(infos)
@@ -379,7 +380,7 @@ class OrderingService:
                 fut.set_result(list(errs))
         if lost:
             self._pool.remove_pending(lost)
-            self._report_dropped([t.tx_id for t in lost], "leader_changed")
+            self._report_dropped([t[TX_ID] for t in lost], "leader_changed")
         self._wake.set()
 
     # --------------------------------------------------------------------------- delivery
@@ -595,7 +596,7 @@ class OrderingService:
             if not fut.done():
                 fut.set_exception(NotLeader(None))
         self._pool.remove_pending(pending)
-        self._report_dropped([t.tx_id for t in pending], "leader_changed")
+        self._report_dropped([t[TX_ID] for t in pending], "leader_changed")
 
     async def _leader_loop(self) -> None:
         while True:

@@ -27,10 +27,9 @@ This module must never read the clock and never accept bytes that ``Transaction.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import msgpack
 
@@ -43,6 +42,9 @@ from crypto.signing import PublicKey
 
 __all__ = [
     "ARG_BLOCK_DEPTH",
+    "DATA",
+    "LEAF_HASH",
+    "TX_ID",
     "CreatorChecker",
     "IdentityLike",
     "InspectResult",
@@ -50,7 +52,6 @@ __all__ = [
     "TxInfo",
     "inspect_many",
     "inspect_tx",
-    "new_txinfo",
     "proposal_slice",
 ]
 
@@ -71,17 +72,16 @@ _sha256 = hashlib.sha256
 _SCALARS = frozenset({bytes, str, int, bool, type(None)})
 
 
-class TxInfo(NamedTuple):
-    """What the orderer keeps per admitted transaction (a tuple: cheapest to build per tx)."""
-
-    tx_id: bytes  # digest(PROPOSAL_HEADER, header)
-    leaf_hash: bytes  # SHA-256(0x00 ‖ digest(TRANSACTION, tx)): the block's Merkle leaf (RFC 6962 §2.1)
-    data: bytes  # the canonical transaction bytes, unchanged
-
-
-# TxInfo from a (tx_id, leaf_hash, data) tuple at C speed: the generated TxInfo(...) constructor is
-# a Python function, which costs more than the rest of the pool bookkeeping per transaction.
-new_txinfo: Callable[[tuple[bytes, bytes, bytes]], TxInfo] = functools.partial(tuple.__new__, TxInfo)
+# What the orderer keeps per admitted transaction, by position (TX_ID, LEAF_HASH, DATA):
+# * tx id: digest(PROPOSAL_HEADER, header);
+# * Merkle leaf hash: SHA-256(0x00 ‖ digest(TRANSACTION, tx)), the block's leaf (RFC 6962 §2.1);
+# * the canonical transaction bytes, unchanged.
+# A plain tuple, not a NamedTuple: it is built per transaction in C (zip), and the garbage
+# collector stops tracking a plain tuple of bytes at its first collection, whereas instances of a
+# tuple subclass stay tracked, reach the oldest generation and make its full collections (which
+# stall the leader's event loop) both more frequent and longer.
+TxInfo = tuple[bytes, bytes, bytes]
+TX_ID, LEAF_HASH, DATA = 0, 1, 2
 
 
 class _Bad(Exception):
@@ -204,7 +204,7 @@ def inspect_tx(data: bytes, channel: str, max_bytes: int) -> TxInfo:
     ``wrong_channel``.
     """
     tx_id, leaf = _check(data, channel, max_bytes)
-    return new_txinfo((tx_id, leaf, data))
+    return (tx_id, leaf, data)
 
 
 def _check(data: bytes, channel: str, max_bytes: int) -> tuple[bytes, bytes]:
@@ -319,7 +319,7 @@ class CreatorChecker:
         slots: list[int] = []
         out: list[InvalidTransaction | None] = [None] * len(txs)
         for i, tx in enumerate(txs):
-            proposal, creator, signature = proposal_slice(tx.data)
+            proposal, creator, signature = proposal_slice(tx[DATA])
             key = keys.get(creator)
             if key is None:
                 try:

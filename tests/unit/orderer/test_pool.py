@@ -10,7 +10,7 @@ from consensus.orderer.txcheck import TxInfo
 
 
 def info(i: int, size: int = 10) -> TxInfo:
-    return TxInfo(i.to_bytes(32, "big"), b"h" * 32, b"x" * size)
+    return (i.to_bytes(32, "big"), b"h" * 32, b"x" * size)
 
 
 def test_duplicate_pending_refused() -> None:
@@ -18,7 +18,7 @@ def test_duplicate_pending_refused() -> None:
     p.admit(info(1))
     with pytest.raises(DuplicateTransaction) as ei:
         p.admit(info(1))
-    assert ei.value.tx_id == info(1).tx_id
+    assert ei.value.tx_id == info(1)[0]
     assert p.pending_count == 1
 
 
@@ -29,7 +29,7 @@ def test_duplicate_inflight_and_recent_refused() -> None:
     assert p.pending_count == 0 and p.pending_bytes == 0
     with pytest.raises(DuplicateTransaction):
         p.admit(info(1))
-    assert p.resolve(7, ordered=True) == [info(1).tx_id]
+    assert p.resolve(7, ordered=True) == [info(1)[0]]
     with pytest.raises(DuplicateTransaction):
         p.admit(info(1))
 
@@ -71,10 +71,10 @@ def test_admit_many_reports_per_item() -> None:
 def test_recent_is_bounded_by_whole_blocks() -> None:
     p = TxPool(max_txs=10, max_bytes=1000, recent_max=4)
     for b in range(5):
-        p.add_recent([info(b * 2).tx_id, info(b * 2 + 1).tx_id])
+        p.add_recent([info(b * 2)[0], info(b * 2 + 1)[0]])
         assert p.recent_count <= 4
-    assert not p.known(info(0).tx_id)  # oldest block evicted
-    assert p.known(info(9).tx_id)
+    assert not p.known(info(0)[0])  # oldest block evicted
+    assert p.known(info(9)[0])
 
 
 def test_admit_batch_passes_refusals_through_and_catches_repeats() -> None:
@@ -82,9 +82,9 @@ def test_admit_batch_passes_refusals_through_and_catches_repeats() -> None:
     bad = InvalidTransaction("malformed", "x")
     admitted, results = p.admit_batch([info(1), bad, info(1), info(2), info(3), info(4)])
     assert admitted == [info(1), info(2), info(3)]
-    assert results[0] == info(1).tx_id and results[1] is bad
+    assert results[0] == info(1)[0] and results[1] is bad
     assert isinstance(results[2], DuplicateTransaction)  # a repeat inside the same batch
-    assert results[3:5] == [info(2).tx_id, info(3).tx_id]
+    assert results[3:5] == [info(2)[0], info(3)[0]]
     assert isinstance(results[5], PoolFull)  # max_txs reached
     assert p.pending_count == 3 and p.pending_bytes == 30
     p.to_inflight(7, admitted)

@@ -308,7 +308,7 @@ async def test_stale_entry_skipped_by_every_node(network: Network, make_tx: TxFa
         for n in NODES:
             await wait_until(lambda n=n: net.svc(n).status().applied_index == 4)
             assert net.svc(n).metrics.blocks_skipped == 2
-            assert net.dropped[n][0] == (info.tx_id, "stale")
+            assert net.dropped[n][0] == (info[0], "stale")
             assert sorted(i for i, _ in net.dropped[n][1:]) == batch_ids
         assert {why for _, why in net.dropped["o0"][1:]} == {"lost"}
         # Clients resubmit the dropped transactions; the chain continues from block 0.
