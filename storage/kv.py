@@ -42,14 +42,18 @@ FORMAT_KEY = b"\x00format"
 FORMAT_VERSION = b"secprivnode-ledger/1"
 
 # LevelDB's read cache (uncompressed table blocks), the largest part of the node's native memory
-# that a setting bounds. 64 MiB holds the hot part of the world state and indices of a city
-# channel; the OS page cache holds the rest. Configurable: ``storage.block_cache_bytes``.
-BLOCK_CACHE_BYTES = 64 * 1024 * 1024
-# Memtable size. Blocks of up to 10 MiB (BatchConfig.absolute_max_bytes) are written in one batch;
-# a 32 MiB memtable takes a few of them before a flush, which keeps level-0 compactions rare.
-# LevelDB holds up to two (the one being written and the one being flushed), so this counts twice
-# towards the node's resident memory. Configurable: ``storage.write_buffer_bytes``.
-WRITE_BUFFER_BYTES = 32 * 1024 * 1024
+# that a setting bounds. The hot reads are Bloom-filtered probes of absent keys (duplicate tx ids,
+# blind writes' versions) and recent blocks, which the OS page cache also holds (LevelDB maps its
+# table files). 16 MiB instead of 64: in 200k-transaction runs the smaller cache gave 10-20 MB less
+# RSS per node and no measurable loss of throughput (benchmarks/README.md, memory section).
+# Configurable: ``storage.block_cache_bytes``.
+BLOCK_CACHE_BYTES = 16 * 1024 * 1024
+# Memtable size. LevelDB holds up to two (the one being written and the one being flushed), so it
+# counts twice towards resident memory. 8 MiB, the table file size below, flushes one table file
+# at a time; a block larger than that (up to BatchConfig.absolute_max_bytes, 10 MiB) is still
+# written as one batch, the memtable just switches after it. Configurable:
+# ``storage.write_buffer_bytes``.
+WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 # 10 bits per key gives about a 1% false-positive rate (LevelDB's doc/index.md recommendation).
 BLOOM_BITS_PER_KEY = 10
 # Table file size. LevelDB's default (2 MiB) makes a ledger of tens of GB tens of thousands of
