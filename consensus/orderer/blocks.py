@@ -63,10 +63,14 @@ def root_of_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
     if n == 0:
         return _EMPTY_ROOT
     sha = hashlib.sha256
+    node = _MERKLE_NODE
     level = list(leaf_hashes)
     while n > 1:
-        pairs = iter(level)
-        nxt = [sha(_MERKLE_NODE + left + right).digest() for left, right in zip(pairs, pairs, strict=False)]
+        # One join per level, then each pair is a 64-byte slice: half the cost of concatenating
+        # prefix, left and right per node.
+        buf = b"".join(level)
+        assert len(buf) == 32 * n, "Merkle nodes must be 32-byte hashes"
+        nxt = [sha(node + buf[i : i + 64]).digest() for i in range(0, (n >> 1) * 64, 64)]
         if n & 1:
             nxt.append(level[-1])
         level = nxt
