@@ -210,6 +210,7 @@ def test_conflicting_writes_one_valid_one_mvcc_conflict(net: TxNet) -> None:
         asset = net.asset_id("bike")
         with council.client(me) as c:
             assert c.invoke("assets", "create", asset, "council").valid
+        net.sync_blocks()  # the transfers are endorsed on transport-node1: it must have the asset
         proposals = [
             build_proposal(me, net.channel, "assets", "transfer", [asset, owner]) for owner in ("transport", "health")
         ]
