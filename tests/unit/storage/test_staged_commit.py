@@ -18,6 +18,13 @@ from storage.testing import Chain, TestKeys
 V = ValidationCode.VALID
 
 
+class FailingBatch:
+    """Stands in for a LevelDB write batch whose write fails as LevelDB reports a full disk."""
+
+    def write(self) -> None:
+        raise OSError("IO error: disk full")
+
+
 def test_height_and_state_move_only_when_the_batch_is_written(ledger: ChannelLedger, chain: Chain) -> None:
     block = chain.block([chain.tx([("a", b"1")])])
     staged = ledger.stage(ledger.check_block(block, block.encode()), [V])
@@ -65,11 +72,6 @@ def test_check_block_refuses_what_commit_refuses(ledger: ChannelLedger, chain: C
 def test_a_failed_write_leaves_the_height_and_frees_the_slot(ledger: ChannelLedger, chain: Chain) -> None:
     block = chain.block([chain.tx([("a", b"1")])])
     staged = ledger.stage(ledger.check_block(block), [V])
-
-    class FailingBatch:
-        def write(self) -> None:
-            raise OSError("IO error: disk full")
-
     staged._batch = FailingBatch()
     with pytest.raises(OSError, match="disk full"):
         staged.write()
@@ -117,11 +119,6 @@ def test_the_writer_reports_a_failed_write_and_keeps_going(ledger: ChannelLedger
     block = chain.block([chain.tx([("a", b"1")])])
     with LedgerWriter() as writer:
         staged = ledger.stage(ledger.check_block(block), [V])
-
-        class FailingBatch:
-            def write(self) -> None:
-                raise OSError("IO error: disk full")
-
         staged._batch = FailingBatch()
         with pytest.raises(OSError, match="disk full"):
             writer.submit(staged).result()
