@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import plyvel
 import psutil
 
 from consensus.orderer.blocks import BlockSigner
@@ -48,6 +47,7 @@ from crypto.msp import MSP, OrgMSP, Role
 from crypto.signing import PrivateKey
 from p2p.messages import AppMessage
 from p2p.transport import Transport
+from storage.kv import Database
 from storage.model import GENESIS_PREVIOUS_HASH, BatchConfig
 
 RAFT_KIND = 201
@@ -128,8 +128,10 @@ class OrdererProcess:
             channels=(self.channel,),
             rng=random.Random(hash(self.id) & 0xFFFF),
         )
-        self.db = plyvel.DB(str(base / self.id / "raft"), create_if_missing=True)
-        storage = LevelDBStorage(self.db, self.channel)
+        # Opened as the node opens its database (storage.kv: memtable and table sizes, Bloom
+        # filters), so the Raft log's write and compaction behaviour is the node's.
+        self.db = Database(base / self.id / "raft")
+        storage = LevelDBStorage(self.db.raw, self.channel)
         node = RawNode(
             RaftConfig(self.id, tuple(cfg["voters"]), election_ticks=ELECTION_TICKS), storage, random.Random(7)
         )
