@@ -190,6 +190,17 @@ async def test_structural_check_on_worker_processes(network: Network, make_tx: T
         assert tx_ids(net.ledgers["o1"].blocks) == [make_tx(i).tx_id for i in range(8)]
 
 
+async def test_worker_refuses_non_bytes_per_item_like_inline(network: Network, make_tx: TxFactory) -> None:
+    items: list[Any] = [make_tx(i).encode() for i in range(4)]
+    items.insert(2, "a str, not bytes")
+    for workers in (0, 1):
+        async with scripted(network, inspect_workers=workers, inspect_parallel_min=4) as net:
+            net.cluster.elect("o0")
+            res = await net.svc("o0").submit_many(items)
+            assert [r for k, r in enumerate(res) if k != 2] == [make_tx(i).tx_id for i in range(4)], workers
+            assert isinstance(res[2], InvalidTransaction) and res[2].reason == "malformed", workers
+
+
 async def test_creator_verification(network: Network, make_tx: TxFactory) -> None:
     async with scripted(network, verify_creator=True) as net:
         net.cluster.elect("o0")
