@@ -4,7 +4,8 @@ A stored block is its canonical encoding as committed, with its CRC-32 under a k
 (see :mod:`storage.keys`). The CRC is checked on every read from disk; a mismatch, or bytes that
 do not parse as a block, raise :class:`CorruptionError`: corrupt data is never returned.
 Verified block bytes are kept in a small LRU (``BLOCK_BYTES_CACHE_MAX``) because transaction,
-history and proof reads tend to hit the same recent blocks.
+history and proof reads tend to hit the same recent blocks; with them, once a point read has
+needed it, where each transaction lies, so the next read of that block is a slice.
 
 Writes are not done here: :class:`storage.ledger.ChannelLedger` builds the one write batch of a
 commit. This module must never write to the database.
@@ -24,7 +25,7 @@ import msgpack
 from crypto.encoding import EncodingError, decode
 from crypto.merkle import merkle_proof, verify_proof
 from storage import keys
-from storage.codec import BlockSlices, TxSlice, locate_tx, slice_block
+from storage.codec import BlockSlices, TxSlice, slice_block, tx_slices
 from storage.errors import CorruptionError, NotFound
 from storage.model import Block, BlockHeader, Transaction, ValidationCode
 
@@ -105,6 +106,7 @@ class BlockStore:
         self._raw = raw
         self._cp = cp
         self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._tx_slices: dict[int, list[TxSlice]] = {}  # for blocks in _cache only
         self._lock = threading.Lock()  # readers may run in executor threads beside a commit
 
     # -- blocks ---------------------------------------------------------------------------------
@@ -127,12 +129,14 @@ class BlockStore:
         with self._lock:
             self._cache[number] = data
             if len(self._cache) > BLOCK_BYTES_CACHE_MAX:
-                self._cache.popitem(last=False)
+                old, _ = self._cache.popitem(last=False)
+                self._tx_slices.pop(old, None)
         return data
 
     def forget(self, number: int) -> None:
         with self._lock:
             self._cache.pop(number, None)
+            self._tx_slices.pop(number, None)
 
     def slices(self, number: int) -> tuple[bytes, BlockSlices]:
         data = self.block_bytes(number)
@@ -188,10 +192,19 @@ class BlockStore:
 
     def locate(self, number: int, index: int) -> tuple[bytes, TxSlice]:
         data = self.block_bytes(number)
-        try:
-            return data, locate_tx(data, index)
-        except CorruptionError as exc:
-            raise CorruptionError(f"block {number} tx {index}: {exc}", height=number) from exc
+        with self._lock:
+            slices = self._tx_slices.get(number)
+        if slices is None:
+            try:
+                slices = tx_slices(data)
+            except CorruptionError as exc:
+                raise CorruptionError(f"block {number}: {exc}", height=number) from exc
+            with self._lock:
+                if number in self._cache:
+                    self._tx_slices[number] = slices
+        if not 0 <= index < len(slices):
+            raise CorruptionError(f"block {number} holds {len(slices)} transactions, not {index + 1}", height=number)
+        return data, slices[index]
 
     def get_tx(self, tx_id: bytes) -> TxRecord:
         loc = self.tx_location(tx_id)

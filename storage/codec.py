@@ -22,7 +22,7 @@ import msgpack
 from crypto.hashing import Tag
 from storage.errors import CorruptionError
 
-__all__ = ["BlockSlices", "CommitSlices", "TxSlice", "commit_slices", "locate_tx", "slice_block"]
+__all__ = ["BlockSlices", "CommitSlices", "TxSlice", "commit_slices", "slice_block", "tx_slices"]
 
 _BLOCK_FIELDS = 4
 _TX_FIELDS = 5
@@ -195,34 +195,34 @@ class TxSlice:
         return h.digest()
 
 
-def locate_tx(data: bytes, index: int) -> TxSlice:
-    """Find transaction ``index`` in a block's bytes by skipping the ones before it; a point read
-    needs one transaction, not the hashes of all of them. CorruptionError if it is not there."""
+def tx_slices(data: bytes) -> list[TxSlice]:
+    """Where each transaction of an encoded block lies, found in one pass without hashing; point
+    reads keep the list with the block's bytes so that each read is a slice. CorruptionError if
+    the bytes do not hold a block's transactions."""
     up = _unpacker(data)
+    out: list[TxSlice] = []
     try:
         if up.read_array_header() != _BLOCK_FIELDS:
             raise CorruptionError("block: expected an array of 4")
         up.skip()
         n = up.read_array_header()
-        if not 0 <= index < n:
-            raise CorruptionError(f"block holds {n} transactions, not {index + 1}")
-        skip = up.skip
-        for _ in range(index):
+        tell, skip, read_arr, append = up.tell, up.skip, up.read_array_header, out.append
+        for _ in range(n):
+            start = tell()
+            if read_arr() != _TX_FIELDS or read_arr() != _PROPOSAL_FIELDS:
+                raise CorruptionError("transaction: unexpected shape")
+            p0 = tell()
             skip()
-        start = up.tell()
-        if up.read_array_header() != _TX_FIELDS or up.read_array_header() != _PROPOSAL_FIELDS:
-            raise CorruptionError("transaction: unexpected shape")
-        p0 = up.tell()
-        skip()
-        p1 = up.tell()
-        for _ in range(5):  # contract, function, args, creator signature, response
+            p1 = tell()
+            for _ in range(5):  # contract, function, args, creator signature, response
+                skip()
+            r0 = tell()
             skip()
-        r0 = up.tell()
-        skip()
-        r1 = up.tell()
-        skip()  # endorsements
-        return TxSlice((start, up.tell()), (p0, p1), (r0, r1))
+            r1 = tell()
+            skip()  # endorsements
+            append(TxSlice((start, tell()), (p0, p1), (r0, r1)))
     except CorruptionError:
         raise
     except Exception as exc:  # OutOfData, StackError, ValueError: the bytes are not a block
         raise _bad(exc) from exc
+    return out

@@ -8,7 +8,7 @@ import pytest
 
 from crypto.hashing import Tag, digest_bytes
 from storage import keys as K
-from storage.codec import commit_slices, locate_tx, slice_block
+from storage.codec import commit_slices, slice_block, tx_slices
 from storage.errors import CorruptionError, StorageError
 from storage.kv import FORMAT_KEY, Database
 from storage.testing import Chain
@@ -24,10 +24,12 @@ def test_slices_agree_with_the_model(chain: Chain) -> None:
     assert sl.tx_ids == cs.tx_ids == [t.tx_id for t in txs]
     assert (sl.orderer, sl.signature) == (block.orderer, block.signature)
     assert digest_bytes(Tag.BLOCK_HEADER, data[sl.header_range[0] : sl.header_range[1]]) == block.hash()
+    located = tx_slices(data)
+    assert len(located) == len(txs)
     for i, t in enumerate(txs):
         s, e = sl.tx_ranges[i]
         assert data[s:e] == t.encode()
-        ts = locate_tx(data, i)
+        ts = located[i]
         assert ts.tx_range == (s, e) and ts.rwset_range == sl.rwset_ranges[i]
         assert ts.tx_id(data) == t.tx_id
         ns, _reads, writes, _ranges = cs.rwsets[i]
@@ -46,9 +48,12 @@ BAD_BLOCKS = [
 
 @pytest.mark.parametrize("bad", BAD_BLOCKS)
 def test_malformed_block_bytes(bad: bytes) -> None:
-    for fn in (slice_block, commit_slices, lambda d: locate_tx(d, 0)):
+    for fn in (slice_block, commit_slices):
         with pytest.raises(CorruptionError):
             fn(bad)
+    if bad != b"\x94\x90\x90\x01\xc4\x00":  # tx_slices reads no further than the transactions
+        with pytest.raises(CorruptionError):
+            tx_slices(bad)
 
 
 def test_trailing_bytes_and_missing_tx(chain: Chain) -> None:
@@ -57,8 +62,7 @@ def test_trailing_bytes_and_missing_tx(chain: Chain) -> None:
         slice_block(data + b"\x00")
     with pytest.raises(CorruptionError):
         commit_slices(data + b"\x00")
-    with pytest.raises(CorruptionError):
-        locate_tx(data, 1)
+    assert len(tx_slices(data)) == 1
 
 
 def test_key_layout() -> None:
