@@ -97,6 +97,11 @@ class SystemClock:
 class PreparedWrite(Protocol):
     """A Ready's durable write prepared by the storage's ``prepare_save(hard, entries, snap)``."""
 
+    @property
+    def blocking(self) -> bool:
+        """Whether ``write`` waits for the disk; a write that does not runs on the loop."""
+        ...
+
     def write(self) -> None:
         """Write and sync; blocking, runs on the driver's writer thread."""
         ...
@@ -302,7 +307,12 @@ class RaftDriver:
     async def _handle_ready(self, rd: Ready) -> None:
         # 1. Durable first: nothing below may run before this returns.
         if self._writer is not None and self._prepare_save is not None and rd.must_persist:
-            await self._write_off_loop(self._prepare_save(rd.hard_state, list(rd.entries), rd.snapshot))
+            pending = self._prepare_save(rd.hard_state, list(rd.entries), rd.snapshot)
+            if pending.blocking:
+                await self._write_off_loop(pending)
+            else:  # no fsync (a commit-index-only Ready): cheaper than a trip to the thread
+                pending.write()
+                pending.finish()
             rd.mark_persisted()
         else:
             persist(self.storage, rd)

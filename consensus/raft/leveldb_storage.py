@@ -9,7 +9,13 @@ Layout, under the prefix ``raft/<channel>/`` of a shared database:
 
 Atomicity: every :meth:`save` (one Ready: snapshot, entries with the truncation of a conflicting
 suffix, hard state) is a single ``WriteBatch`` written with ``sync=True``, so after a crash
-either all of it is on disk or none (Raft paper Figure 2: persist before responding).
+either all of it is on disk or none (Raft paper Figure 2: persist before responding). One
+exception: a Ready whose only change is the commit index is written without the sync. The
+paper's persistent state is currentTerm, votedFor and log[]; commitIndex is volatile state
+(Figure 2), which etcd-raft also writes unsynced (``MustSync``). Losing it to a machine crash
+only makes the restarted node learn the commit index again (the core clamps the applied index to
+it, and the ordering service skips entries it already applied); LevelDB's log is sequential, so
+the next synced write makes it durable anyway.
 Snapshot creation and compaction are their own synchronous batches; a snapshot is written
 before the entries it replaces are deleted.
 
@@ -62,13 +68,15 @@ class CorruptLog(RuntimeError):
 class PreparedSave:
     """One Ready's write batch, encoded and not yet written (see :meth:`LevelDBStorage.prepare_save`)."""
 
-    __slots__ = ("_batch", "_state", "_storage", "_written")
+    __slots__ = ("_batch", "_state", "_storage", "_written", "blocking")
 
-    def __init__(self, storage: LevelDBStorage, batch: Any, state: tuple[Any, ...]) -> None:
+    def __init__(self, storage: LevelDBStorage, batch: Any, state: tuple[Any, ...], blocking: bool) -> None:
         self._storage = storage
         self._batch = batch
         self._state = state
         self._written = False
+        # Whether write() waits for the disk (fsync); a commit-index-only write does not.
+        self.blocking = blocking
 
     def write(self) -> None:
         """The synchronous (fsync'd) write. Blocking; safe on any thread: it touches no Python
@@ -209,9 +217,16 @@ class LevelDBStorage:
         """
         assert not self._saving, "a prepared save is not finished"
         compact, last, snap = self._compact, self._last, self._snap
+        # Sync unless the only change is the commit index (module docstring).
+        sync = (
+            bool(entries)
+            or snapshot is not None
+            or hard_state is None
+            or (hard_state.term, hard_state.vote) != (self._hard.term, self._hard.vote)
+        )
         written: list[Entry] = []
         drop_from = last + 1  # cached terms from this index on are stale after the write
-        wb = self._db.write_batch(sync=True)
+        wb = self._db.write_batch(sync=sync)
         if snapshot is not None and snapshot.index > snap.index:
             # The snapshot replaces the whole log (the core only sends one when our log
             # does not contain its last entry).
@@ -239,7 +254,7 @@ class LevelDBStorage:
         if hard_state is not None:
             wb.put(_HARD, encode(hard_state.to_wire()))
         self._saving = True
-        return PreparedSave(self, wb, (compact, last, snap, hard_state, drop_from, written))
+        return PreparedSave(self, wb, (compact, last, snap, hard_state, drop_from, written), sync)
 
     def _finish_save(self, state: tuple[Any, ...]) -> None:
         compact, last, snap, hard_state, drop_from, ents = state

@@ -290,9 +290,12 @@ class GatedStorage:
         outer = self
 
         class Gated:
+            blocking = pending.blocking
+
             def write(self) -> None:
-                outer.writer_threads.add(threading.current_thread().name)
-                assert outer.gate.wait(timeout=10), "gate never opened"
+                if self.blocking:  # only synced writes go to the writer thread and wait for the disk
+                    outer.writer_threads.add(threading.current_thread().name)
+                    assert outer.gate.wait(timeout=10), "gate never opened"
                 pending.write()
 
             def finish(self) -> None:

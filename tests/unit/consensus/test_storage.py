@@ -155,3 +155,29 @@ def test_recent_entries_are_served_without_reading_the_disk(tmp_path: Path) -> N
         assert s.entries(2, 6, 1 << 20) == ents[1:] and s.term(5) == 1
     finally:
         db.close()
+
+
+def test_only_a_commit_index_change_is_written_without_fsync(tmp_path: Path) -> None:
+    """currentTerm, votedFor and the log are synced; commitIndex is volatile (Raft Figure 2)."""
+    db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True)
+    try:
+        s = LevelDBStorage(db, "city")
+
+        def blocking(hard: HardState | None, ents: list[Entry], snap: Snapshot | None = None) -> bool:
+            pending = s.prepare_save(hard, ents, snap)
+            pending.write()
+            pending.finish()
+            return pending.blocking
+
+        assert blocking(HardState(1, "a", 0), [Entry(1, 1)])  # entries
+        assert not blocking(HardState(1, "a", 1), [])  # commit only
+        assert blocking(HardState(2, "a", 1), [])  # new term
+        assert blocking(HardState(2, "b", 1), [])  # new vote
+        assert blocking(HardState(2, "b", 1), [Entry(2, 2)])  # entries with an unchanged hard state
+        assert blocking(HardState(2, "b", 2), [], Snapshot(5, 2, CS, b"s"))  # a snapshot
+        assert not blocking(HardState(2, "b", 5), [])
+        db.close()
+        db = plyvel.DB(str(tmp_path / "db"))
+        assert LevelDBStorage(db, "city").hard_state() == HardState(2, "b", 5)  # written all the same
+    finally:
+        db.close()
