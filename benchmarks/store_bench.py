@@ -63,7 +63,7 @@ from crypto.merkle import merkle_root
 from crypto.signing import PrivateKey, get_backend
 from storage.codec import slice_block
 from storage.kv import Database
-from storage.ledger import ChannelLedger, LedgerWriter
+from storage.ledger import ChannelLedger
 from storage.model import (
     BLOCK_VERSION,
     GENESIS_PREVIOUS_HASH,
@@ -80,6 +80,7 @@ from storage.model import (
     ValidationCode,
     endorsement_digest,
 )
+from storage.writer import SyncWriter
 
 CHANNEL = "city"
 TXS_PER_BLOCK = 500
@@ -263,7 +264,7 @@ def pipelined_vs_raw(root: Path, ids: Identities, runs: int, blocks_per_run: int
     dbs = [Database(root / name) for name in ("pipe", "shadow")]
     pipe, shadow = (ChannelLedger(db, CHANNEL) for db in dbs)
     ratios, raw_rates, pipe_rates = [], [], []
-    with LedgerWriter() as writer:
+    with SyncWriter("ledger-writer") as writer:
         for r in range(runs):
             run = []
             for _ in range(blocks_per_run):
@@ -296,7 +297,7 @@ def pipelined_vs_raw(root: Path, ids: Identities, runs: int, blocks_per_run: int
     }
 
 
-def pipelined_commit(ledger: ChannelLedger, writer: LedgerWriter, run: list[tuple[Any, bytes, Any]]) -> None:
+def pipelined_commit(ledger: ChannelLedger, writer: SyncWriter, run: list[tuple[Any, bytes, Any]]) -> None:
     """The ledger's part of the node's commit loop: write block n on the writer thread while
     block n+1 is checked, then stage n+1 once n is in. No validator runs here, so ``stage`` looks
     every tx id up itself (the duplicate check), as ``commit`` without prior lookups does."""
@@ -305,7 +306,7 @@ def pipelined_commit(ledger: ChannelLedger, writer: LedgerWriter, run: list[tupl
     for i in range(len(run)):
         if pending is not None:
             pending.result()
-        pending = writer.submit(ledger.stage(checked, VALID))
+        pending = writer.submit(ledger.stage(checked, VALID).write)
         if i + 1 < len(run):
             checked = ledger.check_block(run[i + 1][0], run[i + 1][1])
     if pending is not None:

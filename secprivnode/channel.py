@@ -63,8 +63,9 @@ from secprivnode.pipeline.sigcache import SigCache
 from secprivnode.pipeline.validator import BlockValidator
 from storage.errors import StorageError
 from storage.kv import Database
-from storage.ledger import ChannelLedger, CheckedBlock, LedgerWriter
+from storage.ledger import ChannelLedger, CheckedBlock
 from storage.model import Block, ChannelConfig, ValidationCode
+from storage.writer import SyncWriter
 
 __all__ = ["ChannelRuntime", "TxOutcome"]
 
@@ -174,7 +175,7 @@ class ChannelRuntime:
         self._prechecked: tuple[int, CheckedBlock] | None = None  # the next block, checked meanwhile
         # One thread, so batches reach LevelDB in commit order; closed by stop() before the
         # database can close under a write.
-        self._writer = LedgerWriter(f"{name}-ledger-writer")
+        self._writer = SyncWriter(f"{name}-ledger-writer")
         self._pending_wake = asyncio.Event()
         self._waiters: dict[bytes, list[asyncio.Future[TxOutcome]]] = {}
         self._subscribers: set[_Subscriber] = set()
@@ -443,7 +444,7 @@ class ChannelRuntime:
             return
         self._writing = (number, data, block_hash)
         try:
-            write = asyncio.wrap_future(self._writer.submit(prepared.staged))
+            write = asyncio.wrap_future(self._writer.submit(prepared.staged.write))
             self._precheck(number + 1)
             await asyncio.shield(write)  # a cancelled loop still lets the write finish (stop joins it)
         except StorageError as exc:

@@ -22,9 +22,7 @@ and never return data that failed a check.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +53,6 @@ __all__ = [
     "CheckedBlock",
     "HistoryEntry",
     "KeyResolver",
-    "LedgerWriter",
     "StagedCommit",
     "TxProof",
     "TxRecord",
@@ -383,8 +380,8 @@ class StagedCommit:
     """One block's write batch, checked against the tip and built, not yet written.
 
     ``write`` is the synchronous LevelDB write: it blocks until the batch is durable, and LevelDB
-    releases the GIL meanwhile, so it may run on a worker thread while the caller checks the next
-    block. Only then do the ledger's height and tip advance.
+    releases the GIL meanwhile, so it may run on a :class:`storage.writer.SyncWriter` thread while
+    the caller checks the next block. Only then do the ledger's height and tip advance.
     """
 
     __slots__ = ("_batch", "_done", "_ledger", "header_hash", "number")
@@ -414,41 +411,6 @@ class StagedCommit:
         """Drop the batch unwritten and free the ledger for another block."""
         self._done = True
         self._ledger._abandoned(self)
-
-
-class LedgerWriter:
-    """A thread that performs staged commits' synchronous writes, one at a time, in order.
-
-    ``submit`` returns once the write has started: a thread woken to run Python code waits for
-    the GIL until the running thread releases it, which a busy caller does only every
-    ``sys.getswitchinterval()`` (5 ms by default, longer than the check of a whole block), so
-    without the hand-over the write would start only when the caller next blocked and nothing
-    would overlap. Waiting on the start costs one thread switch.
-    """
-
-    def __init__(self, name: str = "ledger-writer") -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-
-    def submit(self, staged: StagedCommit) -> Future[None]:
-        started = threading.Event()
-
-        def run() -> None:
-            started.set()
-            staged.write()
-
-        fut = self._pool.submit(run)
-        started.wait()
-        return fut
-
-    def close(self) -> None:
-        """Wait for the write in progress, if any, and stop the thread."""
-        self._pool.shutdown(wait=True)
-
-    def __enter__(self) -> LedgerWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _Recorder:

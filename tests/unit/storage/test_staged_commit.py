@@ -11,9 +11,10 @@ import pytest
 
 from storage.errors import ChainError
 from storage.kv import Database
-from storage.ledger import ChannelLedger, LedgerWriter
+from storage.ledger import ChannelLedger
 from storage.model import ValidationCode
 from storage.testing import Chain, TestKeys
+from storage.writer import SyncWriter
 
 V = ValidationCode.VALID
 
@@ -91,7 +92,7 @@ def test_writes_on_a_thread_overlapped_with_checks_give_the_same_chain(tmp_path:
         for b in blocks:
             seq.commit(b, [V, V])
         writer_threads: set[str] = set()
-        with LedgerWriter("test-writer") as writer:
+        with SyncWriter("test-writer") as writer:
             checked = pipe.check_block(blocks[0])
             for i in range(len(blocks)):
                 staged = pipe.stage(checked, [V, V])
@@ -103,7 +104,7 @@ def test_writes_on_a_thread_overlapped_with_checks_give_the_same_chain(tmp_path:
                         b.write()
 
                 staged._batch = Spy()
-                fut = writer.submit(staged)
+                fut = writer.submit(staged.write)
                 if i + 1 < len(blocks):
                     checked = pipe.check_block(blocks[i + 1])
                 fut.result()
@@ -117,10 +118,10 @@ def test_writes_on_a_thread_overlapped_with_checks_give_the_same_chain(tmp_path:
 
 def test_the_writer_reports_a_failed_write_and_keeps_going(ledger: ChannelLedger, chain: Chain) -> None:
     block = chain.block([chain.tx([("a", b"1")])])
-    with LedgerWriter() as writer:
+    with SyncWriter() as writer:
         staged = ledger.stage(ledger.check_block(block), [V])
         staged._batch = FailingBatch()
         with pytest.raises(OSError, match="disk full"):
-            writer.submit(staged).result()
-        writer.submit(ledger.stage(ledger.check_block(block), [V])).result()
+            writer.submit(staged.write).result()
+        writer.submit(ledger.stage(ledger.check_block(block), [V]).write).result()
     assert ledger.height == 1
