@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from consensus.raft.core import RawNode, Ready, Status, persist
 from consensus.raft.storage import WritableStorage
@@ -64,6 +64,8 @@ from consensus.raft.types import (
 )
 
 __all__ = ["INBOX_MAX", "Clock", "PreparedWrite", "RaftDriver", "SystemClock"]
+
+T = TypeVar("T")
 
 # Messages waiting to be stepped. A leader sends at most max_inflight_msgs appends per follower
 # plus heartbeats; 4096 absorbs bursts from a 5-7 node cluster while bounding memory to a few
@@ -267,7 +269,7 @@ class RaftDriver:
             self._feed_inputs()
             while self.node.has_ready():
                 await self._handle_ready(self.node.ready())
-            self._take_snapshot()
+            await self._take_snapshot()
             self._check_transfer_wait()
 
     def _feed_inputs(self) -> None:
@@ -372,7 +374,25 @@ class RaftDriver:
                 fut.set_exception(ProposalDropped(f"entry {idx} was replaced by a new leader"))
         self._awaiting_persist = keep
 
-    def _take_snapshot(self) -> None:
+    async def _on_writer(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the writer thread when there is one (else here), for the storage's other
+        synchronous writes (snapshot, compaction). Like :meth:`_write_off_loop`, a cancellation
+        waits for the write to finish before it propagates."""
+        if self._writer is None:
+            return fn()
+        self._writing = True
+        fut = asyncio.get_running_loop().run_in_executor(self._writer, fn)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            await asyncio.wait([fut])
+            raise
+        finally:
+            self._writing = False
+
+    async def _take_snapshot(self) -> None:
+        """Store a requested snapshot and compact the log behind it: synchronous writes, on the
+        writer thread like the Readies' (they used to stall the loop every few seconds)."""
         req, self._snapshot_request = self._snapshot_request, None
         if req is None:
             return
@@ -381,16 +401,19 @@ class RaftDriver:
         if index <= current.index:
             fut.set_result(current)
             return
+        storage = self.storage
         try:
             cs = self.node.conf_state_at(index)
-            snap = self.storage.create_snapshot(index, cs, data)
+            snap = await self._on_writer(lambda: storage.create_snapshot(index, cs, data))
         except RaftError as exc:
-            fut.set_exception(exc)
+            if not fut.done():
+                fut.set_exception(exc)
             return
         upto = index - self._snapshot_keep
-        if upto >= self.storage.first_index():
-            self.storage.compact(upto)
-        fut.set_result(snap)
+        if upto >= storage.first_index():
+            await self._on_writer(lambda: storage.compact(upto))
+        if not fut.done():
+            fut.set_result(snap)
 
     # ---------------------------------------------------------------------- shutdown
     def _check_transfer_wait(self) -> None:

@@ -17,7 +17,10 @@ only makes the restarted node learn the commit index again (the core clamps the 
 it, and the ordering service skips entries it already applied); LevelDB's log is sequential, so
 the next synced write makes it durable anyway.
 Snapshot creation and compaction are their own synchronous batches; a snapshot is written
-before the entries it replaces are deleted.
+before the entries it replaces are deleted. The driver may run them on its writer thread (while
+its own task waits): each publishes its new state with one attribute assignment after its write,
+and nothing else reads the entries they touch meanwhile (the ordering service only reads the
+unapplied tail, far above the compaction point).
 
 Recovery: the constructor reads the three metadata keys and finds the last entry by a reverse
 scan; the entries between compaction point and last index must be contiguous, and each stored

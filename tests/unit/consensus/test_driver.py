@@ -281,9 +281,14 @@ class GatedStorage:
         self.gate = threading.Event()
         self.gate.set()
         self.writer_threads: set[str] = set()
+        self.snapshot_threads: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    def create_snapshot(self, index: int, cs: Any, data: bytes) -> Snapshot:
+        self.snapshot_threads.add(threading.current_thread().name)
+        return self.inner.create_snapshot(index, cs, data)
 
     def prepare_save(self, hard: Any, entries: list[Entry], snap: Snapshot | None) -> Any:
         pending = self.inner.prepare_save(hard, entries, snap)
@@ -393,6 +398,20 @@ async def test_inline_persist_when_asked(tmp_path: Path) -> None:
     try:
         await wait_until(clock, lambda: drv.role == Role.LEADER, timeout_s=5)
         assert storage.writer_threads == set() and storage.last_index() >= 1  # saved through save()
+    finally:
+        await drv.stop()
+        await task
+        db.close()
+
+
+async def test_snapshot_is_written_on_the_writer_thread(tmp_path: Path) -> None:
+    drv, storage, applied, _, (db, task) = await single_gated_node(tmp_path)
+    try:
+        index = await drv.propose(b"block")
+        await real_wait(lambda: any(e.index == index for e in applied))
+        snap = await asyncio.wait_for(drv.request_snapshot(index, b"state"), 10)
+        assert (snap.index, snap.data) == (index, b"state") and storage.snapshot() == snap
+        assert storage.snapshot_threads == {"raft-write-a_0"}  # not the event loop's thread
     finally:
         await drv.stop()
         await task
