@@ -29,6 +29,8 @@ loop waits for it before anything else of that Ready happens. The order above is
 changes is that the event loop keeps serving other tasks (admission, block assembly, the
 transport) while the disk syncs, instead of stalling for the whole fsync. Inputs arriving
 meanwhile are stepped together in the next turn, so one fsync covers more work under load.
+A write that does not sync (the storage says so: LevelDB does not sync a Ready that only moves
+the commit index, volatile state in Raft's Figure 2) is done on the loop.
 
 ``send`` must not raise (the transport drops what it cannot deliver; Raft retransmits).
 A malformed message from a peer is dropped, counted, and reported to ``on_violation(peer, exc)``
@@ -105,7 +107,7 @@ class PreparedWrite(Protocol):
         ...
 
     def write(self) -> None:
-        """Write and sync; blocking, runs on the driver's writer thread."""
+        """Write (and sync, when ``blocking``); a blocking write runs on the driver's writer thread."""
         ...
 
     def finish(self) -> None:
