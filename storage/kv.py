@@ -42,11 +42,11 @@ FORMAT_KEY = b"\x00format"
 FORMAT_VERSION = b"secprivnode-ledger/1"
 
 # LevelDB's read cache (uncompressed table blocks), the largest part of the node's native memory
-# that a setting bounds. The hot reads are Bloom-filtered probes of absent keys (duplicate tx ids,
-# blind writes' versions) and recent blocks, which the OS page cache also holds (LevelDB maps its
-# table files). 16 MiB instead of 64: in 200k-transaction runs the smaller cache gave 10-20 MB less
-# RSS per node and no measurable loss of throughput (benchmarks/README.md, memory section).
-# Configurable: ``storage.block_cache_bytes``.
+# that a setting bounds. The hot reads are Bloom-filtered probes of absent keys (duplicate tx ids)
+# and recent blocks, which the OS page cache also holds (LevelDB maps its table files). 16 MiB
+# instead of 64 (with the 8 MiB memtable below): 10-20 MB less RSS per node in 200k-transaction
+# runs; a throughput cost, if any, was within the shared machine's noise (benchmarks/README.md,
+# memory section). Configurable: ``storage.block_cache_bytes``.
 BLOCK_CACHE_BYTES = 16 * 1024 * 1024
 # Memtable size. LevelDB holds up to two (the one being written and the one being flushed), so it
 # counts twice towards resident memory. 8 MiB, the table file size below, flushes one table file
