@@ -16,8 +16,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 __all__ = ["SyncWriter"]
+
+T = TypeVar("T")
 
 
 class SyncWriter:
@@ -26,12 +29,12 @@ class SyncWriter:
     def __init__(self, name: str = "sync-writer") -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
-    def submit(self, write: Callable[[], None]) -> Future[None]:
+    def submit(self, write: Callable[[], T]) -> Future[T]:
         started = threading.Event()
 
-        def run() -> None:
+        def run() -> T:
             started.set()
-            write()
+            return write()
 
         fut = self._pool.submit(run)
         started.wait()

@@ -24,7 +24,8 @@ The application contract (the ordering service builds on it):
 * ``leader`` / ``status()`` tell who leads; ``stop(transfer=True)`` hands leadership over first.
 
 Durable writes off the event loop: when the storage offers ``prepare_save`` (LevelDB does), the
-Ready is encoded on the loop, the fsync'd write runs on the driver's one writer thread, and the
+Ready is encoded on the loop, the fsync'd write runs on the driver's one writer thread (a
+:class:`storage.writer.SyncWriter`, which has begun the write when ``submit`` returns), and the
 loop waits for it before anything else of that Ready happens. The order above is unchanged; what
 changes is that the event loop keeps serving other tasks (admission, block assembly, the
 transport) while the disk syncs, instead of stalling for the whole fsync. Inputs arriving
@@ -47,7 +48,6 @@ import asyncio
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -64,6 +64,7 @@ from consensus.raft.types import (
     Role,
     Snapshot,
 )
+from storage.writer import SyncWriter
 
 __all__ = ["INBOX_MAX", "Clock", "PreparedWrite", "RaftDriver", "SystemClock"]
 
@@ -177,7 +178,7 @@ class RaftDriver:
         prepare = getattr(storage, "prepare_save", None) if persist_off_loop else None
         self._prepare_save: PrepareSave | None = prepare
         # One thread: Readies are written one at a time and in order. Created by run().
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: SyncWriter | None = None
         self._writing = False
 
     # ------------------------------------------------------------------------ inputs
@@ -241,7 +242,7 @@ class RaftDriver:
             raise RuntimeError("driver already running")
         self._running = True
         if self._prepare_save is not None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"raft-write-{self.node.id}")
+            self._writer = SyncWriter(f"raft-write-{self.node.id}")
         try:
             if self.node.startup_snapshot is not None and self._restore is not None:
                 await self._restore(self.node.startup_snapshot)
@@ -254,7 +255,7 @@ class RaftDriver:
         finally:
             self._running = False
             if self._writer is not None:
-                self._writer.shutdown(wait=True)  # no write may outlive the driver (or its DB)
+                self._writer.close()  # no write may outlive the driver (or its DB)
                 self._writer = None
             self._fail_pending(ProposalDropped("driver stopped"))
 
@@ -343,7 +344,7 @@ class RaftDriver:
         running write."""
         assert self._writer is not None
         self._writing = True
-        fut = asyncio.get_running_loop().run_in_executor(self._writer, pending.write)
+        fut = asyncio.wrap_future(self._writer.submit(pending.write))
         try:
             await asyncio.shield(fut)
         except asyncio.CancelledError:
@@ -383,7 +384,7 @@ class RaftDriver:
         if self._writer is None:
             return fn()
         self._writing = True
-        fut = asyncio.get_running_loop().run_in_executor(self._writer, fn)
+        fut = asyncio.wrap_future(self._writer.submit(fn))
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
