@@ -107,6 +107,7 @@ class BlockStore:
         self._cp = cp
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._tx_slices: dict[int, list[TxSlice]] = {}  # for blocks in _cache only
+        self._read_once: set[int] = set()  # blocks in _cache that one point read has walked
         self._lock = threading.Lock()  # readers may run in executor threads beside a commit
 
     # -- blocks ---------------------------------------------------------------------------------
@@ -131,12 +132,14 @@ class BlockStore:
             if len(self._cache) > BLOCK_BYTES_CACHE_MAX:
                 old, _ = self._cache.popitem(last=False)
                 self._tx_slices.pop(old, None)
+                self._read_once.discard(old)
         return data
 
     def forget(self, number: int) -> None:
         with self._lock:
             self._cache.pop(number, None)
             self._tx_slices.pop(number, None)
+            self._read_once.discard(number)
 
     def slices(self, number: int) -> tuple[bytes, BlockSlices]:
         data = self.block_bytes(number)
@@ -191,20 +194,29 @@ class BlockStore:
         return (b, i, ValidationCode(c))
 
     def locate(self, number: int, index: int) -> tuple[bytes, TxSlice]:
+        """Block ``number``'s bytes and where its transaction ``index`` lies. The first read of a
+        cached block walks only up to that transaction (reads spread over many blocks mostly read
+        each once); a second read finds where every transaction lies, kept with the bytes."""
         data = self.block_bytes(number)
         with self._lock:
-            slices = self._tx_slices.get(number)
-        if slices is None:
-            try:
-                slices = tx_slices(data)
-            except CorruptionError as exc:
-                raise CorruptionError(f"block {number}: {exc}", height=number) from exc
-            with self._lock:
-                if number in self._cache:
-                    self._tx_slices[number] = slices
-        if not 0 <= index < len(slices):
-            raise CorruptionError(f"block {number} holds {len(slices)} transactions, not {index + 1}", height=number)
-        return data, slices[index]
+            known = self._tx_slices.get(number)
+            first = number not in self._read_once
+            if first and number in self._cache:
+                self._read_once.add(number)
+        try:
+            if known is None:
+                known = tx_slices(data, index) if first else tx_slices(data)
+                if not first:
+                    with self._lock:
+                        if number in self._cache:
+                            self._tx_slices[number] = known
+                else:
+                    return data, known[0]
+        except CorruptionError as exc:
+            raise CorruptionError(f"block {number} tx {index}: {exc}", height=number) from exc
+        if not 0 <= index < len(known):
+            raise CorruptionError(f"block {number} holds {len(known)} transactions, not {index + 1}", height=number)
+        return data, known[index]
 
     def get_tx(self, tx_id: bytes) -> TxRecord:
         loc = self.tx_location(tx_id)

@@ -195,34 +195,43 @@ class TxSlice:
         return h.digest()
 
 
-def tx_slices(data: bytes) -> list[TxSlice]:
+def tx_slices(data: bytes, only: int | None = None) -> list[TxSlice]:
     """Where each transaction of an encoded block lies, found in one pass without hashing; point
-    reads keep the list with the block's bytes so that each read is a slice. CorruptionError if
-    the bytes do not hold a block's transactions."""
+    reads keep the list with the block's bytes so that each later read is a slice. With ``only``,
+    just that transaction, skipping the ones before it whole (a block's first read needs one).
+    CorruptionError if the bytes do not hold a block's transactions (or no transaction ``only``)."""
     up = _unpacker(data)
-    out: list[TxSlice] = []
     try:
         if up.read_array_header() != _BLOCK_FIELDS:
             raise CorruptionError("block: expected an array of 4")
         up.skip()
         n = up.read_array_header()
-        tell, skip, read_arr, append = up.tell, up.skip, up.read_array_header, out.append
-        for _ in range(n):
-            start = tell()
-            if read_arr() != _TX_FIELDS or read_arr() != _PROPOSAL_FIELDS:
-                raise CorruptionError("transaction: unexpected shape")
-            p0 = tell()
+        if only is None:
+            return [_tx_slice(up) for _ in range(n)]
+        if not 0 <= only < n:
+            raise CorruptionError(f"block holds {n} transactions, not {only + 1}")
+        skip = up.skip
+        for _ in range(only):
             skip()
-            p1 = tell()
-            for _ in range(5):  # contract, function, args, creator signature, response
-                skip()
-            r0 = tell()
-            skip()
-            r1 = tell()
-            skip()  # endorsements
-            append(TxSlice((start, tell()), (p0, p1), (r0, r1)))
+        return [_tx_slice(up)]
     except CorruptionError:
         raise
     except Exception as exc:  # OutOfData, StackError, ValueError: the bytes are not a block
         raise _bad(exc) from exc
-    return out
+
+
+def _tx_slice(up: Any) -> TxSlice:
+    tell, skip = up.tell, up.skip
+    start = tell()
+    if up.read_array_header() != _TX_FIELDS or up.read_array_header() != _PROPOSAL_FIELDS:
+        raise CorruptionError("transaction: unexpected shape")
+    p0 = tell()
+    skip()
+    p1 = tell()
+    for _ in range(5):  # contract, function, args, creator signature, response
+        skip()
+    r0 = tell()
+    skip()
+    r1 = tell()
+    skip()  # endorsements
+    return TxSlice((start, tell()), (p0, p1), (r0, r1))

@@ -102,3 +102,11 @@ def test_database_stamp_and_open_errors(tmp_path: Path) -> None:
         view.put(b"k", b"v")
         assert db.raw.get(b"C\x01ak") == b"v"
     assert db.closed
+
+
+def test_tx_slices_of_one_transaction(chain: Chain) -> None:
+    data = chain.block([chain.tx([(f"k{i}", b"v")]) for i in range(4)]).encode()
+    every = tx_slices(data)
+    assert [tx_slices(data, i) for i in range(4)] == [[s] for s in every]
+    with pytest.raises(CorruptionError, match="holds 4 transactions, not 5"):
+        tx_slices(data, 4)

@@ -462,3 +462,18 @@ def test_block_summary_is_the_decoded_blocks_without_decoding(ledger: ChannelLed
     ledger._blocks.forget(1)
     with pytest.raises(CorruptionError):
         ledger.get_block_summary(1)
+
+
+def test_point_reads_walk_a_block_once_it_is_read_again(ledger: ChannelLedger, chain: Chain) -> None:
+    txs = [chain.tx([(f"k{i}", b"v")]) for i in range(3)]
+    chain.commit(ledger, txs)
+    store = ledger._blocks
+    assert ledger.get_tx(txs[2].tx_id).tx == txs[2]  # first read: a walk to tx 2 only
+    assert 0 not in store._tx_slices
+    for t in (txs[0], txs[1], txs[2]):  # later reads: every tx located once, then sliced
+        rec = ledger.get_tx(t.tx_id)
+        assert (rec.tx, rec.block_number) == (t, 0)
+    assert len(store._tx_slices[0]) == 3
+    store.forget(0)
+    assert 0 not in store._tx_slices and 0 not in store._read_once
+    assert ledger.get_history("kv", "k1")[0].tx_id == txs[1].tx_id
