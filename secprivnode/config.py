@@ -26,6 +26,7 @@ __all__ = [
     "CryptoSection",
     "IdentitySection",
     "LoggingSection",
+    "MemorySection",
     "NodeConfig",
     "NodeSection",
     "P2PSection",
@@ -151,6 +152,13 @@ class StorageSection:
 
 
 @dataclass(frozen=True)
+class MemorySection:
+    """The C allocator. Pinning bounds the node's RSS at a CPU cost (see secprivnode/memory.py)."""
+
+    pin_malloc: bool = True  # glibc only: fixed mmap/trim thresholds and at most two arenas
+
+
+@dataclass(frozen=True)
 class LoggingSection:
     level: str = "info"
     format: str = "text"  # text or json (one JSON object per line)
@@ -172,6 +180,7 @@ class NodeConfig:
     raft: RaftSection = field(default_factory=RaftSection)
     crypto: CryptoSection = field(default_factory=CryptoSection)
     storage: StorageSection = field(default_factory=StorageSection)
+    memory: MemorySection = field(default_factory=MemorySection)
     logging: LoggingSection = field(default_factory=LoggingSection)
 
     def __post_init__(self) -> None:

@@ -308,7 +308,10 @@ class Node:
 
 async def run_node(config: NodeConfig) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
-    tune_allocator()  # before the ledger and buffers are allocated; see secprivnode/memory.py
+    if config.memory.pin_malloc:
+        tune_allocator()  # before the ledger and buffers are allocated; see secprivnode/memory.py
+    else:
+        log.info("malloc tuning off (memory.pin_malloc: false)")
     node = Node(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,4 +1,4 @@
-"""The storage section: LevelDB memory options load, default to storage.kv's, and are checked."""
+"""The storage and memory sections: LevelDB memory options and malloc pinning load and are checked."""
 
 from __future__ import annotations
 
@@ -56,3 +56,14 @@ def test_mistakes_name_the_option(tmp_path: Path, storage: object, message: str)
     with pytest.raises(ConfigError) as err:
         load(tmp_path, storage)
     assert message in str(err.value)
+
+
+def test_malloc_pinning_is_on_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
+    p = tmp_path / "node.yaml"
+    p.write_text(yaml.safe_dump(MINIMAL))
+    assert load_config(p).memory.pin_malloc is True
+    p.write_text(yaml.safe_dump({**MINIMAL, "memory": {"pin_malloc": False}}))
+    assert load_config(p).memory.pin_malloc is False
+    p.write_text(yaml.safe_dump({**MINIMAL, "memory": {"pin_malloc": "no"}}))
+    with pytest.raises(ConfigError, match=r"memory\.pin_malloc: expected true or false"):
+        load_config(p)
