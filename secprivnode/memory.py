@@ -16,6 +16,10 @@ or refuses a value, the node runs with the allocator's defaults and says so in t
 the operator set through glibc's own environment variables (``MALLOC_ARENA_MAX`` …, or
 ``GLIBC_TUNABLES``) is left alone.
 
+The price is CPU: a buffer above the threshold is mapped, faulted in page by page and unmapped
+each time (about 20% more node CPU per transaction in benchmarks/README.md's paired runs), so the
+node calls this only when ``memory.pin_malloc`` is true (the default).
+
 This module must never raise: allocator tuning is an optimisation, never a reason not to start.
 It holds no state and starts no threads.
 """
