@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 # Allocations of this size or larger get their own mmap and go back to the kernel on free. 128 KiB
 # is glibc's initial value (mallopt(3)); fixing it keeps the node's ~200 KB block buffers, LevelDB's
 # block-sized values in its memtable and large RPC bodies out of the heap for the whole run. The
-# cost, an mmap/munmap pair per such buffer, is a few microseconds at tens of buffers a second.
+# cost is an mmap, a fault per page and a munmap per such buffer (measured: tens to a couple of
+# hundred microseconds for 200 KB; see the module docstring for the node-level figure).
 MMAP_THRESHOLD_BYTES = 128 * 1024
 # Free memory at the top of the heap beyond this is returned to the kernel on free. glibc serves a
 # request of any size from the top chunk when it has room and maps only when the heap would have
