@@ -24,7 +24,15 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: at run time this module impor
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["MAX_PROOF_LEN", "leaf_hash", "merkle_proof", "merkle_root", "node_hash", "verify_proof"]
+__all__ = [
+    "MAX_PROOF_LEN",
+    "leaf_hash",
+    "merkle_proof",
+    "merkle_root",
+    "node_hash",
+    "root_of_leaf_hashes",
+    "verify_proof",
+]
 
 _LEAF = b"\x00"
 _NODE = b"\x01"
@@ -47,20 +55,32 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
-    """The RFC 6962 Merkle tree hash of ``leaves``.
+    """The RFC 6962 Merkle tree hash of ``leaves``."""
+    if not leaves:
+        return _sha256(b"").digest()
+    sha = _sha256
+    return root_of_leaf_hashes([sha(_LEAF + leaf).digest() for leaf in leaves])
+
+
+def root_of_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
+    """The RFC 6962 Merkle tree hash from the leaf hashes (``SHA-256(0x00 ‖ leaf)``) up, for
+    callers that computed the leaf hashes already (the orderer does, as transactions arrive).
 
     Iterative, level by level: pairing adjacent nodes and carrying an odd last node up unchanged
     builds exactly the RFC's "largest power of two" split (each level's left part is a complete
-    subtree), without recursion or slicing.
+    subtree), without recursion. Each level is joined once and every pair is a 64-byte slice of
+    it, which costs half of concatenating prefix, left and right per node.
     """
-    n = len(leaves)
+    n = len(leaf_hashes)
     if n == 0:
         return _sha256(b"").digest()
     sha = _sha256
-    level = [sha(_LEAF + leaf).digest() for leaf in leaves]
+    level = list(leaf_hashes)
     while n > 1:
-        pairs = iter(level)
-        nxt = [sha(_NODE + left + right).digest() for left, right in zip(pairs, pairs, strict=False)]
+        buf = b"".join(level)
+        if len(buf) != _HASH_LEN * n:
+            raise ValueError("Merkle nodes must be 32-byte hashes")
+        nxt = [sha(_NODE + buf[i : i + 64]).digest() for i in range(0, (n >> 1) * 64, 64)]
         if n & 1:
             nxt.append(level[-1])
         level = nxt

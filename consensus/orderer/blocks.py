@@ -23,7 +23,6 @@ whether a block belongs to the chain (that is the service's apply step).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ import msgpack
 from consensus.orderer.txcheck import TxInfo
 from crypto.encoding import EncodingError, encode
 from crypto.hashing import Tag, digest_bytes
+from crypto.merkle import root_of_leaf_hashes
 from crypto.signing import PrivateKey, PublicKey, get_backend
 from storage.model import BLOCK_VERSION, BlockHeader, MalformedError
 
@@ -43,39 +43,10 @@ __all__ = [
     "assemble_block",
     "block_tx_ids",
     "read_header",
-    "root_of_leaf_hashes",
     "verify_block_signature",
 ]
 
 _PROPOSAL_HEADER_TAG = Tag.PROPOSAL_HEADER
-_MERKLE_NODE = b"\x01"  # RFC 6962 §2.1 interior node prefix
-_EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 6962: MTH({}) = SHA-256()
-
-
-def root_of_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
-    """RFC 6962 §2.1 Merkle tree hash from the leaf hashes (``SHA-256(0x00 ‖ leaf)``) up.
-
-    The same iteration as :func:`crypto.merkle.merkle_root` after its leaf level: pair adjacent
-    nodes, carry an odd last node up unchanged (the RFC's largest-power-of-two split). The unit
-    tests check it against ``merkle_root`` for every size up to a few hundred.
-    """
-    n = len(leaf_hashes)
-    if n == 0:
-        return _EMPTY_ROOT
-    sha = hashlib.sha256
-    node = _MERKLE_NODE
-    level = list(leaf_hashes)
-    while n > 1:
-        # One join per level, then each pair is a 64-byte slice: half the cost of concatenating
-        # prefix, left and right per node.
-        buf = b"".join(level)
-        assert len(buf) == 32 * n, "Merkle nodes must be 32-byte hashes"
-        nxt = [sha(node + buf[i : i + 64]).digest() for i in range(0, (n >> 1) * 64, 64)]
-        if n & 1:
-            nxt.append(level[-1])
-        level = nxt
-        n = len(level)
-    return level[0]
 
 
 def array_header(n: int) -> bytes:

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from crypto.merkle import MAX_PROOF_LEN, leaf_hash, merkle_proof, merkle_root, node_hash, verify_proof
+from crypto.merkle import (
+    MAX_PROOF_LEN,
+    leaf_hash,
+    merkle_proof,
+    merkle_root,
+    node_hash,
+    root_of_leaf_hashes,
+    verify_proof,
+)
 
 # The Certificate Transparency reference leaves and the root of each prefix of them (sizes 1..8),
 # as published with the RFC 6962 reference implementation's tests.
@@ -99,6 +107,14 @@ def test_matches_oracle_for_every_small_tree() -> None:
 def test_large_tree_matches_oracle() -> None:
     leaves = [i.to_bytes(4, "big") for i in range(10_000)]
     assert merkle_root(leaves) == mth(leaves)
+
+
+def test_root_of_leaf_hashes_matches_oracle() -> None:
+    for n in [*range(0, 40), 255, 256, 257, 500]:
+        leaves = [i.to_bytes(4, "big") * 8 for i in range(n)]
+        assert root_of_leaf_hashes([leaf_hash(x) for x in leaves]) == mth(leaves), n
+    with pytest.raises(ValueError, match="32-byte"):
+        root_of_leaf_hashes([b"short", b"\x00" * 32])
 
 
 # ---- properties -------------------------------------------------------------------------------

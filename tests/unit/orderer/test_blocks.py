@@ -10,12 +10,10 @@ from consensus.orderer.blocks import (
     assemble_block,
     block_tx_ids,
     read_header,
-    root_of_leaf_hashes,
     verify_block_signature,
 )
 from consensus.orderer.txcheck import inspect_tx
 from crypto.encoding import encode
-from crypto.merkle import leaf_hash, merkle_root
 from crypto.signing import PrivateKey, get_backend
 from storage.model import BLOCK_VERSION, GENESIS_PREVIOUS_HASH, Block, BlockHeader, MalformedError
 
@@ -80,9 +78,3 @@ def test_read_header_rejects_garbage() -> None:
     for data in (b"", b"\x93\x01\x02\x03", b"\x94\x01", encode([[1, 2], [], b"", b""])):
         with pytest.raises(MalformedError):
             read_header(data)
-
-
-def test_root_of_leaf_hashes_is_rfc6962_merkle_root() -> None:
-    for n in [*range(0, 40), 255, 256, 257, 500]:
-        leaves = [i.to_bytes(4, "big") * 8 for i in range(n)]
-        assert root_of_leaf_hashes([leaf_hash(x) for x in leaves]) == merkle_root(leaves), n
