@@ -87,31 +87,11 @@ def slice_block(data: bytes) -> BlockSlices:
         h1 = up.tell()
         header_hash = digest_bytes(Tag.BLOCK_HEADER, view[h0:h1])
         n = up.read_array_header()
-        ranges: list[tuple[int, int]] = []
-        tx_hashes: list[bytes] = []
-        tx_ids: list[bytes] = []
-        rw_ranges: list[tuple[int, int]] = []
-        tell, skip, read_arr = up.tell, up.skip, up.read_array_header
-        for _ in range(n):
-            start = tell()
-            if read_arr() != _TX_FIELDS or read_arr() != _PROPOSAL_FIELDS:
-                raise CorruptionError("transaction: unexpected shape")
-            p0 = tell()
-            skip()
-            h = _ID_TAG.copy()
-            h.update(view[p0 : tell()])
-            tx_ids.append(h.digest())
-            for _ in range(5):  # contract, function, args, creator signature, response
-                skip()
-            r0 = tell()
-            skip()
-            rw_ranges.append((r0, tell()))
-            skip()  # endorsements
-            end = tell()
-            ranges.append((start, end))
-            h = _TX_TAG.copy()
-            h.update(view[start:end])
-            tx_hashes.append(h.digest())
+        txs = [_tx_slice(up) for _ in range(n)]
+        ranges = [t.tx_range for t in txs]
+        rw_ranges = [t.rwset_range for t in txs]
+        tx_ids = [t.tx_id(data) for t in txs]
+        tx_hashes = [digest_bytes(Tag.TRANSACTION, view[s:e]) for s, e in ranges]
         orderer = up.unpack()
         signature = up.unpack()
         if type(orderer) is not bytes or type(signature) is not bytes:
