@@ -106,8 +106,9 @@ class BlockStore:
         self._raw = raw
         self._cp = cp
         self._cache: OrderedDict[int, bytes] = OrderedDict()
-        self._tx_slices: dict[int, list[TxSlice]] = {}  # for blocks in _cache only
-        self._read_once: set[int] = set()  # blocks in _cache that one point read has walked
+        # For blocks in _cache that a point read has walked: where every transaction lies, or
+        # None after the first read (which walked only up to its transaction).
+        self._tx_slices: dict[int, list[TxSlice] | None] = {}
         self._lock = threading.Lock()  # readers may run in executor threads beside a commit
 
     # -- blocks ---------------------------------------------------------------------------------
@@ -132,14 +133,12 @@ class BlockStore:
             if len(self._cache) > BLOCK_BYTES_CACHE_MAX:
                 old, _ = self._cache.popitem(last=False)
                 self._tx_slices.pop(old, None)
-                self._read_once.discard(old)
         return data
 
     def forget(self, number: int) -> None:
         with self._lock:
             self._cache.pop(number, None)
             self._tx_slices.pop(number, None)
-            self._read_once.discard(number)
 
     def slices(self, number: int) -> tuple[bytes, BlockSlices]:
         data = self.block_bytes(number)
@@ -199,19 +198,18 @@ class BlockStore:
         each once); a second read finds where every transaction lies, kept with the bytes."""
         data = self.block_bytes(number)
         with self._lock:
-            known = self._tx_slices.get(number)
-            first = number not in self._read_once
+            first = number not in self._tx_slices
+            known = None if first else self._tx_slices[number]
             if first and number in self._cache:
-                self._read_once.add(number)
+                self._tx_slices[number] = None
         try:
+            if first:
+                return data, tx_slices(data, index)[0]
             if known is None:
-                known = tx_slices(data, index) if first else tx_slices(data)
-                if not first:
-                    with self._lock:
-                        if number in self._cache:
-                            self._tx_slices[number] = known
-                else:
-                    return data, known[0]
+                known = tx_slices(data)
+                with self._lock:
+                    if number in self._cache:
+                        self._tx_slices[number] = known
         except CorruptionError as exc:
             raise CorruptionError(f"block {number} tx {index}: {exc}", height=number) from exc
         if not 0 <= index < len(known):
