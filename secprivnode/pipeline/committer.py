@@ -73,12 +73,12 @@ class Committer:
             raise ValueError("the validator must read the ledger this committer writes")
         self.ledger = ledger
         self.validator = validator
-        self._lock = threading.RLock()  # commit holds it around prepare
+        self._lock = threading.Lock()
 
     def commit(self, block: Block, *, block_bytes: bytes | None = None) -> CommitResult:
         """Validate and append ``block``; raises BlockRejected/AlreadyCommitted, or the ledger's error."""
         with self._lock:
-            prepared = self.prepare(block, block_bytes=block_bytes)
+            prepared = self._prepare(block, block_bytes, None)
             prepared.staged.write()
             return self.finish(prepared)
 
@@ -88,13 +88,16 @@ class Committer:
         """Validate ``block`` and stage its ledger batch (``checked``: the ledger's
         ``check_block`` of it, done ahead). Nothing is written until ``staged.write()``."""
         with self._lock:
-            codes = self.validator.validate(block)
-            assert len(codes) == len(block.transactions), "validator returned the wrong number of codes"
-            if checked is None:
-                checked = self.ledger.check_block(block, block_bytes)
-            elif checked.block is not block:
-                raise ValueError("checked is the check of another block")
-            return PreparedCommit(block, tuple(codes), self.ledger.stage(checked, codes))
+            return self._prepare(block, block_bytes, checked)
+
+    def _prepare(self, block: Block, block_bytes: bytes | None, checked: CheckedBlock | None) -> PreparedCommit:
+        codes = self.validator.validate(block)
+        assert len(codes) == len(block.transactions), "validator returned the wrong number of codes"
+        if checked is None:
+            checked = self.ledger.check_block(block, block_bytes)
+        elif checked.block is not block:
+            raise ValueError("checked is the check of another block")
+        return PreparedCommit(block, tuple(codes), self.ledger.stage(checked, codes))
 
     def finish(self, prepared: PreparedCommit) -> CommitResult:
         """The result of a prepared commit whose batch has been written."""
