@@ -338,23 +338,10 @@ class RaftDriver:
         self.node.advance(rd)
 
     async def _write_off_loop(self, pending: PreparedWrite) -> None:
-        """``pending.write()`` on the writer thread, then ``finish()`` here. If this task is
-        cancelled meanwhile, the write still completes (and is finished) before the
-        cancellation propagates: the storage must not be left half-updated or closed under a
-        running write."""
+        """``pending.write()`` on the writer thread, then ``finish()`` here, even if this task is
+        cancelled meanwhile (see :meth:`_on_writer`)."""
         assert self._writer is not None
-        self._writing = True
-        fut = asyncio.wrap_future(self._writer.submit(pending.write))
-        try:
-            await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            await asyncio.wait([fut])
-            if not fut.cancelled() and fut.exception() is None:
-                pending.finish()
-            raise
-        finally:
-            self._writing = False
-        pending.finish()
+        await self._on_writer(pending.write, then=pending.finish)
 
     def _resolve_persisted(self) -> None:
         if not self._awaiting_persist:
@@ -377,21 +364,28 @@ class RaftDriver:
                 fut.set_exception(ProposalDropped(f"entry {idx} was replaced by a new leader"))
         self._awaiting_persist = keep
 
-    async def _on_writer(self, fn: Callable[[], T]) -> T:
-        """``fn()`` on the writer thread when there is one (else here), for the storage's other
-        synchronous writes (snapshot, compaction). Like :meth:`_write_off_loop`, a cancellation
-        waits for the write to finish before it propagates."""
+    async def _on_writer(self, fn: Callable[[], T], then: Callable[[], None] | None = None) -> T:
+        """``fn()`` on the writer thread when there is one (else here), then ``then()`` here. If
+        this task is cancelled meanwhile, the write still completes (and ``then`` runs after a
+        successful one) before the cancellation propagates: the storage must not be left
+        half-updated or closed under a running write."""
         if self._writer is None:
-            return fn()
-        self._writing = True
-        fut = asyncio.wrap_future(self._writer.submit(fn))
-        try:
-            return await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            await asyncio.wait([fut])
-            raise
-        finally:
-            self._writing = False
+            result = fn()
+        else:
+            self._writing = True
+            fut = asyncio.wrap_future(self._writer.submit(fn))
+            try:
+                result = await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                await asyncio.wait([fut])
+                if then is not None and not fut.cancelled() and fut.exception() is None:
+                    then()
+                raise
+            finally:
+                self._writing = False
+        if then is not None:
+            then()
+        return result
 
     async def _take_snapshot(self) -> None:
         """Store a requested snapshot and compact the log behind it: synchronous writes, on the
