@@ -54,6 +54,7 @@ if str(REPO) not in sys.path:
 
 from crypto.ca import CertificateAuthority  # noqa: E402
 from crypto.msp import MSP, OrgMSP, Role  # noqa: E402
+from crypto.native import describe as describe_native_hashing  # noqa: E402
 from crypto.signing import PrivateKey, get_backend  # noqa: E402
 from p2p.transport import Transport  # noqa: E402
 from storage.model import Proposal, ProposalHeader, ReadWriteSet, Response, Transaction  # noqa: E402
@@ -95,6 +96,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "packages": versions,
+        "batch_hashing": describe_native_hashing(),
     }
 
 

@@ -62,6 +62,7 @@ from crypto.ca import CertificateAuthority, Role
 from crypto.encoding import encode
 from crypto.hashing import Tag, digest_bytes
 from crypto.merkle import merkle_root
+from crypto.native import describe as native_describe
 from crypto.signing import PrivateKey, get_backend
 from storage.codec import slice_block
 from storage.kv import Database
@@ -468,6 +469,7 @@ def machine() -> dict[str, Any]:
         "leveldb": plyvel.__leveldb_version__,
         "msgpack": version("msgpack"),
         "cryptography": version("cryptography"),
+        "batch hashing": native_describe(),
     }
 
 

@@ -5,18 +5,34 @@ can never be passed off as another (a transaction header as a block header, say)
 registered once, here or by the module that owns the structure, and are prefix-free: each is
 ``b"secprivnode/" + name + b"\\x00"`` and names contain no NUL, so no tag is a prefix of another.
 
-``hashlib`` is the SHA-256 hot path; the pure-Python implementation in :mod:`crypto.sha256_pure`
-exists only as a benchmark baseline and test oracle.
+``hashlib`` is the SHA-256 hot path for single digests. Many digests over one buffer (a block's
+transactions) go through :func:`digest_ranges`, which uses the compiled batch module where
+:mod:`crypto.native` has it. The pure-Python implementation in :mod:`crypto.sha256_pure` exists
+only as a benchmark baseline and test oracle.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from crypto.encoding import encode
+from crypto.merkle import merkle_root
+from crypto.native import sha256x
 
-__all__ = ["Tag", "digest", "digest_bytes", "register_tag", "registered_tags", "sha256"]
+__all__ = [
+    "PendingRoot",
+    "Tag",
+    "digest",
+    "digest_bytes",
+    "digest_ranges",
+    "register_tag",
+    "registered_tags",
+    "root_of_ranges",
+    "sha256",
+]
 
 _TAGS: dict[str, bytes] = {}
 
@@ -60,6 +76,59 @@ def digest_bytes(tag: bytes, data: bytes) -> bytes:
     h = hashlib.sha256(tag)
     h.update(data)
     return h.digest()
+
+
+def digest_ranges(tag: bytes, data: bytes, bounds: Sequence[int]) -> list[bytes]:
+    """``sha256(tag ‖ data[s:e])`` for each pair of ``bounds = [s0, e0, s1, e1, ...]``, in one
+    call to the compiled module where it is available (GIL released while hashing). ValueError
+    unless ``0 <= s <= e <= len(data)`` for every pair."""
+    if sha256x is not None:
+        return sha256x.digest_ranges(tag, data, bounds)
+    if len(bounds) & 1:
+        raise ValueError("bounds must hold (start, end) pairs")
+    view = memoryview(data)
+    size = len(view)
+    copy = hashlib.sha256(tag).copy
+    out = []
+    for i in range(0, len(bounds), 2):
+        s, e = bounds[i], bounds[i + 1]
+        if not 0 <= s <= e <= size:
+            raise ValueError(f"range {i // 2} [{s}, {e}) is not within {size} bytes")
+        h = copy()
+        h.update(view[s:e])
+        out.append(h.digest())
+    return out
+
+
+class PendingRoot(Protocol):
+    """Digests of ranges of a buffer and their Merkle root, maybe still being computed."""
+
+    def result(self) -> tuple[bytes, list[bytes]]:
+        """``(root, digests)``, waiting for them if need be."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Computed:
+    root: bytes
+    digests: list[bytes]
+
+    def result(self) -> tuple[bytes, list[bytes]]:
+        return self.root, self.digests
+
+
+def root_of_ranges(tag: bytes, data: bytes, bounds: Sequence[int]) -> PendingRoot:
+    """The digests ``d_i = sha256(tag ‖ data[s_i:e_i])`` of :func:`digest_ranges` and the RFC 6962
+    Merkle root over the leaves ``d_0, d_1, ...`` (:func:`crypto.merkle.merkle_root`).
+
+    With the compiled module this only starts the work, on a native thread that needs no GIL, and
+    ``result()`` waits for it: a block's Merkle check runs on the second core while the caller
+    builds the block's write batch. Without it, the work is done here. Bad bounds raise
+    ValueError here, in both cases."""
+    if sha256x is not None:
+        return sha256x.root_of_ranges(tag, data, bounds)
+    digests = digest_ranges(tag, data, bounds)
+    return _Computed(merkle_root(digests), digests)
 
 
 def digest(tag: bytes, obj: Any) -> bytes:

@@ -8,9 +8,11 @@ Leaves and interior nodes hash under different prefixes (second-preimage resista
 node is promoted, never paired with a copy of itself. Bitcoin's duplicate-last-node rule made
 ``[a, b, c]`` and ``[a, b, c, c]`` share a root (CVE-2012-2459); here they do not.
 
-:func:`merkle_root` is on the block-commit path, so it is iterative and uses ``hashlib`` only.
-:func:`verify_proof` imports nothing but ``hashlib`` (a light client can carry it alone) and
-never raises: bad input of any shape gives ``False``.
+:func:`merkle_root` and :func:`root_of_leaf_hashes` are on the block-commit path: they run in the
+compiled batch module where :mod:`crypto.native` has it, else iteratively on ``hashlib`` (the two
+agree; the tests check it). :func:`verify_proof` uses nothing but ``hashlib`` (a light client can
+carry this module and :mod:`crypto.native` alone) and never raises: bad input of any shape gives
+``False``.
 
 This module must never hash with anything but SHA-256 and must never accept a proof whose length
 does not match the path the RFC defines for ``(index, size)``.
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: at run time this module imports nothing but hashlib
+from crypto.native import sha256x
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: at run time this module imports only hashlib, crypto.native
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -56,10 +60,12 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
     """The RFC 6962 Merkle tree hash of ``leaves``."""
+    if sha256x is not None:
+        return sha256x.merkle_root(leaves)
     if not leaves:
         return _sha256(b"").digest()
     sha = _sha256
-    return root_of_leaf_hashes([sha(_LEAF + leaf).digest() for leaf in leaves])
+    return _root([sha(_LEAF + leaf).digest() for leaf in leaves])
 
 
 def root_of_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
@@ -71,6 +77,12 @@ def root_of_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
     subtree), without recursion. Each level is joined once and every pair is a 64-byte slice of
     it, which costs half of concatenating prefix, left and right per node.
     """
+    if sha256x is not None:
+        return sha256x.root_of_leaf_hashes(leaf_hashes)
+    return _root(leaf_hashes)
+
+
+def _root(leaf_hashes: Sequence[bytes]) -> bytes:
     n = len(leaf_hashes)
     if n == 0:
         return _sha256(b"").digest()

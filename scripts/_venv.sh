@@ -1,5 +1,6 @@
 # Sourced by the scripts: create or reuse .venv and install the project into it.
-# ensure_venv [dev]  -- with "dev", the test tools too. Reinstalls only when pyproject.toml changed.
+# ensure_venv [dev]  -- with "dev", the test tools too. Reinstalls only when pyproject.toml, setup.py
+# or the C source of the optional extension (crypto/_sha256native.c, built in place) changed.
 ensure_venv() {
   local extra="${1:-}" py="${PYTHON:-python3}" spec="." stamp
   [ -n "$extra" ] && spec=".[$extra]"
@@ -9,7 +10,8 @@ ensure_venv() {
     "$py" -m venv .venv
   fi
   stamp=".venv/.installed-${extra:-base}"
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+    || [ crypto/_sha256native.c -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
     .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
     touch "$stamp"

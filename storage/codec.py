@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from crypto.hashing import Tag
+from crypto.hashing import PendingRoot, Tag, digest_ranges, root_of_ranges
 from storage.errors import CorruptionError
 
 __all__ = ["BlockSlices", "CommitSlices", "TxSlice", "commit_slices", "slice_block", "tx_slices"]
@@ -55,13 +55,20 @@ class CommitSlices:
     """What a commit needs from a block's bytes: hashes, tx ids and decoded read/write sets."""
 
     header_hash: bytes
-    tx_hashes: list[bytes]
+    leaves: PendingRoot  # the tx hashes (Merkle leaves) and their root, maybe still being computed
     tx_ids: list[bytes]
     rwsets: list[Any]  # each rwset as msgpack decodes it (tuples); the committer checks what it uses
 
+    @property
+    def tx_hashes(self) -> list[bytes]:
+        return self.leaves.result()[1]
+
+    @property
+    def merkle_root(self) -> bytes:
+        return self.leaves.result()[0]
+
 
 _BLOCK_ARRAY = 0x94  # fixarray of 4: the only canonical header of a block
-_TX_TAG = hashlib.sha256(Tag.TRANSACTION)
 _ID_TAG = hashlib.sha256(Tag.PROPOSAL_HEADER)
 
 
@@ -90,8 +97,8 @@ def slice_block(data: bytes) -> BlockSlices:
         txs = [_tx_slice(up) for _ in range(n)]
         ranges = [t.tx_range for t in txs]
         rw_ranges = [t.rwset_range for t in txs]
-        tx_ids = [t.tx_id(data) for t in txs]
-        tx_hashes = [digest_bytes(Tag.TRANSACTION, view[s:e]) for s, e in ranges]
+        tx_ids = digest_ranges(Tag.PROPOSAL_HEADER, data, [i for t in txs for i in t.header_range])
+        tx_hashes = digest_ranges(Tag.TRANSACTION, data, [i for r in ranges for i in r])
         orderer = up.unpack()
         signature = up.unpack()
         if type(orderer) is not bytes or type(signature) is not bytes:
@@ -106,13 +113,13 @@ def slice_block(data: bytes) -> BlockSlices:
 
 
 def commit_slices(data: bytes) -> CommitSlices:
-    """The commit path's single pass over a block's bytes (the hot loop of every commit): tx ids
-    and Merkle leaves hashed from slices, with hash states primed with their tags, and each
-    read/write set decoded as it is passed. Same checks on the block's shape as :func:`slice_block`."""
+    """The commit path's single pass over a block's bytes (the hot loop of every commit): it notes
+    where each transaction and its proposal header lie and decodes each read/write set as it is
+    passed. Then the Merkle leaves and their root are hashed from those slices on a native thread
+    (:func:`crypto.hashing.root_of_ranges`; ``leaves.result()`` waits for them) while the tx ids
+    are hashed here in one batch call. Same checks on the block's shape as :func:`slice_block`."""
     view = memoryview(data)
     up = _unpacker(data)
-    tx_hashes: list[bytes] = []
-    tx_ids: list[bytes] = []
     rwsets: list[Any] = []
     try:
         if up.read_array_header() != _BLOCK_FIELDS:
@@ -125,17 +132,16 @@ def commit_slices(data: bytes) -> CommitSlices:
         if data[0] != _BLOCK_ARRAY or data[a0 : up.tell()] != msgpack.Packer().pack_array_header(n):
             raise CorruptionError("block: non-canonical array header")
         tell, skip, read_arr, unpack = up.tell, up.skip, up.read_array_header, up.unpack
-        id_copy, tx_copy = _ID_TAG.copy, _TX_TAG.copy
-        ids_append, hashes_append, rw_append = tx_ids.append, tx_hashes.append, rwsets.append
+        tx_bounds: list[int] = []
+        id_bounds: list[int] = []
+        tx_mark, id_mark, rw_append = tx_bounds.append, id_bounds.append, rwsets.append
         for _ in range(n):
-            start = tell()
+            tx_mark(tell())
             if read_arr() != _TX_FIELDS or read_arr() != _PROPOSAL_FIELDS:
                 raise CorruptionError("transaction: unexpected shape")
-            p0 = tell()
-            skip()
-            h = id_copy()
-            h.update(view[p0 : tell()])
-            ids_append(h.digest())
+            id_mark(tell())
+            skip()  # proposal header: the tx id is its digest
+            id_mark(tell())
             skip()  # contract
             skip()  # function
             skip()  # args
@@ -143,9 +149,7 @@ def commit_slices(data: bytes) -> CommitSlices:
             skip()  # response
             rw_append(unpack())
             skip()  # endorsements
-            h = tx_copy()
-            h.update(view[start : tell()])
-            hashes_append(h.digest())
+            tx_mark(tell())
         t0 = tell()
         orderer, signature = unpack(), unpack()
         if type(orderer) is not bytes or type(signature) is not bytes:
@@ -158,7 +162,9 @@ def commit_slices(data: bytes) -> CommitSlices:
         raise
     except Exception as exc:  # OutOfData, StackError, ValueError: the bytes are not a block
         raise _bad(exc) from exc
-    return CommitSlices(header_hash, tx_hashes, tx_ids, rwsets)
+    leaves = root_of_ranges(Tag.TRANSACTION, data, tx_bounds)  # on another core, where it can
+    tx_ids = digest_ranges(Tag.PROPOSAL_HEADER, data, id_bounds)
+    return CommitSlices(header_hash, leaves, tx_ids, rwsets)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from crypto.encoding import EncodingError, decode
-from crypto.merkle import merkle_root
 from storage import keys
 from storage.blockstore import BlockStore, BlockSummary, TxProof, TxRecord, block_crc, verify_tx_proof
 from storage.codec import CommitSlices, commit_slices
@@ -126,7 +125,12 @@ class ChannelLedger:
         """The checks of a block that do not depend on the ledger's state: it is for this channel,
         its bytes parse as a block, hash to ``block``'s header and hold its transactions, and the
         header's data hash is their Merkle root. This is most of a commit's CPU (every transaction
-        is hashed), and it may run while the previous block is still being written."""
+        is hashed), and it may run while the previous block is still being written.
+
+        The Merkle root is computed on a native thread where :mod:`crypto.native` has one, and
+        checked by :meth:`CheckedBlock.check_root`, which ``stage`` calls before it returns: so
+        a block with a wrong root is refused by ``stage`` (ChainError), never written, and the
+        root's hashing overlaps the building of the write batch."""
         h = block.header
         n = h.number
         if h.channel != self.channel:
@@ -141,8 +145,6 @@ class ChannelLedger:
         if len(sl.tx_ids) != len(block.transactions):
             count = len(block.transactions)
             raise ChainError(f"block {n}: block_bytes hold {len(sl.tx_ids)} txs, not {count}", height=n)
-        if merkle_root(sl.tx_hashes) != h.data_hash:
-            raise ChainError(f"block {n}: data hash is not the Merkle root of its transactions", height=n)
         return CheckedBlock(block, data, sl)
 
     def stage(self, checked: CheckedBlock, codes: Sequence[ValidationCode]) -> StagedCommit:
@@ -182,9 +184,11 @@ class ChannelLedger:
         return code_bytes
 
     def _batch(self, checked: CheckedBlock, codes: Sequence[ValidationCode], batch: Any) -> None:
-        """Check ``checked`` against the tip and put its writes into ``batch``."""
+        """Check ``checked`` against the tip and put its writes into ``batch``; then wait for its
+        Merkle root, which was being hashed meanwhile, and check it (ChainError: batch dropped)."""
         code_bytes = self._check_extends(checked.block, codes)
         self._fill(batch, checked.block.header.number, checked.data, checked.slices, code_bytes)
+        checked.check_root()
 
     def _written(self, staged: StagedCommit) -> None:
         assert self._staged is staged, "a staged commit was written out of turn"
@@ -374,6 +378,13 @@ class CheckedBlock:
     block: Block
     data: bytes  # its canonical encoding, as it will be stored
     slices: CommitSlices
+
+    def check_root(self) -> None:
+        """ChainError unless the header's data hash is the Merkle root of the transactions in
+        ``data`` (waiting for the root if it is still being computed)."""
+        if self.slices.merkle_root != self.block.header.data_hash:
+            n = self.block.header.number
+            raise ChainError(f"block {n}: data hash is not the Merkle root of its transactions", height=n)
 
 
 class StagedCommit:

@@ -35,6 +35,7 @@ from typing import Any
 
 import psutil
 
+from crypto.native import describe as describe_native_hashing
 from secprivnode.bench import ceiling as ceiling_mod
 from secprivnode.bench.rate import FixedOutstanding, RateControl, split
 from secprivnode.bench.report import NodeUsage, RoundStats, summarize
@@ -381,6 +382,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "memory_mb": round(psutil.virtual_memory().total / 2**20),
         "packages": versions,
+        "batch_hashing": describe_native_hashing(),
     }
 
 

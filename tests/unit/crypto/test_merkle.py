@@ -216,11 +216,12 @@ def test_merkle_proof_index_errors() -> None:
         merkle_proof([], 0)
 
 
-def test_verify_proof_imports_only_hashlib() -> None:
+def test_merkle_imports_only_hashlib_and_crypto_native() -> None:
     import ast
     import inspect
 
     import crypto.merkle as mod
+    import crypto.native
 
     tree = ast.parse(inspect.getsource(mod))
     # Imports under `if TYPE_CHECKING:` never run; drop those blocks before collecting.
@@ -237,4 +238,9 @@ def test_verify_proof_imports_only_hashlib() -> None:
             imported |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
             imported.add(node.module or "")
-    assert imported <= {"hashlib"}
+    assert imported <= {"hashlib", "crypto.native"}
+    # crypto.native in turn needs only the standard library and, optionally, the compiled module.
+    native = ast.parse(inspect.getsource(crypto.native))
+    needs = {a.name for n in ast.walk(native) if isinstance(n, ast.Import) for a in n.names}
+    needs |= {n.module or "" for n in ast.walk(native) if isinstance(n, ast.ImportFrom) and n.module != "__future__"}
+    assert needs <= {"os", "types", "crypto"}

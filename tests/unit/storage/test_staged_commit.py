@@ -125,3 +125,20 @@ def test_the_writer_reports_a_failed_write_and_keeps_going(ledger: ChannelLedger
             writer.submit(staged.write).result()
         writer.submit(ledger.stage(ledger.check_block(block), [V]).write).result()
     assert ledger.height == 1
+
+
+def test_a_wrong_merkle_root_is_refused_by_stage_and_nothing_is_held(ledger: ChannelLedger, chain: Chain) -> None:
+    """check_block leaves the root hashing on another core; stage waits for it and refuses."""
+    import dataclasses
+
+    good = chain.block([chain.tx([("a", b"1")]), chain.tx([("b", b"2")])])
+    bad = dataclasses.replace(good, header=dataclasses.replace(good.header, data_hash=b"\x00" * 32))
+    checked = ledger.check_block(bad)
+    with pytest.raises(ChainError, match="Merkle root"):
+        checked.check_root()
+    with pytest.raises(ChainError, match="Merkle root") as info:
+        ledger.stage(checked, [V, V])
+    assert info.value.height == 0
+    assert ledger._staged is None and ledger.height == 0 and ledger.get_state("kv", "a") is None
+    ledger.stage(ledger.check_block(good), [V, V]).write()
+    assert ledger.get_state("kv", "b") == (b"2", (0, 1))

@@ -1,0 +1,163 @@
+"""The compiled batch SHA-256 (crypto._sha256native) against hashlib and the pure-Python Merkle
+tree, on every compression function this CPU can run, and crypto.hashing's fallback without it."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import importlib.util
+import shutil
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import crypto.hashing
+import crypto.merkle
+from crypto.hashing import digest_ranges, root_of_ranges
+
+try:
+    from crypto import _sha256native as native  # type: ignore[attr-defined]
+except ImportError:  # not built here: only the fallback tests run
+    native = None
+
+TAG = b"secprivnode/test\x00"
+
+
+def _impls() -> list[str]:
+    if native is None:
+        return []
+    out = ["portable"]
+    try:
+        native._use("sha-ni")
+        out.append("sha-ni")
+    except ValueError:
+        pass
+    return out
+
+
+@pytest.fixture(
+    scope="module", params=_impls() or [pytest.param("none", marks=pytest.mark.skip("crypto._sha256native not built"))]
+)
+def nat(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
+    assert native is not None
+    before = native.implementation()
+    native._use(request.param)
+    assert native.implementation() == request.param
+    yield native
+    native._use(before)
+
+
+def _python_root(leaves: list[bytes]) -> bytes:
+    """RFC 6962 MTH by its recursive definition (§2.1), independent of both implementations."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return hashlib.sha256(b"\x01" + _python_root(leaves[:k]) + _python_root(leaves[k:])).digest()
+
+
+def test_the_module_is_built_where_a_c_compiler_is() -> None:
+    """A build that fails silently would leave the node on the slow path unnoticed."""
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    if shutil.which("cc") is None or not headers:
+        pytest.skip("no C compiler or Python headers here: the extension is optional")
+    assert importlib.util.find_spec("crypto._sha256native") is not None
+
+
+def test_sha256_every_length_across_block_boundaries(nat: ModuleType) -> None:
+    data = bytes(range(256)) * 5
+    for n in [*range(0, 200), 447, 448, 511, 512, 1000, 1280]:
+        assert nat.sha256(data[:n]) == hashlib.sha256(data[:n]).digest(), n
+    big = hashlib.sha256(b"seed").digest() * 40_000  # 1.25 MB
+    assert nat.sha256(big) == hashlib.sha256(big).digest()
+    assert nat.sha256(memoryview(big)[3:70_001]) == hashlib.sha256(big[3:70_001]).digest()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.binary(min_size=0, max_size=3000),
+    cuts=st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 3000)), max_size=40),
+    tag=st.binary(max_size=80),
+)
+def test_digest_ranges_and_root_of_ranges_match_hashlib(
+    nat: ModuleType, data: bytes, cuts: list[tuple[int, int]], tag: bytes
+) -> None:
+    pairs = [(min(a, b) % (len(data) + 1), max(a, b) % (len(data) + 1)) for a, b in cuts]
+    pairs = [(min(s, e), max(s, e)) for s, e in pairs]
+    bounds = [i for p in pairs for i in p]
+    expected = [hashlib.sha256(tag + data[s:e]).digest() for s, e in pairs]
+    assert nat.digest_ranges(tag, data, bounds) == expected
+    job = nat.root_of_ranges(tag, data, bounds)
+    assert job.result() == (_python_root(expected), expected)
+    assert job.result() == (_python_root(expected), expected)  # a second result() is the same
+
+
+@settings(max_examples=60, deadline=None)
+@given(leaves=st.lists(st.binary(max_size=100), max_size=70))
+def test_merkle_roots_match_the_rfc_definition(nat: ModuleType, leaves: list[bytes]) -> None:
+    assert nat.merkle_root(leaves) == _python_root(leaves)
+    hashes = [hashlib.sha256(b"\x00" + x).digest() for x in leaves]
+    assert nat.root_of_leaf_hashes(hashes) == _python_root(leaves)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "error"),
+    [([0, 4], ValueError), ([1], ValueError), ([2, 1], ValueError), ([-1, 2], ValueError), (["a", 1], TypeError)],
+)
+def test_bad_bounds_are_refused_before_any_hashing(nat: ModuleType, bounds: list[object], error: type) -> None:
+    with pytest.raises(error):
+        nat.digest_ranges(TAG, b"abc", bounds)
+    with pytest.raises(error):
+        nat.root_of_ranges(TAG, b"abc", bounds)
+    with pytest.raises(error):
+        crypto.hashing.digest_ranges(TAG, b"abc", bounds)  # type: ignore[arg-type]
+
+
+def test_merkle_input_errors(nat: ModuleType) -> None:
+    with pytest.raises(TypeError):
+        nat.merkle_root([b"a", "b"])
+    with pytest.raises(ValueError, match="32-byte"):
+        nat.root_of_leaf_hashes([b"\x00" * 32, b"\x00" * 31])
+
+
+def test_jobs_dropped_unread_are_joined_and_freed(nat: ModuleType) -> None:
+    data = bytes(200_000)
+    for _ in range(50):
+        nat.root_of_ranges(TAG, data, [0, 200_000] * 20)  # freed at once, thread maybe still running
+    jobs = [nat.root_of_ranges(TAG, bytearray(data), [0, 100, 5, 200_000]) for _ in range(20)]
+    del jobs
+    gc.collect()
+    assert nat.root_of_ranges(TAG, data, [0, 10]).result()[1] == [hashlib.sha256(TAG + data[:10]).digest()]
+
+
+def test_hashing_uses_the_module_only_on_the_sha_extensions() -> None:
+    from crypto.native import sha256x
+
+    if sha256x is not None:
+        assert sha256x.implementation() == "sha-ni"
+
+
+def test_fallback_without_the_module_gives_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = bytes(range(256)) * 12
+    bounds = [0, 0, 0, 3072, 10, 700, 64, 128, 3000, 3072]
+    with_module = (digest_ranges(TAG, data, bounds), root_of_ranges(TAG, data, bounds).result())
+    roots = (crypto.merkle.merkle_root([b"a", b"b", b"c"]), crypto.merkle.root_of_leaf_hashes([b"\x11" * 32] * 5))
+    monkeypatch.setattr(crypto.hashing, "sha256x", None)
+    monkeypatch.setattr(crypto.merkle, "sha256x", None)
+    expected = [hashlib.sha256(TAG + data[s:e]).digest() for s, e in zip(bounds[::2], bounds[1::2], strict=True)]
+    assert digest_ranges(TAG, data, bounds) == expected == with_module[0]
+    assert root_of_ranges(TAG, data, bounds).result() == (_python_root(expected), expected) == with_module[1]
+    assert crypto.merkle.merkle_root([b"a", b"b", b"c"]) == roots[0] == _python_root([b"a", b"b", b"c"])
+    assert crypto.merkle.root_of_leaf_hashes([b"\x11" * 32] * 5) == roots[1]
+    with pytest.raises(ValueError):
+        digest_ranges(TAG, data, [0, 5000])
+    with pytest.raises(ValueError):
+        root_of_ranges(TAG, data, [3])
