@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #define HAVE_X86 1
@@ -391,6 +392,7 @@ typedef struct {
     uint8_t *hashes; /* n digests, then room for n more (the tree's work space) */
     uint8_t root[32];
     pthread_t thread;
+    pid_t pid;   /* the process that started the thread: a forked child has no such thread */
     int running; /* a thread was started and not yet joined */
 } RootJob;
 
@@ -402,10 +404,8 @@ static void *root_job_run(void *arg) {
 }
 
 static void root_job_join(RootJob *job) {
-    if (job->running) {
-        pthread_join(job->thread, NULL);
-        job->running = 0;
-    }
+    if (job->running && job->pid == getpid()) pthread_join(job->thread, NULL);
+    job->running = 0;
 }
 
 static void root_job_dealloc(RootJob *job) {
@@ -418,6 +418,10 @@ static void root_job_dealloc(RootJob *job) {
 }
 
 static PyObject *root_job_result(RootJob *job, PyObject *unused) {
+    if (job->running && job->pid != getpid()) {
+        PyErr_SetString(PyExc_RuntimeError, "this RootJob's thread ran in the parent process (fork)");
+        return NULL;
+    }
     if (job->running) {
         Py_BEGIN_ALLOW_THREADS
         root_job_join(job);
@@ -495,6 +499,7 @@ static PyObject *py_root_of_ranges(PyObject *self, PyObject *const *args, Py_ssi
         PyErr_NoMemory();
         goto fail;
     }
+    job->pid = getpid();
     if (pthread_create(&job->thread, NULL, root_job_run, job) == 0) {
         job->running = 1;
     } else { /* no thread to be had: do the work here */

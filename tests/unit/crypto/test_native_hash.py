@@ -161,3 +161,21 @@ def test_fallback_without_the_module_gives_the_same_answers(monkeypatch: pytest.
         digest_ranges(TAG, data, [0, 5000])
     with pytest.raises(ValueError):
         root_of_ranges(TAG, data, [3])
+
+
+def test_a_forked_child_neither_waits_for_nor_reads_the_parents_job(nat: ModuleType) -> None:
+    import os
+
+    job = nat.root_of_ranges(TAG, bytes(500_000), [0, 500_000] * 10)
+    pid = os.fork()
+    if pid == 0:  # the child: no such thread here; result() refuses, freeing the job does not hang
+        code = 1
+        try:
+            job.result()
+        except RuntimeError:
+            code = 0
+        del job
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert job.result()[1][0] == hashlib.sha256(TAG + bytes(500_000)).digest()
