@@ -6,8 +6,10 @@
  * which is as much time again as the hashing itself. This module takes whole lists instead:
  *
  *   digest_ranges(tag, data, bounds)   sha256(tag || data[s:e]) for each (s, e) in bounds
- *   root_of_ranges(tag, data, bounds)  the same digests and their RFC 6962 Merkle root, computed
- *                                      on a thread of its own; .result() waits for them
+ *   root_of_ranges(tag, data, bounds, crc)
+ *                                      the same digests and their RFC 6962 Merkle root (and, if
+ *                                      crc, the CRC-32 of all of data), computed on a thread of
+ *                                      its own; .result() and .crc32() wait for them
  *   merkle_root(leaves)                RFC 6962 MTH over leaf data
  *   root_of_leaf_hashes(hashes)        the same from SHA-256(0x00 || leaf) up
  *   sha256(data)                       one digest (for tests)
@@ -15,7 +17,12 @@
  *
  * The compression function is FIPS 180-4 section 6.2.2, in two versions: portable C, and the
  * x86 SHA extensions (SHA256RNDS2, SHA256MSG1, SHA256MSG2; Intel SDM vol. 2, and Intel's white
- * paper "Intel SHA Extensions", 2013), chosen once at import by CPUID. Python (crypto.hashing)
+ * paper "Intel SHA Extensions", 2013), chosen once at import by CPUID. The CRC-32 is the one of
+ * zlib and ISO-HDLC (reflected polynomial 0xEDB88320): folded 64 bytes at a time with carry-less
+ * multiplication (PCLMULQDQ) where the CPU has it, as in Intel's white paper "Fast CRC
+ * Computation for Generic Polynomials Using PCLMULQDQ Instruction" (Gopal et al., 2009), whose
+ * folding and Barrett-reduction constants for this polynomial are used below; else (and for the
+ * tail) table-driven eight bytes at a time. Python (crypto.hashing)
  * uses this module only where it reports "sha-ni"; elsewhere hashlib stays faster.
  *
  * This module must never return a digest computed over anything but exactly the bytes asked
@@ -161,6 +168,114 @@ static int cpu_has_shani(void) {
 #endif
 
 static blocks_fn compress = blocks_portable;
+
+/* ---- CRC-32 (ISO-HDLC, as zlib.crc32), slicing by 8 ---------------------------------------------- */
+
+static uint32_t crc_table[8][256];
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++) crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
+}
+
+/* The table-driven update of the CRC register (pre- and post-inversion left to the caller). */
+static uint32_t crc_update_table(uint32_t crc, const uint8_t *p, size_t n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        v ^= crc;
+        crc = crc_table[7][v & 0xff] ^ crc_table[6][(v >> 8) & 0xff] ^ crc_table[5][(v >> 16) & 0xff] ^
+              crc_table[4][(v >> 24) & 0xff] ^ crc_table[3][(v >> 32) & 0xff] ^ crc_table[2][(v >> 40) & 0xff] ^
+              crc_table[1][(v >> 48) & 0xff] ^ crc_table[0][v >> 56];
+        p += 8;
+        n -= 8;
+    }
+#endif
+    while (n--) crc = crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return crc;
+}
+
+#ifdef HAVE_X86
+/* The register after n bytes (n >= 64, a multiple of 16). Four 128-bit lanes are folded forward
+ * 64 bytes at a time (constants x^(4*128+32) and x^(4*128-32) mod P, bit-reflected), folded into
+ * one lane, then 128 -> 64 -> 32 bits and a Barrett reduction. */
+__attribute__((target("pclmul,sse4.1"))) static uint32_t crc_update_clmul(uint32_t crc, const uint8_t *p, size_t n) {
+    const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596LL, 0x0154442bd4LL);
+    const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009eLL, 0x01751997d0LL);
+    const __m128i k5 = _mm_set_epi64x(0, 0x0163cd6124LL);
+    const __m128i poly = _mm_set_epi64x(0x01f7011641LL, 0x01db710641LL); /* mu, P' */
+    const __m128i mask32 = _mm_setr_epi32(-1, 0, -1, 0);
+    __m128i x1 = _mm_loadu_si128((const __m128i *)(p + 0));
+    __m128i x2 = _mm_loadu_si128((const __m128i *)(p + 16));
+    __m128i x3 = _mm_loadu_si128((const __m128i *)(p + 32));
+    __m128i x4 = _mm_loadu_si128((const __m128i *)(p + 48));
+    x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)crc));
+    p += 64;
+    n -= 64;
+#define FOLD(x, k, next)                                                                        \
+    do {                                                                                        \
+        __m128i lo_ = _mm_clmulepi64_si128((x), (k), 0x00);                                     \
+        (x) = _mm_clmulepi64_si128((x), (k), 0x11);                                             \
+        (x) = _mm_xor_si128(_mm_xor_si128((x), lo_), (next));                                   \
+    } while (0)
+    while (n >= 64) {
+        FOLD(x1, k1k2, _mm_loadu_si128((const __m128i *)(p + 0)));
+        FOLD(x2, k1k2, _mm_loadu_si128((const __m128i *)(p + 16)));
+        FOLD(x3, k1k2, _mm_loadu_si128((const __m128i *)(p + 32)));
+        FOLD(x4, k1k2, _mm_loadu_si128((const __m128i *)(p + 48)));
+        p += 64;
+        n -= 64;
+    }
+    FOLD(x1, k3k4, x2);
+    FOLD(x1, k3k4, x3);
+    FOLD(x1, k3k4, x4);
+    while (n >= 16) {
+        FOLD(x1, k3k4, _mm_loadu_si128((const __m128i *)p));
+        p += 16;
+        n -= 16;
+    }
+#undef FOLD
+    /* 128 -> 64 bits */
+    x2 = _mm_clmulepi64_si128(x1, k3k4, 0x10);
+    x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), x2);
+    /* 64 -> 32 bits */
+    x2 = _mm_srli_si128(x1, 4);
+    x1 = _mm_clmulepi64_si128(_mm_and_si128(x1, mask32), k5, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    /* Barrett reduction */
+    x2 = _mm_clmulepi64_si128(_mm_and_si128(x1, mask32), poly, 0x10);
+    x2 = _mm_clmulepi64_si128(_mm_and_si128(x2, mask32), poly, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    return (uint32_t)_mm_extract_epi32(x1, 1);
+}
+
+static int cpu_has_clmul(void) {
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return ((c >> 1) & 1) && ((c >> 19) & 1); /* PCLMULQDQ, SSE4.1 */
+}
+#endif
+
+static int use_clmul = 0;
+
+static uint32_t crc32_of(const uint8_t *p, size_t n) {
+    uint32_t crc = 0xFFFFFFFFu;
+#ifdef HAVE_X86
+    if (use_clmul && n >= 64) {
+        size_t bulk = n & ~(size_t)15;
+        crc = crc_update_clmul(crc, p, bulk);
+        p += bulk;
+        n -= bulk;
+    }
+#endif
+    return ~crc_update_table(crc, p, n);
+}
 
 /* ---- streaming context ------------------------------------------------------------------------ */
 
@@ -391,6 +506,8 @@ typedef struct {
     Py_ssize_t n;
     uint8_t *hashes; /* n digests, then room for n more (the tree's work space) */
     uint8_t root[32];
+    int want_crc;
+    uint32_t crc;
     pthread_t thread;
     pid_t pid;   /* the process that started the thread: a forked child has no such thread */
     int running; /* a thread was started and not yet joined */
@@ -400,6 +517,7 @@ static void *root_job_run(void *arg) {
     RootJob *job = arg;
     hash_ranges(job->tag, job->taglen, job->data.buf, job->bounds, job->n, job->hashes);
     root_of_digests(job->hashes, (size_t)job->n, job->hashes + 32 * job->n, job->root);
+    if (job->want_crc) job->crc = crc32_of(job->data.buf, (size_t)job->data.len);
     return NULL;
 }
 
@@ -417,16 +535,31 @@ static void root_job_dealloc(RootJob *job) {
     Py_TYPE(job)->tp_free((PyObject *)job);
 }
 
-static PyObject *root_job_result(RootJob *job, PyObject *unused) {
+/* Wait for the thread (GIL released); -1 with an exception in a forked child. */
+static int root_job_wait(RootJob *job) {
     if (job->running && job->pid != getpid()) {
         PyErr_SetString(PyExc_RuntimeError, "this RootJob's thread ran in the parent process (fork)");
-        return NULL;
+        return -1;
     }
     if (job->running) {
         Py_BEGIN_ALLOW_THREADS
         root_job_join(job);
         Py_END_ALLOW_THREADS
     }
+    return 0;
+}
+
+static PyObject *root_job_crc32(RootJob *job, PyObject *unused) {
+    if (!job->want_crc) {
+        PyErr_SetString(PyExc_ValueError, "this job was started without crc");
+        return NULL;
+    }
+    if (root_job_wait(job) < 0) return NULL;
+    return PyLong_FromUnsignedLong(job->crc);
+}
+
+static PyObject *root_job_result(RootJob *job, PyObject *unused) {
+    if (root_job_wait(job) < 0) return NULL;
     PyObject *hashes = digests_to_list(job->hashes, job->n);
     if (!hashes) return NULL;
     PyObject *root = PyBytes_FromStringAndSize((const char *)job->root, 32);
@@ -443,6 +576,8 @@ static PyObject *root_job_result(RootJob *job, PyObject *unused) {
 static PyMethodDef root_job_methods[] = {
     {"result", (PyCFunction)root_job_result, METH_NOARGS,
      "result() -> (root, digests): wait for the thread (GIL released) and return its work"},
+    {"crc32", (PyCFunction)root_job_crc32, METH_NOARGS,
+     "crc32() -> int: the CRC-32 (zlib's) of all of data, for a job started with crc true"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -457,16 +592,19 @@ static PyTypeObject RootJobType = {
 };
 
 PyDoc_STRVAR(root_of_ranges_doc,
-             "root_of_ranges(tag, data, bounds) -> RootJob\n\n"
+             "root_of_ranges(tag, data, bounds, crc=False) -> RootJob\n\n"
              "Start computing, on a thread of its own, d_i = sha256(tag || data[s_i:e_i]) for each pair of\n"
              "bounds and the RFC 6962 Merkle root over the leaves d_0, d_1, ...; job.result() returns\n"
-             "(root, [d_0, d_1, ...]). Bounds are checked here (ValueError), before the thread starts.");
+             "(root, [d_0, d_1, ...]); with crc true, job.crc32() the CRC-32 of data (as zlib.crc32).\n"
+             "Bounds are checked here (ValueError), before the thread starts.");
 
 static PyObject *py_root_of_ranges(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "root_of_ranges(tag, data, bounds) takes 3 arguments");
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "root_of_ranges(tag, data, bounds, crc=False) takes 3 or 4 arguments");
         return NULL;
     }
+    int want_crc = nargs == 4 ? PyObject_IsTrue(args[3]) : 0;
+    if (want_crc < 0) return NULL;
     RootJob *job = PyObject_New(RootJob, &RootJobType);
     if (!job) return NULL;
     job->data.obj = NULL;
@@ -475,6 +613,8 @@ static PyObject *py_root_of_ranges(PyObject *self, PyObject *const *args, Py_ssi
     job->hashes = NULL;
     job->running = 0;
     job->n = 0;
+    job->want_crc = want_crc;
+    job->crc = 0;
     Py_buffer tag;
     if (PyObject_GetBuffer(args[0], &tag, PyBUF_SIMPLE) < 0) goto fail;
     job->taglen = (size_t)tag.len;
@@ -571,12 +711,24 @@ static PyObject *py_merkle_root(PyObject *self, PyObject *arg) { return merkle_c
 
 static PyObject *py_root_of_leaf_hashes(PyObject *self, PyObject *arg) { return merkle_common(arg, 0); }
 
+static PyObject *py_crc32(PyObject *self, PyObject *arg) {
+    Py_buffer v;
+    uint32_t crc;
+    if (PyObject_GetBuffer(arg, &v, PyBUF_SIMPLE) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    crc = crc32_of(v.buf, (size_t)v.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    return PyLong_FromUnsignedLong(crc);
+}
+
 static PyObject *py_implementation(PyObject *self, PyObject *unused) {
     return PyUnicode_FromString(compress == blocks_portable ? "portable" : "sha-ni");
 }
 
 PyDoc_STRVAR(use_doc,
-             "_use(name) -> None\n\nSelect the compression function, 'portable' or 'sha-ni' (tests only). "
+             "_use(name) -> None\n\nSelect the compression function, 'portable' or 'sha-ni' (tests only); "
+             "'portable' also computes CRC-32 from tables, 'sha-ni' with PCLMULQDQ where the CPU has it. "
              "ValueError if this CPU cannot run it.");
 
 static PyObject *py_use(PyObject *self, PyObject *arg) {
@@ -584,11 +736,13 @@ static PyObject *py_use(PyObject *self, PyObject *arg) {
     if (!name) return NULL;
     if (strcmp(name, "portable") == 0) {
         compress = blocks_portable;
+        use_clmul = 0;
         Py_RETURN_NONE;
     }
 #ifdef HAVE_X86
     if (strcmp(name, "sha-ni") == 0 && cpu_has_shani()) {
         compress = blocks_shani;
+        use_clmul = cpu_has_clmul();
         Py_RETURN_NONE;
     }
 #endif
@@ -598,6 +752,7 @@ static PyObject *py_use(PyObject *self, PyObject *arg) {
 
 static PyMethodDef methods[] = {
     {"sha256", py_sha256, METH_O, "sha256(data) -> bytes"},
+    {"crc32", py_crc32, METH_O, "crc32(data) -> int: as zlib.crc32(data) (for tests)"},
     {"digest_ranges", (PyCFunction)(void (*)(void))py_digest_ranges, METH_FASTCALL, digest_ranges_doc},
     {"merkle_root", py_merkle_root, METH_O, "merkle_root(leaves) -> bytes: RFC 6962 MTH over leaf data"},
     {"root_of_leaf_hashes", py_root_of_leaf_hashes, METH_O,
@@ -619,7 +774,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__sha256native(void) {
 #ifdef HAVE_X86
     if (cpu_has_shani()) compress = blocks_shani;
+    use_clmul = cpu_has_clmul();
 #endif
+    crc_init();
     if (PyType_Ready(&RootJobType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;

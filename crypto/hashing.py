@@ -14,6 +14,7 @@ only as a benchmark baseline and test oracle.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -107,28 +108,39 @@ class PendingRoot(Protocol):
         """``(root, digests)``, waiting for them if need be."""
         ...
 
+    def crc32(self) -> int:
+        """``zlib.crc32`` of the whole buffer, for work started with ``crc32=True``."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Computed:
     root: bytes
     digests: list[bytes]
+    crc: int | None
 
     def result(self) -> tuple[bytes, list[bytes]]:
         return self.root, self.digests
 
+    def crc32(self) -> int:
+        if self.crc is None:
+            raise ValueError("this job was started without crc")
+        return self.crc
 
-def root_of_ranges(tag: bytes, data: bytes, bounds: Sequence[int]) -> PendingRoot:
+
+def root_of_ranges(tag: bytes, data: bytes, bounds: Sequence[int], *, crc32: bool = False) -> PendingRoot:
     """The digests ``d_i = sha256(tag ‖ data[s_i:e_i])`` of :func:`digest_ranges` and the RFC 6962
-    Merkle root over the leaves ``d_0, d_1, ...`` (:func:`crypto.merkle.merkle_root`).
+    Merkle root over the leaves ``d_0, d_1, ...`` (:func:`crypto.merkle.merkle_root`); with
+    ``crc32``, also ``zlib.crc32(data)``.
 
     With the compiled module this only starts the work, on a native thread that needs no GIL, and
-    ``result()`` waits for it: a block's Merkle check runs on the second core while the caller
-    builds the block's write batch. Without it, the work is done here. Bad bounds raise
-    ValueError here, in both cases."""
+    ``result()``/``crc32()`` wait for it: a block's Merkle check and checksum run on the second
+    core while the caller builds the block's write batch. Without it, the work is done here. Bad
+    bounds raise ValueError here, in both cases."""
     if sha256x is not None:
-        return sha256x.root_of_ranges(tag, data, bounds)
+        return sha256x.root_of_ranges(tag, data, bounds, crc32)
     digests = digest_ranges(tag, data, bounds)
-    return _Computed(merkle_root(digests), digests)
+    return _Computed(merkle_root(digests), digests, zlib.crc32(data) if crc32 else None)
 
 
 def digest(tag: bytes, obj: Any) -> bytes:

@@ -35,7 +35,7 @@ __all__ = [
     "BlockSummary",
     "TxProof",
     "TxRecord",
-    "block_crc",
+    "pack_crc",
     "verify_tx_proof",
 ]
 
@@ -47,10 +47,11 @@ BLOCK_BYTES_CACHE_MAX = 8
 _CODES = frozenset(int(c) for c in ValidationCode)
 
 
-def block_crc(data: bytes) -> bytes:
-    """The stored checksum of a block's bytes: ``u32 crc32``. It is kept under its own key rather
-    than prefixed to the block, so a commit never builds a second copy of a multi-MB block."""
-    return _CRC.pack(zlib.crc32(data))
+def pack_crc(crc: int) -> bytes:
+    """The stored checksum of a block's bytes: ``u32 zlib.crc32(block bytes)``. It is kept under
+    its own key rather than prefixed to the block, so a commit never builds a second copy of a
+    multi-MB block; the commit computes it on another core (storage.codec.commit_slices)."""
+    return _CRC.pack(crc)
 
 
 @dataclass(frozen=True, slots=True)

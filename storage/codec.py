@@ -55,7 +55,7 @@ class CommitSlices:
     """What a commit needs from a block's bytes: hashes, tx ids and decoded read/write sets."""
 
     header_hash: bytes
-    leaves: PendingRoot  # the tx hashes (Merkle leaves) and their root, maybe still being computed
+    leaves: PendingRoot  # tx hashes (Merkle leaves), their root, the block's CRC-32: maybe in progress
     tx_ids: list[bytes]
     rwsets: list[Any]  # each rwset as msgpack decodes it (tuples); the committer checks what it uses
 
@@ -66,6 +66,11 @@ class CommitSlices:
     @property
     def merkle_root(self) -> bytes:
         return self.leaves.result()[0]
+
+    @property
+    def crc32(self) -> int:
+        """``zlib.crc32`` of the block's bytes (the stored checksum, see storage.blockstore)."""
+        return self.leaves.crc32()
 
 
 _BLOCK_ARRAY = 0x94  # fixarray of 4: the only canonical header of a block
@@ -115,9 +120,9 @@ def slice_block(data: bytes) -> BlockSlices:
 def commit_slices(data: bytes) -> CommitSlices:
     """The commit path's single pass over a block's bytes (the hot loop of every commit): it notes
     where each transaction and its proposal header lie and decodes each read/write set as it is
-    passed. Then the Merkle leaves and their root are hashed from those slices on a native thread
-    (:func:`crypto.hashing.root_of_ranges`; ``leaves.result()`` waits for them) while the tx ids
-    are hashed here in one batch call. Same checks on the block's shape as :func:`slice_block`."""
+    passed. Then the Merkle leaves, their root and the block's CRC-32 are computed on a native
+    thread (:func:`crypto.hashing.root_of_ranges`; reading them waits) while the tx ids are
+    hashed here in one batch call. Same checks on the block's shape as :func:`slice_block`."""
     view = memoryview(data)
     up = _unpacker(data)
     rwsets: list[Any] = []
@@ -162,7 +167,7 @@ def commit_slices(data: bytes) -> CommitSlices:
         raise
     except Exception as exc:  # OutOfData, StackError, ValueError: the bytes are not a block
         raise _bad(exc) from exc
-    leaves = root_of_ranges(Tag.TRANSACTION, data, tx_bounds)  # on another core, where it can
+    leaves = root_of_ranges(Tag.TRANSACTION, data, tx_bounds, crc32=True)  # on another core, where it can
     tx_ids = digest_ranges(Tag.PROPOSAL_HEADER, data, id_bounds)
     return CommitSlices(header_hash, leaves, tx_ids, rwsets)
 

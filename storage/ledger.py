@@ -28,7 +28,7 @@ from typing import Any
 
 from crypto.encoding import EncodingError, decode
 from storage import keys
-from storage.blockstore import BlockStore, BlockSummary, TxProof, TxRecord, block_crc, verify_tx_proof
+from storage.blockstore import BlockStore, BlockSummary, TxProof, TxRecord, pack_crc, verify_tx_proof
 from storage.codec import CommitSlices, commit_slices
 from storage.errors import ChainError, CorruptionError, NotFound, StorageError
 from storage.kv import Database
@@ -216,7 +216,6 @@ class ChannelLedger:
         raw_get = self._raw.get
         put, delete = batch.put, batch.delete
         put(keys.block_key(cp, n), data)
-        put(keys.crc_key(cp, n), block_crc(data))
         put(keys.hash_key(cp, sl.header_hash), keys.U64.pack(n))
         put(keys.codes_key(cp, n), code_bytes)
         tx_prefix = cp + keys.TX
@@ -275,6 +274,8 @@ class ChannelLedger:
             except (TypeError, ValueError, AttributeError, UnicodeEncodeError, StorageError) as exc:
                 # a read/write set the validator should have refused: the whole block is refused
                 raise ChainError(f"block {n} tx {i}: VALID tx with a malformed rwset: {exc}", height=n) from exc
+        # Last: the checksum was being computed on another core meanwhile (see commit_slices).
+        put(keys.crc_key(cp, n), pack_crc(sl.crc32))
         put(keys.meta_key(cp), keys.pack_height(n + 1, sl.header_hash))
 
     # -- blocks and transactions ----------------------------------------------------------------

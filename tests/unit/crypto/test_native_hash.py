@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import shutil
 import sysconfig
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -149,6 +150,7 @@ def test_fallback_without_the_module_gives_the_same_answers(monkeypatch: pytest.
     data = bytes(range(256)) * 12
     bounds = [0, 0, 0, 3072, 10, 700, 64, 128, 3000, 3072]
     with_module = (digest_ranges(TAG, data, bounds), root_of_ranges(TAG, data, bounds).result())
+    crc_module = root_of_ranges(TAG, data, bounds, crc32=True).crc32()
     roots = (crypto.merkle.merkle_root([b"a", b"b", b"c"]), crypto.merkle.root_of_leaf_hashes([b"\x11" * 32] * 5))
     monkeypatch.setattr(crypto.hashing, "sha256x", None)
     monkeypatch.setattr(crypto.merkle, "sha256x", None)
@@ -157,6 +159,10 @@ def test_fallback_without_the_module_gives_the_same_answers(monkeypatch: pytest.
     assert root_of_ranges(TAG, data, bounds).result() == (_python_root(expected), expected) == with_module[1]
     assert crypto.merkle.merkle_root([b"a", b"b", b"c"]) == roots[0] == _python_root([b"a", b"b", b"c"])
     assert crypto.merkle.root_of_leaf_hashes([b"\x11" * 32] * 5) == roots[1]
+    fallback = root_of_ranges(TAG, data, bounds, crc32=True)
+    assert fallback.crc32() == crc_module == zlib.crc32(data)
+    with pytest.raises(ValueError, match="without crc"):
+        root_of_ranges(TAG, data, bounds).crc32()
     with pytest.raises(ValueError):
         digest_ranges(TAG, data, [0, 5000])
     with pytest.raises(ValueError):
@@ -179,3 +185,17 @@ def test_a_forked_child_neither_waits_for_nor_reads_the_parents_job(nat: ModuleT
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert job.result()[1][0] == hashlib.sha256(TAG + bytes(500_000)).digest()
+
+
+def test_crc32_matches_zlib_at_every_length_and_alignment(nat: ModuleType) -> None:
+    """The carry-less-multiply folding handles 64-byte runs, then 16-byte blocks, then a table tail."""
+
+    data = hashlib.sha256(b"crc").digest() * 200
+    for n in [*range(0, 200), 255, 256, 257, 1023, 4096, 6000]:
+        for off in (0, 1, 7):
+            piece = data[off : off + n]
+            assert nat.crc32(piece) == zlib.crc32(piece), (n, off)
+            job = nat.root_of_ranges(TAG, piece, [0, len(piece)], True)
+            assert job.crc32() == zlib.crc32(piece)
+    with pytest.raises(ValueError, match="without crc"):
+        nat.root_of_ranges(TAG, data, []).crc32()
