@@ -558,6 +558,11 @@ static PyObject *root_job_crc32(RootJob *job, PyObject *unused) {
     return PyLong_FromUnsignedLong(job->crc);
 }
 
+static PyObject *root_job_root(RootJob *job, PyObject *unused) {
+    if (root_job_wait(job) < 0) return NULL;
+    return PyBytes_FromStringAndSize((const char *)job->root, 32);
+}
+
 static PyObject *root_job_result(RootJob *job, PyObject *unused) {
     if (root_job_wait(job) < 0) return NULL;
     PyObject *hashes = digests_to_list(job->hashes, job->n);
@@ -576,6 +581,7 @@ static PyObject *root_job_result(RootJob *job, PyObject *unused) {
 static PyMethodDef root_job_methods[] = {
     {"result", (PyCFunction)root_job_result, METH_NOARGS,
      "result() -> (root, digests): wait for the thread (GIL released) and return its work"},
+    {"root", (PyCFunction)root_job_root, METH_NOARGS, "root() -> bytes: the Merkle root alone, waiting for it"},
     {"crc32", (PyCFunction)root_job_crc32, METH_NOARGS,
      "crc32() -> int: the CRC-32 (zlib's) of all of data, for a job started with crc true"},
     {NULL, NULL, 0, NULL},

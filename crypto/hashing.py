@@ -108,6 +108,10 @@ class PendingRoot(Protocol):
         """``(root, digests)``, waiting for them if need be."""
         ...
 
+    def root(self) -> bytes:
+        """The root alone (no list of digests built), waiting for it if need be."""
+        ...
+
     def crc32(self) -> int:
         """``zlib.crc32`` of the whole buffer, for work started with ``crc32=True``."""
         ...
@@ -115,12 +119,15 @@ class PendingRoot(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Computed:
-    root: bytes
+    merkle_root: bytes
     digests: list[bytes]
     crc: int | None
 
     def result(self) -> tuple[bytes, list[bytes]]:
-        return self.root, self.digests
+        return self.merkle_root, self.digests
+
+    def root(self) -> bytes:
+        return self.merkle_root
 
     def crc32(self) -> int:
         if self.crc is None:

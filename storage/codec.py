@@ -65,7 +65,7 @@ class CommitSlices:
 
     @property
     def merkle_root(self) -> bytes:
-        return self.leaves.result()[0]
+        return self.leaves.root()
 
     @property
     def crc32(self) -> int:

@@ -97,6 +97,7 @@ def test_digest_ranges_and_root_of_ranges_match_hashlib(
     expected = [hashlib.sha256(tag + data[s:e]).digest() for s, e in pairs]
     assert nat.digest_ranges(tag, data, bounds) == expected
     job = nat.root_of_ranges(tag, data, bounds)
+    assert job.root() == _python_root(expected)
     assert job.result() == (_python_root(expected), expected)
     assert job.result() == (_python_root(expected), expected)  # a second result() is the same
 
@@ -157,6 +158,7 @@ def test_fallback_without_the_module_gives_the_same_answers(monkeypatch: pytest.
     expected = [hashlib.sha256(TAG + data[s:e]).digest() for s, e in zip(bounds[::2], bounds[1::2], strict=True)]
     assert digest_ranges(TAG, data, bounds) == expected == with_module[0]
     assert root_of_ranges(TAG, data, bounds).result() == (_python_root(expected), expected) == with_module[1]
+    assert root_of_ranges(TAG, data, bounds).root() == with_module[1][0]
     assert crypto.merkle.merkle_root([b"a", b"b", b"c"]) == roots[0] == _python_root([b"a", b"b", b"c"])
     assert crypto.merkle.root_of_leaf_hashes([b"\x11" * 32] * 5) == roots[1]
     fallback = root_of_ranges(TAG, data, bounds, crc32=True)
