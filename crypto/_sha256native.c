@@ -396,6 +396,10 @@ static Py_ssize_t parse_bounds(PyObject *obj, Py_ssize_t size, Py_ssize_t **out)
         PyErr_SetString(PyExc_ValueError, "bounds must hold (start, end) pairs");
         goto fail;
     }
+    if ((size_t)n > PY_SSIZE_T_MAX / 64) { /* callers allocate 64 bytes per pair */
+        PyErr_NoMemory();
+        goto fail;
+    }
     b = PyMem_RawMalloc(sizeof(Py_ssize_t) * (size_t)(m ? m : 1));
     if (!b) {
         PyErr_NoMemory();
@@ -403,8 +407,15 @@ static Py_ssize_t parse_bounds(PyObject *obj, Py_ssize_t size, Py_ssize_t **out)
     }
     PyObject **items = PySequence_Fast_ITEMS(seq);
     for (Py_ssize_t i = 0; i < m; i++) {
+        if (!PyLong_CheckExact(items[i])) {
+            PyErr_Format(PyExc_TypeError, "bounds must be ints, not %.100s", Py_TYPE(items[i])->tp_name);
+            goto fail;
+        }
         b[i] = PyLong_AsSsize_t(items[i]);
-        if (b[i] == -1 && PyErr_Occurred()) goto fail;
+        if (b[i] == -1 && PyErr_Occurred()) { /* too large for any buffer: out of range */
+            PyErr_Format(PyExc_ValueError, "bound %zd is not within %zd bytes", i, size);
+            goto fail;
+        }
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         if (b[2 * i] < 0 || b[2 * i] > b[2 * i + 1] || b[2 * i + 1] > size) {
@@ -510,7 +521,9 @@ typedef struct {
     uint32_t crc;
     pthread_t thread;
     pid_t pid;   /* the process that started the thread: a forked child has no such thread */
-    int running; /* a thread was started and not yet joined */
+    pthread_mutex_t join_lock; /* serialises pthread_join; guards running */
+    int running; /* a thread was started and not yet joined (under join_lock) */
+    int done;    /* joined and results visible; read/written only with the GIL held */
 } RootJob;
 
 static void *root_job_run(void *arg) {
@@ -521,13 +534,24 @@ static void *root_job_run(void *arg) {
     return NULL;
 }
 
-static void root_job_join(RootJob *job) {
-    if (job->running && job->pid == getpid()) pthread_join(job->thread, NULL);
-    job->running = 0;
+static void root_job_join(RootJob *job) { /* GIL need not be held */
+    pthread_mutex_lock(&job->join_lock);
+    if (job->running) {
+        pthread_join(job->thread, NULL);
+        job->running = 0;
+    }
+    pthread_mutex_unlock(&job->join_lock);
 }
 
 static void root_job_dealloc(RootJob *job) {
-    root_job_join(job); /* the thread needs no GIL, so waiting here with it held cannot deadlock */
+    if (job->pid == getpid()) { /* a forked child has no thread to join, and may inherit a held lock */
+        if (!job->done) { /* nothing else can reach the job now: let other threads run meanwhile */
+            Py_BEGIN_ALLOW_THREADS
+            root_job_join(job);
+            Py_END_ALLOW_THREADS
+        }
+        pthread_mutex_destroy(&job->join_lock);
+    }
     PyBuffer_Release(&job->data);
     PyMem_RawFree(job->tag);
     PyMem_RawFree(job->bounds);
@@ -537,15 +561,15 @@ static void root_job_dealloc(RootJob *job) {
 
 /* Wait for the thread (GIL released); -1 with an exception in a forked child. */
 static int root_job_wait(RootJob *job) {
-    if (job->running && job->pid != getpid()) {
+    if (job->done) return 0;
+    if (job->pid != getpid()) {
         PyErr_SetString(PyExc_RuntimeError, "this RootJob's thread ran in the parent process (fork)");
         return -1;
     }
-    if (job->running) {
-        Py_BEGIN_ALLOW_THREADS
-        root_job_join(job);
-        Py_END_ALLOW_THREADS
-    }
+    Py_BEGIN_ALLOW_THREADS
+    root_job_join(job);
+    Py_END_ALLOW_THREADS
+    job->done = 1;
     return 0;
 }
 
@@ -598,15 +622,16 @@ static PyTypeObject RootJobType = {
 };
 
 PyDoc_STRVAR(root_of_ranges_doc,
-             "root_of_ranges(tag, data, bounds, crc=False) -> RootJob\n\n"
+             "root_of_ranges(tag, data, bounds[, crc]) -> RootJob   (positional arguments)\n\n"
              "Start computing, on a thread of its own, d_i = sha256(tag || data[s_i:e_i]) for each pair of\n"
              "bounds and the RFC 6962 Merkle root over the leaves d_0, d_1, ...; job.result() returns\n"
              "(root, [d_0, d_1, ...]); with crc true, job.crc32() the CRC-32 of data (as zlib.crc32).\n"
-             "Bounds are checked here (ValueError), before the thread starts.");
+             "data must be read-only (the thread reads it after this call returns). Bounds are checked\n"
+             "here (ValueError, TypeError), before the thread starts. Any number of threads may wait.");
 
 static PyObject *py_root_of_ranges(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 && nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "root_of_ranges(tag, data, bounds, crc=False) takes 3 or 4 arguments");
+        PyErr_SetString(PyExc_TypeError, "root_of_ranges(tag, data, bounds[, crc]) takes 3 or 4 positional arguments");
         return NULL;
     }
     int want_crc = nargs == 4 ? PyObject_IsTrue(args[3]) : 0;
@@ -618,6 +643,9 @@ static PyObject *py_root_of_ranges(PyObject *self, PyObject *const *args, Py_ssi
     job->bounds = NULL;
     job->hashes = NULL;
     job->running = 0;
+    job->done = 1; /* nothing to join until a thread is started */
+    job->pid = getpid();
+    pthread_mutex_init(&job->join_lock, NULL);
     job->n = 0;
     job->want_crc = want_crc;
     job->crc = 0;
@@ -635,6 +663,10 @@ static PyObject *py_root_of_ranges(PyObject *self, PyObject *const *args, Py_ssi
         job->data.obj = NULL;
         goto fail;
     }
+    if (!job->data.readonly) { /* the thread reads it after this call returns: it must not change */
+        PyErr_SetString(PyExc_TypeError, "root_of_ranges needs read-only data (bytes), not a writable buffer");
+        goto fail;
+    }
     job->n = parse_bounds(args[2], job->data.len, &job->bounds);
     if (job->n < 0) {
         job->n = 0;
@@ -645,9 +677,16 @@ static PyObject *py_root_of_ranges(PyObject *self, PyObject *const *args, Py_ssi
         PyErr_NoMemory();
         goto fail;
     }
-    job->pid = getpid();
-    if (pthread_create(&job->thread, NULL, root_job_run, job) == 0) {
+    pthread_attr_t attr;
+    int started = 0;
+    if (pthread_attr_init(&attr) == 0) {
+        pthread_attr_setstacksize(&attr, 256 * 1024); /* a few KB are used; the default is 8 MB */
+        started = pthread_create(&job->thread, &attr, root_job_run, job) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (started) {
         job->running = 1;
+        job->done = 0;
     } else { /* no thread to be had: do the work here */
         Py_BEGIN_ALLOW_THREADS
         root_job_run(job);
@@ -672,7 +711,7 @@ static PyObject *merkle_common(PyObject *arg, int hash_leaves) {
         ctx_final(&c, out);
         return PyBytes_FromStringAndSize((const char *)out, 32);
     }
-    uint8_t *buf = PyMem_Malloc(32 * (size_t)n);
+    uint8_t *buf = (size_t)n > PY_SSIZE_T_MAX / 32 ? NULL : PyMem_Malloc(32 * (size_t)n);
     if (!buf) {
         Py_DECREF(seq);
         return PyErr_NoMemory();
@@ -733,7 +772,7 @@ static PyObject *py_implementation(PyObject *self, PyObject *unused) {
 }
 
 PyDoc_STRVAR(use_doc,
-             "_use(name) -> None\n\nSelect the compression function, 'portable' or 'sha-ni' (tests only); "
+             "_use(name) -> None\n\nTests only, with no job running: select the compression function, 'portable' or 'sha-ni'; "
              "'portable' also computes CRC-32 from tables, 'sha-ni' with PCLMULQDQ where the CPU has it. "
              "ValueError if this CPU cannot run it.");
 

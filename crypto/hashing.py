@@ -93,6 +93,8 @@ def digest_ranges(tag: bytes, data: bytes, bounds: Sequence[int]) -> list[bytes]
     out = []
     for i in range(0, len(bounds), 2):
         s, e = bounds[i], bounds[i + 1]
+        if type(s) is not int or type(e) is not int:
+            raise TypeError(f"bounds must be ints, not {type(s).__name__}, {type(e).__name__}")
         if not 0 <= s <= e <= size:
             raise ValueError(f"range {i // 2} [{s}, {e}) is not within {size} bytes")
         h = copy()
@@ -143,9 +145,12 @@ def root_of_ranges(tag: bytes, data: bytes, bounds: Sequence[int], *, crc32: boo
     With the compiled module this only starts the work, on a native thread that needs no GIL, and
     ``result()``/``crc32()`` wait for it: a block's Merkle check and checksum run on the second
     core while the caller builds the block's write batch. Without it, the work is done here. Bad
-    bounds raise ValueError here, in both cases."""
+    bounds raise ValueError here, and a writable ``data`` TypeError (the thread reads it after
+    this returns), in both cases."""
     if sha256x is not None:
         return sha256x.root_of_ranges(tag, data, bounds, crc32)
+    if not memoryview(data).readonly:
+        raise TypeError("root_of_ranges needs read-only data (bytes), not a writable buffer")
     digests = digest_ranges(tag, data, bounds)
     return _Computed(merkle_root(digests), digests, zlib.crc32(data) if crc32 else None)
 

@@ -112,15 +112,63 @@ def test_merkle_roots_match_the_rfc_definition(nat: ModuleType, leaves: list[byt
 
 @pytest.mark.parametrize(
     ("bounds", "error"),
-    [([0, 4], ValueError), ([1], ValueError), ([2, 1], ValueError), ([-1, 2], ValueError), (["a", 1], TypeError)],
+    [
+        ([0, 4], ValueError),
+        ([1], ValueError),
+        ([2, 1], ValueError),
+        ([-1, 2], ValueError),
+        (["a", 1], TypeError),
+        ([False, True], TypeError),
+        ([0, 2**70], ValueError),
+    ],
 )
-def test_bad_bounds_are_refused_before_any_hashing(nat: ModuleType, bounds: list[object], error: type) -> None:
+def test_bad_bounds_are_refused_before_any_hashing(
+    nat: ModuleType, bounds: list[object], error: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(error):
         nat.digest_ranges(TAG, b"abc", bounds)
     with pytest.raises(error):
         nat.root_of_ranges(TAG, b"abc", bounds)
     with pytest.raises(error):
         crypto.hashing.digest_ranges(TAG, b"abc", bounds)  # type: ignore[arg-type]
+    monkeypatch.setattr(crypto.hashing, "sha256x", None)  # the fallback refuses the same bounds
+    with pytest.raises(error):
+        crypto.hashing.digest_ranges(TAG, b"abc", bounds)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        crypto.hashing.root_of_ranges(TAG, b"abc", bounds)  # type: ignore[arg-type]
+
+
+def test_a_job_refuses_a_buffer_that_could_change_under_its_thread(
+    nat: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(TypeError, match="read-only"):
+        nat.root_of_ranges(TAG, bytearray(b"abc"), [0, 3])
+    assert nat.root_of_ranges(TAG, memoryview(b"abc"), [0, 3]).result()[1] == [hashlib.sha256(TAG + b"abc").digest()]
+    monkeypatch.setattr(crypto.hashing, "sha256x", None)
+    with pytest.raises(TypeError, match="read-only"):
+        root_of_ranges(TAG, bytearray(b"abc"), [0, 3])  # type: ignore[arg-type]
+
+
+def test_many_threads_may_wait_on_one_job(nat: ModuleType) -> None:
+    import threading
+
+    data = bytes(range(256)) * 40_000  # 10 MB: the waiters arrive while the job still runs
+    bounds = [0, len(data)] * 8
+    expected = hashlib.sha256(TAG + data).digest()
+    for _ in range(5):
+        job = nat.root_of_ranges(TAG, data, bounds, True)
+        got: list[object] = []
+        readers = [
+            threading.Thread(target=lambda f=f, out=got: out.append(f()))
+            for f in (job.result, job.root, job.crc32, job.result)
+        ]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in readers)
+        assert len(got) == 4
+        assert job.result()[1] == [expected] * 8 and job.crc32() == zlib.crc32(data)
 
 
 def test_merkle_input_errors(nat: ModuleType) -> None:
@@ -134,7 +182,7 @@ def test_jobs_dropped_unread_are_joined_and_freed(nat: ModuleType) -> None:
     data = bytes(200_000)
     for _ in range(50):
         nat.root_of_ranges(TAG, data, [0, 200_000] * 20)  # freed at once, thread maybe still running
-    jobs = [nat.root_of_ranges(TAG, bytearray(data), [0, 100, 5, 200_000]) for _ in range(20)]
+    jobs = [nat.root_of_ranges(TAG, data, [0, 100, 5, 200_000]) for _ in range(20)]
     del jobs
     gc.collect()
     assert nat.root_of_ranges(TAG, data, [0, 10]).result()[1] == [hashlib.sha256(TAG + data[:10]).digest()]
