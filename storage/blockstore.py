@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import struct
 import threading
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import msgpack
 
 from crypto.encoding import EncodingError, decode
+from crypto.hashing import crc32
 from crypto.merkle import merkle_proof, verify_proof
 from storage import keys
 from storage.codec import BlockSlices, TxSlice, slice_block, tx_slices
@@ -127,7 +127,7 @@ class BlockStore:
         crc = self._raw.get(keys.crc_key(self._cp, number), verify_checksums=True)
         if crc is None or len(crc) != CRC_LEN:
             raise CorruptionError(f"block {number}: checksum entry missing or malformed", height=number)
-        if _CRC.unpack(crc)[0] != zlib.crc32(data):
+        if _CRC.unpack(crc)[0] != crc32(data):
             raise CorruptionError(f"block {number}: checksum mismatch", height=number)
         with self._lock:
             self._cache[number] = data

@@ -249,3 +249,11 @@ def test_crc32_matches_zlib_at_every_length_and_alignment(nat: ModuleType) -> No
             assert job.crc32() == zlib.crc32(piece)
     with pytest.raises(ValueError, match="without crc"):
         nat.root_of_ranges(TAG, data, []).crc32()
+
+
+def test_crc32_is_zlibs_with_and_without_the_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = hashlib.sha256(b"block").digest() * 30_000
+    assert crypto.hashing.crc32(data) == zlib.crc32(data)
+    assert crypto.hashing.crc32(memoryview(data)[5:70_001]) == zlib.crc32(data[5:70_001])
+    monkeypatch.setattr(crypto.hashing, "sha256x", None)
+    assert crypto.hashing.crc32(data) == zlib.crc32(data)
