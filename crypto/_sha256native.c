@@ -344,6 +344,16 @@ static void node_hash(const uint8_t left[32], const uint8_t right[32], uint8_t o
     for (int i = 0; i < 8; i++) store_be32(out + 4 * i, h[i]);
 }
 
+/* SHA-256(0x00 || leaf): an RFC 6962 leaf hash. */
+static void leaf_hash(const uint8_t *leaf, size_t n, uint8_t out[32]) {
+    static const uint8_t zero = 0x00;
+    ctx_t c;
+    ctx_init(&c);
+    ctx_update(&c, &zero, 1);
+    ctx_update(&c, leaf, n);
+    ctx_final(&c, out);
+}
+
 /* RFC 6962 section 2.1 over n leaf hashes in buf (32 bytes each), in place: pairing adjacent nodes
  * and promoting an odd last node builds exactly the "largest power of two" split. */
 static void root_in_place(uint8_t *buf, size_t n) {
@@ -449,19 +459,13 @@ static void hash_ranges(const uint8_t *tag, size_t taglen, const uint8_t *data, 
 /* The RFC 6962 root over leaves that are themselves the n 32-byte digests in `hashes`:
  * SHA-256(0x00 || digest) for each, then the tree. `work` has room for n digests. */
 static void root_of_digests(const uint8_t *hashes, size_t n, uint8_t *work, uint8_t root[32]) {
-    static const uint8_t zero = 0x00;
-    ctx_t c;
     if (n == 0) {
+        ctx_t c;
         ctx_init(&c);
         ctx_final(&c, root);
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        ctx_init(&c);
-        ctx_update(&c, &zero, 1);
-        ctx_update(&c, hashes + 32 * i, 32);
-        ctx_final(&c, work + 32 * i);
-    }
+    for (size_t i = 0; i < n; i++) leaf_hash(hashes + 32 * i, 32, work + 32 * i);
     root_in_place(work, n);
     memcpy(root, work, 32);
 }
@@ -725,12 +729,7 @@ static PyObject *merkle_common(PyObject *arg, int hash_leaves) {
         const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(items[i]);
         Py_ssize_t len = PyBytes_GET_SIZE(items[i]);
         if (hash_leaves) {
-            ctx_t c;
-            static const uint8_t zero = 0x00;
-            ctx_init(&c);
-            ctx_update(&c, &zero, 1);
-            ctx_update(&c, p, (size_t)len);
-            ctx_final(&c, buf + 32 * i);
+            leaf_hash(p, (size_t)len, buf + 32 * i);
         } else {
             if (len != 32) {
                 PyErr_SetString(PyExc_ValueError, "Merkle nodes must be 32-byte hashes");

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+import crypto.merkle
+import crypto.native
 from crypto.merkle import (
     MAX_PROOF_LEN,
     leaf_hash,
@@ -50,8 +52,24 @@ CT_PATHS = {
 }
 
 
+@pytest.fixture(
+    params=[
+        "hashlib",
+        pytest.param(
+            "compiled",
+            marks=pytest.mark.skipif(crypto.native.sha256x is None, reason="crypto._sha256native not in use here"),
+        ),
+    ]
+)
+def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each root function under test runs on hashlib and, where it is in use, the compiled module."""
+    if request.param == "hashlib":
+        monkeypatch.setattr(crypto.merkle, "sha256x", None)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("n", range(len(CT_ROOTS)))
-def test_rfc6962_roots(n: int) -> None:
+def test_rfc6962_roots(n: int, impl: str) -> None:
     assert merkle_root(CT_LEAVES[:n]).hex() == CT_ROOTS[n]
 
 
@@ -96,7 +114,7 @@ def sides(m: int, n: int) -> list[str]:
     return [s for s, _ in path_with_sides(m, [b"%d" % i for i in range(n)])]
 
 
-def test_matches_oracle_for_every_small_tree() -> None:
+def test_matches_oracle_for_every_small_tree(impl: str) -> None:
     leaves = [b"leaf %d" % i for i in range(70)]
     for n in range(71):
         assert merkle_root(leaves[:n]) == mth(leaves[:n])
@@ -104,12 +122,12 @@ def test_matches_oracle_for_every_small_tree() -> None:
             assert merkle_proof(leaves[:n], m) == [h for _, h in path_with_sides(m, leaves[:n])]
 
 
-def test_large_tree_matches_oracle() -> None:
+def test_large_tree_matches_oracle(impl: str) -> None:
     leaves = [i.to_bytes(4, "big") for i in range(10_000)]
     assert merkle_root(leaves) == mth(leaves)
 
 
-def test_root_of_leaf_hashes_matches_oracle() -> None:
+def test_root_of_leaf_hashes_matches_oracle(impl: str) -> None:
     for n in [*range(0, 40), 255, 256, 257, 500]:
         leaves = [i.to_bytes(4, "big") * 8 for i in range(n)]
         assert root_of_leaf_hashes([leaf_hash(x) for x in leaves]) == mth(leaves), n
@@ -221,7 +239,6 @@ def test_merkle_imports_only_hashlib_and_crypto_native() -> None:
     import inspect
 
     import crypto.merkle as mod
-    import crypto.native
 
     tree = ast.parse(inspect.getsource(mod))
     # Imports under `if TYPE_CHECKING:` never run; drop those blocks before collecting.
