@@ -51,7 +51,7 @@ from p2p.api import PeerTransport
 from p2p.messages import AppMessage
 from p2p.verify import VerifiedBlock
 from secprivnode import wire
-from secprivnode.api import Event
+from secprivnode.api import Event, ServiceError
 from secprivnode.config import NodeConfig
 from secprivnode.contracts.runtime import ContractRegistry
 from secprivnode.metrics import NodeMetrics
@@ -61,13 +61,13 @@ from secprivnode.pipeline.errors import AlreadyCommitted, BlockRejected
 from secprivnode.pipeline.membership import ChannelView
 from secprivnode.pipeline.sigcache import SigCache
 from secprivnode.pipeline.validator import BlockValidator
-from storage.errors import StorageError
+from storage.errors import ChainError, StorageError
 from storage.kv import Database
 from storage.ledger import ChannelLedger, CheckedBlock
 from storage.model import Block, ChannelConfig, ValidationCode
 from storage.writer import SyncWriter
 
-__all__ = ["ChannelRuntime", "TxOutcome"]
+__all__ = ["ChannelHalted", "ChannelRuntime", "TxOutcome"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,16 @@ SUBSCRIBER_QUEUE_MAX = 1024
 MEMBERSHIP_CHECK_S = 0.5
 # A learner is promoted once it is within this many entries of the leader's commit index.
 PROMOTE_LAG_ENTRIES = 8
+
+
+class ChannelHalted(ServiceError):
+    """The channel stopped committing (corrupt stored data or a failed ledger write)."""
+
+    def __init__(self, channel: str, reason: str) -> None:
+        super().__init__(
+            f"channel {channel} has stopped committing ({reason}); the node needs repair",
+            {"reason": "channel_halted", "channel": channel},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +194,9 @@ class ChannelRuntime:
         self.orderer: OrderingService | None = None
         self._publish: Callable[[str, int, bytes], None] | None = None
         self._config_nodes: set[str] = set()
+        # Why the commit loop stopped for good (stored data failed a check, or a ledger write
+        # failed); None while the channel commits. Once set, nothing more is written.
+        self.halted: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, publish: Callable[[str, int, bytes], None] | None) -> None:
@@ -194,11 +207,7 @@ class ChannelRuntime:
 
     async def stop(self) -> None:
         """Hand Raft leadership over, stop ordering, finish the block being committed."""
-        if self.driver is not None:
-            with suppress(Exception):
-                await asyncio.wait_for(self.driver.stop(transfer=True), 5.0)
-        if self.orderer is not None:
-            await self.orderer.stop()
+        await self._stop_ordering()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -212,6 +221,19 @@ class ChannelRuntime:
                     f.cancel()
         self._waiters.clear()
 
+    async def _stop_ordering(self) -> None:
+        """Hand Raft leadership over and stop the ordering service (idempotent)."""
+        if self.driver is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(self.driver.stop(transfer=True), 5.0)
+        if self.orderer is not None:
+            await self.orderer.stop()
+
+    def require_healthy(self) -> None:
+        """Raise :class:`~secprivnode.api.ServiceError` if the channel's commit loop has halted."""
+        if self.halted is not None:
+            raise ChannelHalted(self.name, self.halted)
+
     # ------------------------------------------------------------------ ordering stack
     def is_orderer(self, cfg: ChannelConfig | None = None) -> bool:
         cfg = cfg or self.view.require_config()
@@ -220,7 +242,7 @@ class ChannelRuntime:
 
     async def _maybe_start_orderer(self) -> None:
         cfg = self.view.require_config()
-        if self.orderer is not None or not self.is_orderer(cfg):
+        if self.orderer is not None or self.halted is not None or not self.is_orderer(cfg):
             return
         storage = LevelDBStorage(self._db.raw, self.name)
         tip = LedgerTip.from_ledger(self.ledger)
@@ -309,6 +331,8 @@ class ChannelRuntime:
 
     async def on_submit(self, peer: str, tx_bytes: bytes) -> list[Any]:
         """A peer forwards a transaction to this node's ordering service."""
+        if self.halted is not None:
+            return wire.err("NotOrderer", f"{self._identity.name} has halted {self.name}: {self.halted}")
         if self.orderer is None:
             return wire.err("NotOrderer", f"{self._identity.name} is not an orderer of {self.name}")
         try:
@@ -368,8 +392,8 @@ class ChannelRuntime:
 
     # ------------------------------------------------------------------ blocks in
     def offer_block(self, number: int, data: bytes, block_hash: bytes, *, publish: bool) -> None:
-        """Queue a verified block for commit (ignored if already committed or queued)."""
-        if number < self._committed_or_writing() or number in self._pending:
+        """Queue a verified block for commit (ignored if already committed or queued, or halted)."""
+        if self.halted is not None or number < self._committed_or_writing() or number in self._pending:
             return
         if len(self._pending) >= PENDING_BLOCKS_MAX:
             log.warning("channel %s: commit queue full, block %d left for anti-entropy", self.name, number)
@@ -415,7 +439,7 @@ class ChannelRuntime:
             self.offer_block(vb.header.number, vb.data, vb.hash, publish=False)
 
     async def _commit_loop(self) -> None:
-        while True:
+        while self.halted is None:
             await self._pending_wake.wait()
             self._pending_wake.clear()
             for n in [n for n in self._pending if n < self.ledger.height]:
@@ -423,6 +447,8 @@ class ChannelRuntime:
             while (item := self._pending.pop(self.ledger.height, None)) is not None:
                 data, block_hash, publish = item
                 await self._commit_one(data, block_hash, publish)
+                if self.halted is not None:
+                    return
                 await asyncio.sleep(0)  # let RPC and Raft breathe between blocks
             self._metrics.queue_depth.labels(queue=f"{self.name}/commit").set(len(self._pending))
 
@@ -439,16 +465,23 @@ class ChannelRuntime:
             prepared = self.committer.prepare(block, block_bytes=data, checked=checked)
         except AlreadyCommitted:
             return
-        except (BlockRejected, StorageError, ValueError) as exc:
+        except (BlockRejected, ChainError, ValueError) as exc:
+            # The block's fault (it does not extend the chain, or does not decode): refused,
+            # and the next copy of block ``number`` from gossip or ordering may still commit.
             log.error("channel %s: block refused: %s", self.name, exc)
+            return
+        except Exception as exc:  # stored data failed a check (StorageError), or the ledger broke
+            # Validation read state that is not what the chain says: nothing may be written on
+            # top of it.
+            self._halt(number, exc)
             return
         self._writing = (number, data, block_hash)
         try:
             write = asyncio.wrap_future(self._writer.submit(prepared.staged.write))
             self._precheck(number + 1)
             await asyncio.shield(write)  # a cancelled loop still lets the write finish (stop joins it)
-        except StorageError as exc:
-            log.error("channel %s: writing block %d failed: %s", self.name, number, exc)
+        except Exception as exc:  # the ledger refuses further writes after a failed one
+            self._halt(number, exc)
             return
         finally:
             self._writing = None
@@ -466,6 +499,27 @@ class ChannelRuntime:
             self._apply_config(result.config, initial=False)
             self._tasks = [t for t in self._tasks if not t.done()]
             self._tasks.append(asyncio.create_task(self._maybe_start_orderer(), name=f"{self.name}-orderer-start"))
+
+    def _halt(self, number: int, exc: BaseException) -> None:
+        """Stop committing for good: stored data failed a check or a ledger write failed.
+
+        Committing past either would build on state that is not what the chain says (TigerBeetle's
+        rule: on corruption, stop instead of handling it). The channel refuses submissions, fails
+        the transactions awaited, stops ordering and reports itself failing in the health checks;
+        an operator repairs the ledger (``secprivnode ledger verify``) and restarts the node."""
+        self.halted = f"commit halted at block {number}: {type(exc).__name__}: {exc}"
+        log.critical("channel %s: %s; the node needs repair (secprivnode ledger verify)", self.name, self.halted)
+        self._pending.clear()
+        self._prechecked = None
+        self._metrics.queue_depth.labels(queue=f"{self.name}/commit").set(0)
+        failure = ChannelHalted(self.name, self.halted)
+        for futs in self._waiters.values():
+            for f in futs:
+                if not f.done():
+                    f.set_exception(failure)
+        self._waiters.clear()
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(self._stop_ordering(), name=f"{self.name}-orderer-halt"))
 
     def _precheck(self, number: int) -> None:
         """Decode and check block ``number`` if it is queued, while its predecessor syncs."""
@@ -525,6 +579,7 @@ class ChannelRuntime:
 
     # ------------------------------------------------------------------ waiting and events
     def wait_for(self, tx_id: bytes) -> asyncio.Future[TxOutcome]:
+        self.require_healthy()
         fut: asyncio.Future[TxOutcome] = asyncio.get_running_loop().create_future()
         loc = self.ledger.tx_location(tx_id)
         if loc is not None and loc[2] is ValidationCode.VALID:

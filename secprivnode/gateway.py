@@ -164,6 +164,7 @@ class Gateway:
         try:
             channel, prop_obj, sig, transient = payload
             ch = self.channel(channel)
+            ch.require_healthy()
             proposal = Proposal.from_obj(prop_obj)
             if not isinstance(sig, bytes) or not isinstance(transient, dict):
                 raise MalformedError("bad signature or transient map")
@@ -266,6 +267,7 @@ class Gateway:
     async def submit(self, proposal: Proposal, sig: bytes, *, wait: bool, timeout_s: float) -> SubmitResult:
         self.require_gateway()
         ch = self.channel(proposal.header.channel)
+        ch.require_healthy()
         tx = await self.endorse(proposal, sig)
         tx_bytes = tx.encode()
         tx_id = tx.tx_id

@@ -100,11 +100,12 @@ class LocalNodeService:
         return self._ch(channel).raft_status()
 
     async def health(self) -> dict[str, tuple[bool, str]]:
-        """Liveness of what clients rely on: ledgers open, a Raft leader known where this node
+        """Liveness of what clients rely on: ledgers committing, a Raft leader known where this node
         orders (without one, submissions fail), and peers connected when the channel has any."""
         checks: dict[str, tuple[bool, str]] = {}
         for name, ch in self._channels.items():
-            checks[f"ledger:{name}"] = (True, f"height {ch.ledger.height}")
+            halted = ch.halted
+            checks[f"ledger:{name}"] = (halted is None, halted or f"height {ch.ledger.height}")
             if ch.orderer is not None:
                 st = ch.raft_status()
                 leader = st["leader"]
