@@ -40,7 +40,17 @@ from consensus.orderer.service import (
     OrderingService,
     SystemClock,
 )
-from consensus.raft import ConfChange, ConfChangeType, Entry, Message, RaftConfig, RawNode, Role, Snapshot
+from consensus.raft import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    Message,
+    RaftConfig,
+    RaftError,
+    RawNode,
+    Role,
+    Snapshot,
+)
 from consensus.raft.driver import RaftDriver
 from consensus.raft.driver import SystemClock as RaftClock
 from consensus.raft.leveldb_storage import LevelDBStorage
@@ -324,23 +334,27 @@ class ChannelRuntime:
 
     async def _forward(self, leader: str, tx_bytes: bytes) -> bytes:
         answer = await self._transport.request(leader, wire.SUBMIT, [self.name, tx_bytes], 10.0)
-        (tx_id,) = wire.unpack_answer(answer)
+        try:
+            (tx_id,) = wire.unpack_answer(answer)
+        except wire.RemoteRefusal as exc:
+            raise wire.ordering_exception(exc) from exc
         if not isinstance(tx_id, bytes):
-            raise wire.RemoteRefusal("protocol", "tx id is not bytes")
+            raise wire.RemoteRefusal(wire.ErrorCode.PROTOCOL, "tx id is not bytes")
         return tx_id
 
     async def on_submit(self, peer: str, tx_bytes: bytes) -> list[Any]:
         """A peer forwards a transaction to this node's ordering service."""
         if self.halted is not None:
-            return wire.err("NotOrderer", f"{self._identity.name} has halted {self.name}: {self.halted}")
+            return wire.err(
+                wire.ErrorCode.CHANNEL_HALTED, f"{self._identity.name} has halted {self.name}: {self.halted}"
+            )
         if self.orderer is None:
-            return wire.err("NotOrderer", f"{self._identity.name} is not an orderer of {self.name}")
+            return wire.err(wire.ErrorCode.NOT_ORDERER, f"{self._identity.name} is not an orderer of {self.name}")
         try:
             return wire.ok(await self.orderer.submit(tx_bytes))
-        except OrdererError as exc:
-            return wire.err(type(exc).__name__, str(exc))
-        except Exception as exc:  # NotLeader, ProposalDropped: the forwarder reports them
-            return wire.err(type(exc).__name__, str(exc))
+        except (OrdererError, RaftError) as exc:  # NotLeader, ProposalDropped: the forwarder reports them
+            code = wire.ordering_code(exc)
+            return wire.err(code if code is not None else wire.ErrorCode.UNKNOWN, str(exc))
 
     async def _take_ordered(self) -> None:
         assert self.orderer is not None

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from typing import Any
 
-from consensus.orderer.errors import OrdererError
+from consensus.orderer.errors import OrdererError, PoolFull
 from consensus.raft import NotLeader, ProposalDropped
 from crypto.encoding import EncodingError, encode
 from p2p.dispatch import MAX_INFLIGHT_REQUESTS_PER_PEER
@@ -37,7 +37,7 @@ from secprivnode.api import (
     Unauthorized,
     UnknownChannel,
 )
-from secprivnode.channel import ChannelRuntime
+from secprivnode.channel import ChannelHalted, ChannelRuntime
 from secprivnode.contracts.config_contract import contract_policy
 from secprivnode.contracts.policy import PolicyUnsatisfiable, plan
 from secprivnode.pipeline.endorser import EndorsementResult
@@ -151,16 +151,20 @@ class Gateway:
                 Response.from_obj(resp_obj), ReadWriteSet.from_obj(rwset_obj), Endorsement.from_obj(end_obj)
             )
         except wire.RemoteRefusal as exc:
-            if exc.kind == RejectCode.CONTRACT_ERROR.value:
+            reject = wire.rejection_of(exc.code)
+            if reject is RejectCode.CONTRACT_ERROR:
                 raise ContractFailed(f"{peer}: {exc.message}") from exc
-            raise TxRejected(f"{peer} refused to endorse: {exc.message}", {"reason": exc.kind}) from exc
+            if reject is None and exc.code in (wire.ErrorCode.UNKNOWN_CHANNEL, wire.ErrorCode.CHANNEL_HALTED):
+                raise Overloaded(f"endorser {peer} unavailable: {exc.message}") from exc
+            reason = reject.value if reject is not None else exc.code.name.lower()
+            raise TxRejected(f"{peer} refused to endorse: {exc.message}", {"reason": reason}) from exc
         except (P2PError, MalformedError, EncodingError, ValueError) as exc:
             raise Overloaded(f"endorser {peer} unavailable: {exc}") from exc
 
     async def on_endorse(self, peer: str, payload: Any) -> list[Any]:
         """Serve a ``wire.ENDORSE`` request from another node's gateway."""
         if not self._is_endorser:
-            return wire.err(RejectCode.UNAUTHORIZED.value, f"{self._name} does not have the endorser role")
+            return wire.err(wire.ErrorCode.UNAUTHORIZED, f"{self._name} does not have the endorser role")
         try:
             channel, prop_obj, sig, transient = payload
             ch = self.channel(channel)
@@ -173,11 +177,13 @@ class Gateway:
             proposal = Proposal(proposal.header, proposal.contract, proposal.function, proposal.args, transient)
             res = ch.endorser.endorse(proposal, sig)
         except ProposalRejected as exc:
-            return wire.err(exc.code.value, exc.message)
+            return wire.err(wire.reject_code(exc.code), exc.message)
         except (MalformedError, EncodingError, ValueError, TypeError) as exc:
-            return wire.err(RejectCode.BAD_PROPOSAL.value, str(exc))
-        except ServiceError as exc:
-            return wire.err(RejectCode.BAD_CHANNEL.value, exc.message)
+            return wire.err(wire.ErrorCode.BAD_PROPOSAL, str(exc))
+        except ChannelHalted as exc:
+            return wire.err(wire.ErrorCode.CHANNEL_HALTED, exc.message)
+        except UnknownChannel as exc:
+            return wire.err(wire.ErrorCode.UNKNOWN_CHANNEL, exc.message)
         return wire.ok(res.response.to_obj(), res.rwset.to_obj(), res.endorsement.to_obj())
 
     async def endorse(self, proposal: Proposal, sig: bytes) -> Transaction:
@@ -235,7 +241,7 @@ class Gateway:
         except ProposalDropped as exc:
             raise Overloaded(f"ordering dropped the transaction: {exc}") from exc
         except OrdererError as exc:
-            raise _orderer_error(type(exc).__name__, str(exc)) from exc
+            raise _orderer_error(exc) from exc
 
     async def _submit_remote(self, ch: ChannelRuntime, tx_bytes: bytes) -> None:
         cfg = ch.view.require_config()
@@ -252,10 +258,15 @@ class Gateway:
                 wire.unpack_answer(answer)
                 return
             except wire.RemoteRefusal as exc:
-                if exc.kind in ("NotLeader", "NotOrderer", "ProposalDropped", "OrdererStopped"):
+                if exc.code in _TRY_ANOTHER_ORDERER:
                     last = exc
                     continue
-                raise _orderer_error(exc.kind, exc.message) from exc
+                typed = wire.ordering_exception(exc)
+                if isinstance(typed, OrdererError):
+                    raise _orderer_error(typed) from exc
+                raise TxRejected(
+                    f"{o} refused the transaction: {exc.message}", {"reason": exc.code.name.lower()}
+                ) from exc
             except P2PError as exc:
                 last = exc
         raise Overloaded(f"no orderer of {ch.name} accepted the transaction: {last}")
@@ -301,9 +312,20 @@ class Gateway:
         return _response_json(response)
 
 
-def _orderer_error(kind: str, message: str) -> ServiceError:
-    if kind in ("PoolFull", "Overloaded"):
-        return Overloaded(message)
-    if kind == "NotLeader":
-        return NotLeaderError(message)
-    return TxRejected(message, {"reason": kind})
+# Refusals that say nothing against the transaction: another orderer may take it.
+_TRY_ANOTHER_ORDERER = frozenset(
+    {
+        wire.ErrorCode.NOT_LEADER,
+        wire.ErrorCode.NOT_ORDERER,
+        wire.ErrorCode.PROPOSAL_DROPPED,
+        wire.ErrorCode.ORDERER_STOPPED,
+        wire.ErrorCode.CHANNEL_HALTED,
+        wire.ErrorCode.UNKNOWN_CHANNEL,
+    }
+)
+
+
+def _orderer_error(exc: OrdererError) -> ServiceError:
+    if isinstance(exc, PoolFull):
+        return Overloaded(str(exc))
+    return TxRejected(str(exc), {"reason": exc.reason})

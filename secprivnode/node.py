@@ -298,11 +298,13 @@ class Node:
     async def _on_submit(self, peer: str, payload: Any) -> Any:
         try:
             channel, tx_bytes = payload
-            ch = self.channels[channel]
-        except (ValueError, TypeError, KeyError):
-            return wire.err("BadRequest", "malformed submission")
+        except (ValueError, TypeError):
+            return wire.err(wire.ErrorCode.PROTOCOL, "malformed submission")
+        ch = self.channels.get(channel) if isinstance(channel, str) else None
+        if ch is None:
+            return wire.err(wire.ErrorCode.UNKNOWN_CHANNEL, f"this node does not serve channel {channel!r}")
         if not isinstance(tx_bytes, bytes):
-            return wire.err("BadRequest", "transaction must be bytes")
+            return wire.err(wire.ErrorCode.BAD_REQUEST, "transaction must be bytes")
         return await ch.on_submit(peer, tx_bytes)
 
 

@@ -20,6 +20,7 @@ from pipeline_kit import CHANNEL, Chain
 
 from crypto.batch import BatchVerifier
 from p2p.memory import MemoryNetwork, MemoryTransport
+from secprivnode import wire
 from secprivnode.api import ServiceError
 from secprivnode.channel import ChannelRuntime
 from secprivnode.config import ChannelSpec, IdentitySection, NodeConfig, NodeSection
@@ -134,7 +135,7 @@ async def test_corrupt_state_halts_the_commit_loop(setup: Setup) -> None:
     with pytest.raises(ServiceError, match="stopped committing"):
         await s.service.tx_submit(proposal, sig)
     refused = await ch.on_submit("council-node1", chain.ledger.get_block_bytes(3))
-    assert refused[0] == "err"
+    assert list(refused[:2]) == ["err", wire.ErrorCode.CHANNEL_HALTED]
 
 
 async def test_broken_ledger_halts_the_commit_loop(setup: Setup) -> None:
