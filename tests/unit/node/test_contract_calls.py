@@ -352,3 +352,57 @@ def test_malformed_extra_rwsets_are_bad_payload(calls: Chain) -> None:
     # a version 1 block may not carry them
     assert calls.codes([good], version=1) == [V.BAD_PAYLOAD]
     assert calls.codes([good]) == [V.VALID]
+
+
+# ---- the gateway -----------------------------------------------------------------------------
+
+
+class _Links:
+    """A transport whose requests reach the other nodes' gateways in-process (canonical values
+    re-decoded, as the wire would)."""
+
+    def __init__(self, me: str, gateways: dict[str, Any]) -> None:
+        self.me, self.gateways = me, gateways
+
+    def connected_peers(self) -> list[str]:
+        return [n for n in self.gateways if n != self.me]
+
+    async def request(self, node_id: str, kind: int, payload: Any, timeout_s: float) -> Any:
+        answer = await self.gateways[node_id].on_endorse(self.me, decode(encode(payload)))
+        return decode(encode(answer))
+
+
+def test_the_gateway_adds_endorsers_for_the_written_namespaces(pki: Pki, tmp_path: Path) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from secprivnode.gateway import Gateway
+
+    chain = Chain(pki, tmp_path / "l", _config(pki, {"audit": STRICT}), contracts=[Registry(), Audit(), Book()])
+    try:
+        gateways: dict[str, Any] = {}
+        asked: list[str] = []
+        for ident, endorser in chain.endorsers.items():
+            org, node = ident.split("/")
+            ch = SimpleNamespace(name=CHANNEL, view=chain.view, endorser=endorser)
+            gateways[node] = Gateway(node, org, {CHANNEL: ch}, _Links(node, gateways))  # type: ignore[dict-item]
+            real = gateways[node].on_endorse
+
+            async def on_endorse(peer: str, payload: Any, _real: Any = real, _node: str = node) -> Any:
+                asked.append(_node)
+                return await _real(peer, payload)
+
+            gateways[node].on_endorse = on_endorse
+        gw = gateways["council-node1"]
+        p, sig = chain.propose("council/alice", "registry", "register", "ann")
+        assert chain.codes([asyncio.run(gw.endorse(p, sig))]) == [V.VALID]
+        assert asked == []  # ANY(node): the gateway's own node endorses alone
+
+        p, sig = chain.propose("council/alice", "book", "record", "ann", 4)
+        tx = asyncio.run(gw.endorse(p, sig))
+        assert sorted(asked) == ["health-node1", "transport-node1"]  # audit's AND of the three orgs
+        assert [rw.namespace for rw in tx.extra_rwsets] == ["audit", "registry"] and len(tx.endorsements) == 3
+        assert chain.codes([tx]) == [V.VALID]
+        assert chain.ledger.get_state("audit", "log/ann") is not None
+    finally:
+        chain.close()
