@@ -57,27 +57,6 @@ class NodeStartError(RuntimeError):
     """The node cannot start with this configuration (bad identity, genesis, ports…)."""
 
 
-class _GossipStore:
-    """Adapts a channel runtime to the gossip core's BlockStore protocol."""
-
-    def __init__(self, ch: ChannelRuntime) -> None:
-        self._ch = ch
-
-    @property
-    def height(self) -> int:
-        return self._ch.gossip_height()
-
-    @property
-    def tip_hash(self) -> bytes | None:
-        return self._ch.gossip_tip_hash()
-
-    def get_block_bytes(self, number: int) -> bytes:
-        return self._ch.gossip_block_bytes(number)
-
-    def deliver(self, blocks: Any) -> None:
-        self._ch.gossip_deliver(blocks)
-
-
 def _load_identity(config: NodeConfig) -> tuple[Identity, PrivateKey, bytes]:
     try:
         cert_pem = config.identity.cert.read_bytes()
@@ -219,7 +198,7 @@ class Node:
             cert_der=ident.cert_der,
             key=key,
             incarnation=time.time_ns() // 1_000_000,
-            stores={n: _GossipStore(ch) for n, ch in self.channels.items()},
+            stores={n: ch.gossip_store for n, ch in self.channels.items()},
             resolve_key=self._orderer_key,
             validate_cert=self._validate_node_cert,
             rng=random.Random(rng.getrandbits(64)),

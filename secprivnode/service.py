@@ -271,7 +271,7 @@ class LocalNodeService:
 
     # ------------------------------------------------------------------ events
     def subscribe(self, channel: str | None, kinds: frozenset[str], tx_id: bytes | None = None) -> AsyncIterator[Event]:
-        return self._ch(channel).events(kinds, tx_id)
+        return self._ch(channel).subscribe(kinds, tx_id)
 
 
 # Distinct certificates named in transaction reads: a city has thousands of identities at most.
