@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from typing import Any
 
+from consensus.orderer.service import OrderingService
 from crypto.batch import BatchVerifier
 from crypto.msp import Identity
 from crypto.signing import PrivateKey
@@ -184,7 +185,7 @@ class ChannelRuntime:
 
     # ------------------------------------------------------------------ ordering
     @property
-    def orderer(self) -> Any:
+    def orderer(self) -> OrderingService | None:
         """The local ordering service (``submit``), or None on a node that does not order."""
         return self.ordering.orderer
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from consensus.orderer.errors import OrdererError, PoolFull
 from consensus.raft import NotLeader, ProposalDropped
@@ -37,12 +38,15 @@ from secprivnode.api import (
     Unauthorized,
     UnknownChannel,
 )
-from secprivnode.channel import ChannelHalted, ChannelRuntime
 from secprivnode.contracts.config_contract import contract_policy
 from secprivnode.contracts.policy import PolicyUnsatisfiable, plan
+from secprivnode.contracts.runtime import Simulated
+from secprivnode.pipeline.commit_loop import ChannelHalted
 from secprivnode.pipeline.endorser import EndorsementResult
 from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
+from secprivnode.pipeline.events import TxOutcome
 from storage.model import (
+    ChannelConfig,
     Endorsement,
     MalformedError,
     Proposal,
@@ -51,7 +55,7 @@ from storage.model import (
     Transaction,
 )
 
-__all__ = ["Gateway", "rejection_to_error"]
+__all__ = ["Gateway", "GatewayChannel", "rejection_to_error"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,45 @@ FORWARD_CONCURRENCY_MAX = MAX_INFLIGHT_REQUESTS_PER_PEER * 3 // 4
 # Endorser plans remembered per (channel, config sequence, contract, reachable peers). A channel
 # has tens of contracts and the reachable set changes rarely; when full the cache starts over.
 PLAN_CACHE_MAX = 256
+
+
+class ConfigSource(Protocol):
+    def require_config(self) -> ChannelConfig: ...
+
+
+class ProposalEndorser(Protocol):
+    def endorse(self, proposal: Proposal, signature: bytes) -> EndorsementResult: ...
+
+    def evaluate(self, proposal: Proposal, signature: bytes) -> Simulated: ...
+
+
+class TxSubmitter(Protocol):
+    async def submit(self, tx_bytes: bytes) -> bytes: ...
+
+
+class GatewayChannel(Protocol):
+    """What the gateway needs of a channel (:class:`secprivnode.channel.GatewayChannel` has it):
+    its configuration, its endorser, its local ordering service if any, and commit waits."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def view(self) -> ConfigSource: ...
+
+    @property
+    def endorser(self) -> ProposalEndorser: ...
+
+    @property
+    def orderer(self) -> TxSubmitter | None: ...
+
+    def leader(self) -> str | None: ...
+
+    def require_healthy(self) -> None: ...
+
+    def wait_for(self, tx_id: bytes) -> asyncio.Future[TxOutcome]: ...
+
+    def forget_waiter(self, tx_id: bytes, fut: asyncio.Future[TxOutcome]) -> None: ...
 
 
 def rejection_to_error(exc: ProposalRejected) -> ServiceError:
@@ -92,7 +135,7 @@ class Gateway:
         self,
         node_name: str,
         org: str,
-        channels: dict[str, ChannelRuntime],
+        channels: Mapping[str, GatewayChannel],
         transport: Any,
         *,
         gateway: bool = True,
@@ -107,14 +150,14 @@ class Gateway:
         self._is_gateway = gateway  # accepts client submissions
         self._is_endorser = endorser  # runs contracts for proposals
 
-    def channel(self, name: str) -> ChannelRuntime:
+    def channel(self, name: str) -> GatewayChannel:
         ch = self._channels.get(name)
         if ch is None:
             raise UnknownChannel(f"this node does not serve channel {name!r}")
         return ch
 
     # ------------------------------------------------------------------ endorsement
-    def _endorsers(self, ch: ChannelRuntime, contract: str) -> list[str]:
+    def _endorsers(self, ch: GatewayChannel, contract: str) -> list[str]:
         cfg = ch.view.require_config()
         connected = frozenset(self._transport.connected_peers())
         # plan() is a pure function of the policy (fixed by the config sequence), the reachable
@@ -142,7 +185,7 @@ class Gateway:
         self._plans[key] = tuple(chosen)
         return chosen
 
-    async def _endorse_remote(self, peer: str, ch: ChannelRuntime, proposal: Proposal, sig: bytes) -> EndorsementResult:
+    async def _endorse_remote(self, peer: str, ch: GatewayChannel, proposal: Proposal, sig: bytes) -> EndorsementResult:
         payload = [ch.name, proposal.to_obj(), sig, dict(proposal.transient)]
         try:
             answer = await self._transport.request(peer, wire.ENDORSE, payload, ENDORSE_TIMEOUT_S)
@@ -191,7 +234,7 @@ class Gateway:
         return wire.ok(res.response.to_obj(), res.rwset.to_obj(), res.endorsement.to_obj(), *extra)
 
     async def _endorse_all(
-        self, ch: ChannelRuntime, peers: list[str], proposal: Proposal, sig: bytes
+        self, ch: GatewayChannel, peers: list[str], proposal: Proposal, sig: bytes
     ) -> list[EndorsementResult]:
         jobs = []
         for p in peers:
@@ -230,14 +273,14 @@ class Gateway:
         ends = tuple(r.endorsement for r in results)
         return Transaction(stored, sig, first.response, first.rwset, ends, first.extra_rwsets)
 
-    async def _endorse_local(self, ch: ChannelRuntime, proposal: Proposal, sig: bytes) -> EndorsementResult:
+    async def _endorse_local(self, ch: GatewayChannel, proposal: Proposal, sig: bytes) -> EndorsementResult:
         try:
             return ch.endorser.endorse(proposal, sig)
         except ProposalRejected as exc:
             raise rejection_to_error(exc) from exc
 
     # ------------------------------------------------------------------ ordering
-    async def order(self, ch: ChannelRuntime, tx_bytes: bytes) -> None:
+    async def order(self, ch: GatewayChannel, tx_bytes: bytes) -> None:
         try:
             if ch.orderer is not None and ch.leader() in (None, self._name):
                 await ch.orderer.submit(tx_bytes)
@@ -266,7 +309,7 @@ class Gateway:
         except OrdererError as exc:
             raise _orderer_error(exc) from exc
 
-    async def _submit_remote(self, ch: ChannelRuntime, tx_bytes: bytes) -> None:
+    async def _submit_remote(self, ch: GatewayChannel, tx_bytes: bytes) -> None:
         cfg = ch.view.require_config()
         connected = set(self._transport.connected_peers())
         orderers = [n.name for n in cfg.orderers() if n.name in connected]

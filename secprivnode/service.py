@@ -11,37 +11,60 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
 
 import psutil
 
 from crypto.encoding import EncodingError, encode
-from crypto.msp import Identity, IdentityError, Role
+from crypto.msp import MSP, Identity, IdentityError, Role
 from crypto.signing import get_backend
 from p2p.api import PeerTransport
 from secprivnode import __version__
 from secprivnode.api import BadRequest, Event, NotFoundError, SubmitResult, Unauthorized, UnknownChannel
-from secprivnode.channel import ChannelRuntime
 from secprivnode.config import NodeConfig
 from secprivnode.contracts.config_contract import ConfigError, check_config, decode_config
-from secprivnode.gateway import Gateway
+from secprivnode.gateway import ConfigSource, Gateway, GatewayChannel
 from secprivnode.genesis import config_transaction
 from storage.errors import CorruptionError, NotFound
-from storage.ledger import CONFIG_KEY, CONFIG_NAMESPACE, BlockSummary
+from storage.ledger import CONFIG_KEY, CONFIG_NAMESPACE, BlockSummary, ChannelLedger
 from storage.model import ChannelConfig, Proposal, ValidationCode, config_update_digest
 
-__all__ = ["LocalNodeService"]
+__all__ = ["LocalNodeService", "ServiceChannel"]
 
 # Most rows a range or history read returns in one call.
 RANGE_LIMIT_MAX = 1000
+
+
+class ChannelConfigView(ConfigSource, Protocol):
+    def msp(self) -> MSP: ...
+
+
+class ServiceChannel(GatewayChannel, Protocol):
+    """What the service needs of a channel beyond the gateway's: its ledger for reads, its
+    membership, its health and Raft status, and event subscriptions."""
+
+    @property
+    def ledger(self) -> ChannelLedger: ...
+
+    @property
+    def view(self) -> ChannelConfigView: ...
+
+    @property
+    def halted(self) -> str | None: ...
+
+    def raft_status(self) -> dict[str, Any]: ...
+
+    def is_awaited(self, tx_id: bytes) -> bool: ...
+
+    def subscribe(self, kinds: frozenset[str], tx_id: bytes | None) -> AsyncIterator[Event]: ...
 
 
 class LocalNodeService:
     def __init__(
         self,
         config: NodeConfig,
-        channels: dict[str, ChannelRuntime],
+        channels: Mapping[str, ServiceChannel],
         gateway: Gateway,
         transport: PeerTransport,
         admin_signer: Callable[[], Any],
@@ -58,7 +81,7 @@ class LocalNodeService:
     def default_channel(self) -> str:
         return self._cfg.default_channel
 
-    def _ch(self, channel: str | None) -> ChannelRuntime:
+    def _ch(self, channel: str | None) -> ServiceChannel:
         name = channel or self._cfg.default_channel
         ch = self._channels.get(name)
         if ch is None:
