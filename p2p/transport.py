@@ -53,7 +53,6 @@ import contextlib
 import logging
 import random
 import ssl
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ from typing import Any, Final
 from crypto.msp import MSP, Identity, IdentityError, Role
 from crypto.signing import PrivateKey
 from p2p.api import PeerConnected, PeerDisconnected
+from p2p.clock import Clock, SystemClock
 from p2p.connection import Connection, ConnectionClosed, PeerVerified
 from p2p.dispatch import Dispatcher, DispatchingTransport
 from p2p.errors import PeerUnavailable, RemoteProtocolError, SendQueueFull, UnexpectedPeer
@@ -167,7 +167,7 @@ class Transport(DispatchingTransport):
         listen_port: int = 0,
         advertise_address: str | None = None,
         rng: random.Random,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         limits: TransportLimits = TransportLimits(),
     ) -> None:
         if identity.role is not Role.NODE:
@@ -182,13 +182,13 @@ class Transport(DispatchingTransport):
         self._port = listen_port
         self._advertise = advertise_address
         self._rng = rng
-        self._clock = clock
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self.limits = limits
         self._server: asyncio.Server | None = None
         self._links: dict[str, _Link] = {}
         self._wanted: dict[str, str] = {}  # node id -> address we keep dialling
         self._dialers: dict[str, asyncio.Task[None]] = {}
-        self._bans: dict[str, float] = {}  # node id -> loop time the ban ends
+        self._bans: dict[str, float] = {}  # node id -> clock.now() when the ban ends
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
         self._stopping = False
@@ -296,7 +296,7 @@ class Transport(DispatchingTransport):
     def penalise(self, node_id: str, reason: str) -> None:
         """Disconnect and ban ``node_id`` for ``ban_duration_s`` (a misbehaving peer)."""
         log.warning("%s: banning %s for %.0f s: %s", self.node_id, node_id, self.limits.ban_duration_s, reason)
-        self._bans[node_id] = asyncio.get_running_loop().time() + self.limits.ban_duration_s
+        self._bans[node_id] = self._clock.now() + self.limits.ban_duration_s
         link = self._links.get(node_id)
         if link is not None:
             self._spawn(self._close_link(link, f"misbehaviour: {reason}"))
@@ -305,7 +305,7 @@ class Transport(DispatchingTransport):
         until = self._bans.get(node_id)
         if until is None:
             return False
-        if asyncio.get_running_loop().time() >= until:
+        if self._clock.now() >= until:
             del self._bans[node_id]
             return False
         return True
@@ -325,13 +325,12 @@ class Transport(DispatchingTransport):
         der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
         if not der:
             raise IdentityError("peer presented no certificate")
-        return self._msp_provider().validate(der, now=int(self._clock()), roles={Role.NODE})
+        return self._msp_provider().validate(der, now=self._clock.now_ms() // 1000, roles={Role.NODE})
 
     # --- connection set-up --------------------------------------------------------------------
 
     async def _dial_loop(self, node_id: str) -> None:
         attempt = 0
-        loop = asyncio.get_running_loop()
         while not self._stopping and node_id in self._wanted:
             if node_id in self._links or self.is_banned(node_id):
                 self._changed.clear()
@@ -340,7 +339,7 @@ class Transport(DispatchingTransport):
                     await asyncio.wait_for(self._changed.wait(), 1.0)
                 continue
             host, port = parse_address(self._wanted[node_id])
-            started = loop.time()
+            started = self._clock.now()
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(
@@ -352,7 +351,7 @@ class Transport(DispatchingTransport):
                 log.debug("%s: dial %s at %s:%d failed: %s", self.node_id, node_id, host, port, exc)
             else:
                 await self._run_link(reader, writer, outbound=True, expected=node_id)
-                if loop.time() - started > self.limits.keepalive_timeout_s:
+                if self._clock.now() - started > self.limits.keepalive_timeout_s:
                     attempt = 0  # the link lived a while: dial the next one promptly
             if self._stopping or node_id in self._links:
                 continue
@@ -360,7 +359,7 @@ class Transport(DispatchingTransport):
             # so peers that lost each other at the same moment do not redial in lock-step.
             window = min(self.limits.dial_backoff_max_s, self.limits.dial_backoff_initial_s * 2**attempt)
             attempt = min(attempt + 1, 30)
-            await asyncio.sleep(window / 2 + self._rng.uniform(0, window / 2))
+            await self._clock.sleep(window / 2 + self._rng.uniform(0, window / 2))
 
     async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._stopping or self._handshaking >= MAX_HANDSHAKING:
@@ -415,7 +414,7 @@ class Transport(DispatchingTransport):
         peername = writer.get_extra_info("peername")
         verifier = partial(self._verify_hello, ident=ident, expected=expected)
         link = _Link(reader, writer, Connection(verifier, self.limits.max_frame_bytes), outbound)
-        link.last_recv = asyncio.get_running_loop().time()
+        link.last_recv = self._clock.now()
         try:
             hello = make_hello(
                 key=self._key,
@@ -425,7 +424,7 @@ class Transport(DispatchingTransport):
                 channels=self._channels,
                 address=self.address,
                 nonce=self._rng.randbytes(NONCE_BYTES),
-                now_ms=int(self._clock() * 1000),
+                now_ms=self._clock.now_ms(),
             )
             writer.write(link.conn.send(hello))
             async with asyncio.timeout(self.limits.handshake_timeout_s):
@@ -455,7 +454,7 @@ class Transport(DispatchingTransport):
             peer=ident,
             network_id=self._network_id,
             our_channels=self._channels,
-            now_ms=int(self._clock() * 1000),
+            now_ms=self._clock.now_ms(),
             expected_node_id=expected,
         )
 
@@ -484,7 +483,7 @@ class Transport(DispatchingTransport):
     async def _read_some(self, link: _Link, *, until_open: bool = False) -> bool:
         """Read one chunk and process the events it completes. False when the connection has ended."""
         data = await link.reader.read(READ_CHUNK_BYTES)
-        link.last_recv = asyncio.get_running_loop().time()
+        link.last_recv = self._clock.now()
         link.conn.receive_data(data)
         return await self._pump(link, until_open=until_open)
 
@@ -558,11 +557,10 @@ class Transport(DispatchingTransport):
             self._spawn(self._close_link(link, f"write failed: {exc!r}"))
 
     async def _keepalive_loop(self, link: _Link) -> None:
-        loop = asyncio.get_running_loop()
         nonce = 0
         while not link.closed:
-            await asyncio.sleep(self.limits.ping_interval_s)
-            if loop.time() - link.last_recv > self.limits.keepalive_timeout_s:
+            await self._clock.sleep(self.limits.ping_interval_s)
+            if self._clock.now() - link.last_recv > self.limits.keepalive_timeout_s:
                 self._spawn(self._close_link(link, "keepalive timeout"))
                 return
             nonce += 1
@@ -608,7 +606,7 @@ class Transport(DispatchingTransport):
     # --- closing ------------------------------------------------------------------------------
 
     def _ban(self, node_id: str) -> None:
-        self._bans[node_id] = asyncio.get_running_loop().time() + self.limits.ban_duration_s
+        self._bans[node_id] = self._clock.now() + self.limits.ban_duration_s
 
     async def _abort(self, writer: asyncio.StreamWriter) -> None:
         writer.close()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from typing import Any
@@ -35,6 +34,7 @@ from crypto.signing import PrivateKey
 from p2p.api import PeerTransport
 from secprivnode import wire
 from secprivnode.api import Event
+from secprivnode.clock import NodeClock
 from secprivnode.config import NodeConfig
 from secprivnode.contracts.runtime import ContractRegistry
 from secprivnode.metrics import NodeMetrics
@@ -75,6 +75,7 @@ class ChannelRuntime:
         metrics: NodeMetrics,
         verifier: BatchVerifier | None,
         rng: random.Random,
+        clock: NodeClock,
     ) -> None:
         self.name = name
         self._identity = identity
@@ -92,7 +93,7 @@ class ChannelRuntime:
             contracts,
             identity,
             key,
-            lambda: int(time.time()),
+            lambda: clock.now_ms() // 1000,
             sigcache=sigcache,
             verifier=verifier,
         )
@@ -108,6 +109,7 @@ class ChannelRuntime:
             sigcache=sigcache,
             verifier=verifier,
             rng=rng,
+            clock=clock,
             deliver=lambda number, data, block_hash: self.commits.offer_block(number, data, block_hash, publish=True),
         )
         self.events = CommitEvents(name, ledger)
@@ -117,6 +119,7 @@ class ChannelRuntime:
             committer=self.committer,
             events=self.events,
             metrics=metrics,
+            clock=clock,
             on_commit=self._on_commit,
             on_halt=self._on_halt,
         )

@@ -21,7 +21,7 @@ import logging
 import os
 import random
 import signal
-import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -29,11 +29,13 @@ from aiohttp import web
 from crypto.batch import BatchVerifier
 from crypto.msp import MSP, Identity, IdentityError, Role
 from crypto.signing import BACKEND_ENV, PrivateKey, PublicKey
+from p2p.api import PeerTransport
 from p2p.gossip.core import GossipCore
 from p2p.gossip.service import GossipService
 from p2p.transport import Transport
 from secprivnode import wire
 from secprivnode.channel import ChannelRuntime
+from secprivnode.clock import NodeClock, SystemClock
 from secprivnode.config import NodeConfig, parse_hostport
 from secprivnode.contracts.builtin import builtin_registry
 from secprivnode.gateway import Gateway
@@ -78,8 +80,21 @@ def _load_identity(config: NodeConfig) -> tuple[Identity, PrivateKey, bytes]:
 class Node:
     """One node process. ``async with Node(cfg) as node`` starts it; leaving the block stops it."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        clock: NodeClock | None = None,
+        rng: random.Random | None = None,
+        make_transport: Callable[[Identity], PeerTransport] | None = None,
+    ) -> None:
+        """``clock``, ``rng`` and ``make_transport`` replace the system clock, the seed from
+        ``os.urandom`` and the TLS transport (e.g. with a virtual clock, a seeded generator and an
+        in-memory transport); the node passes the one clock to every component."""
         self.config = config
+        self.clock: NodeClock = clock if clock is not None else SystemClock()
+        self._rng = rng
+        self._make_transport = make_transport
         self.metrics = NodeMetrics()
         self.channels: dict[str, ChannelRuntime] = {}
         self.rpc_port = 0
@@ -138,20 +153,25 @@ class Node:
                 raise NodeStartError(f"channel {spec.name}: cannot read genesis block {spec.genesis}: {exc}") from exc
 
         # transport; its trust store follows the default channel's membership
-        host, port = parse_hostport(cfg.p2p.listen, "p2p.listen")
-        rng = random.Random(int.from_bytes(os.urandom(8), "big"))
-        transport = Transport(
-            identity=ident,
-            key=key,
-            cert_pem=cert_pem,
-            msp_provider=self._default_msp,
-            network_id=cfg.p2p.network_id,
-            channels=[c.name for c in cfg.channels],
-            listen_host=host,
-            listen_port=port,
-            advertise_address=cfg.p2p.advertised,
-            rng=rng,
-        )
+        rng = self._rng or random.Random(int.from_bytes(os.urandom(8), "big"))
+        transport: PeerTransport
+        if self._make_transport is not None:
+            transport = self._make_transport(ident)
+        else:
+            host, port = parse_hostport(cfg.p2p.listen, "p2p.listen")
+            transport = Transport(
+                identity=ident,
+                key=key,
+                cert_pem=cert_pem,
+                msp_provider=self._default_msp,
+                network_id=cfg.p2p.network_id,
+                channels=[c.name for c in cfg.channels],
+                listen_host=host,
+                listen_port=port,
+                advertise_address=cfg.p2p.advertised,
+                rng=rng,
+                clock=self.clock,
+            )
         self.transport = transport
         contracts = builtin_registry()
         for spec in cfg.channels:
@@ -167,6 +187,7 @@ class Node:
                 metrics=self.metrics,
                 verifier=verifier,
                 rng=rng,
+                clock=self.clock,
             )
         self.gateway = Gateway(
             ident.name,
@@ -197,14 +218,14 @@ class Node:
             address=cfg.p2p.advertised,
             cert_der=ident.cert_der,
             key=key,
-            incarnation=time.time_ns() // 1_000_000,
+            incarnation=self.clock.now_ms(),
             stores={n: ch.gossip_store for n, ch in self.channels.items()},
             resolve_key=self._orderer_key,
             validate_cert=self._validate_node_cert,
             rng=random.Random(rng.getrandbits(64)),
         )
-        # Wall-clock milliseconds: the core also judges certificate validity with this clock.
-        gossip = GossipService(transport, core, clock_ms=lambda: time.time_ns() // 1_000_000, connect_discovered=True)
+        # The clock's unix milliseconds: the core also judges certificate validity with them.
+        gossip = GossipService(transport, core, clock=self.clock, connect_discovered=True)
 
         # channels: commit loops, Raft and ordering
         for ch in self.channels.values():
@@ -214,7 +235,9 @@ class Node:
         self._stack.push_async_callback(gossip.stop)
 
         # RPC and operations
-        self.service = LocalNodeService(cfg, self.channels, self.gateway, transport, lambda: (ident.cert_der, key))
+        self.service = LocalNodeService(
+            cfg, self.channels, self.gateway, transport, lambda: (ident.cert_der, key), clock=self.clock
+        )
         limits = RpcLimits(max_body_bytes=cfg.rpc.max_body_bytes, max_batch_len=cfg.rpc.max_batch)
         await self._serve(create_rpc_app(self.service, limits=limits, metrics=self.metrics), cfg.rpc.listen, "rpc")
         await self._serve(create_ops_app(self.service, self.metrics.registry), cfg.rpc.operations_listen, "ops")
@@ -255,7 +278,7 @@ class Node:
         if cfg is None:
             return None
         try:
-            ident = ch.view.msp().validate(cert_der, now=int(time.time()), roles={Role.NODE})
+            ident = ch.view.msp().validate(cert_der, now=self.clock.now_ms() // 1000, roles={Role.NODE})
         except IdentityError:
             return None
         node = cfg.node(ident.name)

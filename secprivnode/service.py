@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
@@ -22,6 +21,7 @@ from crypto.signing import get_backend
 from p2p.api import PeerTransport
 from secprivnode import __version__
 from secprivnode.api import BadRequest, Event, NotFoundError, SubmitResult, Unauthorized, UnknownChannel
+from secprivnode.clock import NodeClock, SystemClock
 from secprivnode.config import NodeConfig
 from secprivnode.contracts.config_contract import ConfigError, check_config, decode_config
 from secprivnode.gateway import ConfigSource, Gateway, GatewayChannel
@@ -68,13 +68,16 @@ class LocalNodeService:
         gateway: Gateway,
         transport: PeerTransport,
         admin_signer: Callable[[], Any],
+        *,
+        clock: NodeClock | None = None,
     ) -> None:
         self._cfg = config
         self._channels = channels
         self._gateway = gateway
         self._transport = transport
         self._admin_signer = admin_signer  # (cert_der, key) of this node, to create config txs
-        self._started = time.time()
+        self._clock: NodeClock = clock if clock is not None else SystemClock()
+        self._started = self._clock.now()
         self._proc = psutil.Process(os.getpid())
 
     @property
@@ -100,7 +103,7 @@ class LocalNodeService:
                 n: {"height": c.ledger.height, "orderer": c.orderer is not None} for n, c in self._channels.items()
             },
             "peers": len(self._transport.connected_peers()),
-            "uptime_s": int(time.time() - self._started),
+            "uptime_s": int(self._clock.now() - self._started),
             "rss_bytes": self._proc.memory_info().rss,
             "crypto_backend": get_backend().name,
         }
@@ -264,7 +267,7 @@ class LocalNodeService:
         if new.sequence != current.sequence + 1:
             raise BadRequest(f"configuration sequence must be {current.sequence + 1}, got {new.sequence}")
         msp = ch.view.msp()
-        now = int(time.time())
+        now = self._clock.now_ms() // 1000
         digest = config_update_digest(new)
         backend = get_backend()
         for cert, sig in signatures:

@@ -1,7 +1,8 @@
 """The asyncio driver of :class:`~p2p.gossip.core.GossipCore` over a :class:`~p2p.api.PeerTransport`.
 
-It feeds the core the transport's peer events and gossip messages, ticks it every
-``tick_interval_s``, and carries out what the core returns: sends, penalties (the transport
+It feeds the core the transport's peer events and gossip messages with the injected clock's unix
+milliseconds (the core judges certificate validity with them), ticks it every ``tick_interval_s``
+of that clock, and carries out what the core returns: sends, penalties (the transport
 disconnects and bans) and newly discovered members (dialled when ``connect_discovered``).
 
 Usage (the node)::
@@ -20,11 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
 from p2p.api import PeerConnected, PeerEvent, PeerTransport
+from p2p.clock import Clock, SystemClock
 from p2p.gossip.common import Discovered, Output, Penalise, Send
 from p2p.gossip.core import GOSSIP_MESSAGES, GossipCore
 from p2p.messages import Message
@@ -34,23 +34,19 @@ __all__ = ["GossipService"]
 log = logging.getLogger(__name__)
 
 
-def _monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)
-
-
 class GossipService:
     def __init__(
         self,
         transport: PeerTransport,
         core: GossipCore,
         *,
-        clock_ms: Callable[[], int] = _monotonic_ms,
+        clock: Clock | None = None,
         tick_interval_s: float = 0.05,
         connect_discovered: bool = True,
     ) -> None:
         self.transport = transport
         self.core = core
-        self._clock = clock_ms
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self._tick_s = tick_interval_s
         self._connect_discovered = connect_discovered
         self._task: asyncio.Task[None] | None = None
@@ -84,12 +80,12 @@ class GossipService:
             self.core.peer_down(ev.node_id)
 
     def _on_message(self, peer: str, msg: Message) -> None:
-        self._execute(self.core.handle(self._clock(), peer, msg))
+        self._execute(self.core.handle(self._clock.now_ms(), peer, msg))
 
     async def _tick_loop(self) -> None:
         while True:
-            self._execute(self.core.tick(self._clock()))
-            await asyncio.sleep(self._tick_s)
+            self._execute(self.core.tick(self._clock.now_ms()))
+            await self._clock.sleep(self._tick_s)
 
     # --- local actions ------------------------------------------------------------------------
 

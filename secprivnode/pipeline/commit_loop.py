@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from contextlib import suppress
 
 from secprivnode.api import ServiceError
+from secprivnode.clock import NodeClock
 from secprivnode.metrics import NodeMetrics
 from secprivnode.pipeline.committer import CommitResult, Committer
 from secprivnode.pipeline.errors import AlreadyCommitted, BlockRejected
@@ -68,6 +68,7 @@ class CommitLoop:
         committer: Committer,
         events: CommitEvents,
         metrics: NodeMetrics,
+        clock: NodeClock,
         on_commit: Callable[[CommitResult, bytes, bool], None],
         on_halt: Callable[[], None],
     ) -> None:
@@ -76,6 +77,7 @@ class CommitLoop:
         self.committer = committer
         self._events = events
         self._metrics = metrics
+        self._clock = clock
         self._on_commit = on_commit  # (result, block bytes, publish) after each commit
         self._on_halt = on_halt
         self._pending: dict[int, tuple[bytes, bytes, bool]] = {}  # number -> (data, hash, publish)
@@ -169,7 +171,7 @@ class CommitLoop:
             self._metrics.queue_depth.labels(queue=f"{self.name}/commit").set(len(self._pending))
 
     async def _commit_one(self, data: bytes, block_hash: bytes, publish: bool) -> None:
-        t0 = time.perf_counter()
+        t0 = self._clock.now()
         number = self.ledger.height
         try:
             pre, self._prechecked = self._prechecked, None
@@ -203,7 +205,7 @@ class CommitLoop:
             self._writing = None
         result = self.committer.finish(prepared)
         m = self._metrics
-        m.commit_latency.labels(channel=self.name).observe(time.perf_counter() - t0)
+        m.commit_latency.labels(channel=self.name).observe(self._clock.now() - t0)
         m.blocks_committed.labels(channel=self.name).inc()
         m.block_height.labels(channel=self.name).set(result.number + 1)
         for code in result.codes:

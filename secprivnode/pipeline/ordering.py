@@ -29,11 +29,9 @@ from consensus.orderer.service import (
     OrderedBlock,
     OrdererConfig,
     OrderingService,
-    SystemClock,
 )
 from consensus.raft import Entry, Message, RaftConfig, RaftError, RawNode, Snapshot
 from consensus.raft.driver import RaftDriver
-from consensus.raft.driver import SystemClock as RaftClock
 from consensus.raft.leveldb_storage import LevelDBStorage
 from crypto.batch import BatchVerifier
 from crypto.msp import Identity
@@ -41,6 +39,7 @@ from crypto.signing import PrivateKey, PublicKey
 from p2p.api import PeerTransport
 from p2p.messages import AppMessage
 from secprivnode import wire
+from secprivnode.clock import NodeClock
 from secprivnode.config import NodeConfig
 from secprivnode.pipeline.membership import ChannelView
 from secprivnode.pipeline.reconciler import RaftMembershipReconciler
@@ -88,6 +87,7 @@ class OrderingStack:
         sigcache: SigCache,
         verifier: BatchVerifier | None,
         rng: random.Random,
+        clock: NodeClock,
         deliver: Callable[[int, bytes, bytes], None],
     ) -> None:
         self.name = name
@@ -101,6 +101,7 @@ class OrderingStack:
         self._sigcache = sigcache
         self._verifier = verifier
         self._rng = rng
+        self._clock = clock
         self._deliver = deliver  # (number, block bytes, block hash) of each block Raft committed
         self._tasks: list[asyncio.Task[None]] = []
         self.driver: RaftDriver | None = None
@@ -133,7 +134,7 @@ class OrderingStack:
             storage,
             self._send_raft,
             self._apply_raft,
-            RaftClock(),
+            self._clock,
             self._cfg.raft.tick_ms / 1000,
             restore=self._restore_raft,
             on_violation=lambda peer, exc: self._transport.penalise(peer, f"Raft protocol violation: {exc}"),
@@ -144,7 +145,7 @@ class OrderingStack:
             signer=BlockSigner(self._identity.cert_der, self._key),
             batch=cfg.batch,
             msp_provider=self.view,
-            clock=SystemClock(),
+            clock=self._clock,
             raft=DriverPort(self.driver),
             forward=self._forward,
             ledger_tip=lambda: LedgerTip.from_ledger(self.ledger),
@@ -153,7 +154,7 @@ class OrderingStack:
             verifier=self._creator_verifier(),
         )
         await self.orderer.start()
-        reconciler = RaftMembershipReconciler(self.name, self.driver, self.orderer, self.view)
+        reconciler = RaftMembershipReconciler(self.name, self.driver, self.orderer, self.view, self._clock)
         self._tasks.append(asyncio.create_task(self.driver.run(), name=f"{self.name}-raft"))
         self._tasks.append(asyncio.create_task(self._take_ordered(), name=f"{self.name}-ordered"))
         self._tasks.append(asyncio.create_task(reconciler.run(), name=f"{self.name}-members"))

@@ -11,7 +11,6 @@ Both act only on committed configurations; this module never changes a configura
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Protocol
 
@@ -41,11 +40,18 @@ class _ConfigSource(Protocol):
     def config(self) -> ChannelConfig | None: ...
 
 
+class _Sleeper(Protocol):
+    async def sleep(self, seconds: float) -> None: ...
+
+
 class RaftMembershipReconciler:
     """On the Raft leader: make the Raft membership follow the channel's orderer set."""
 
-    def __init__(self, name: str, driver: _StatusSource, orderer: _ConfChangeProposer, view: _ConfigSource) -> None:
+    def __init__(
+        self, name: str, driver: _StatusSource, orderer: _ConfChangeProposer, view: _ConfigSource, clock: _Sleeper
+    ) -> None:
         self.name = name
+        self.clock = clock
         self.driver = driver
         self.orderer = orderer
         self.view = view
@@ -53,7 +59,7 @@ class RaftMembershipReconciler:
     async def run(self) -> None:
         """Check every :data:`MEMBERSHIP_CHECK_S` until cancelled."""
         while True:
-            await asyncio.sleep(MEMBERSHIP_CHECK_S)
+            await self.clock.sleep(MEMBERSHIP_CHECK_S)
             await self.check()
 
     async def check(self) -> None:

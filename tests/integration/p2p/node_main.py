@@ -25,6 +25,7 @@ from pathlib import Path
 
 from crypto.msp import MSP, Identity, OrgMSP, Role
 from crypto.signing import PrivateKey, PublicKey
+from p2p.clock import SystemClock
 from p2p.gossip.common import GossipConfig
 from p2p.gossip.core import GossipCore
 from p2p.gossip.service import GossipService
@@ -37,6 +38,13 @@ from storage.testing import ChainBuilder, Signer, make_tx
 
 CH = "city"
 NOW = 1_767_225_600
+
+
+class FixedWallClock(SystemClock):
+    """The loop's monotonic clock, with the calendar held at the certificates' NOW."""
+
+    def now_ms(self) -> int:
+        return NOW * 1000
 
 
 class LedgerBlocks:
@@ -96,7 +104,7 @@ async def main(argv: list[str]) -> None:
         channels=(CH,),
         listen_port=args.port,
         rng=random.Random(args.port),
-        clock=lambda: float(NOW),
+        clock=FixedWallClock(),
         limits=TransportLimits(dial_backoff_initial_s=0.05, dial_backoff_max_s=0.5, ping_interval_s=1.0),
     )
     core = GossipCore(
@@ -112,7 +120,7 @@ async def main(argv: list[str]) -> None:
         rng=random.Random(args.port + 1),
         config=GossipConfig(anti_entropy_interval_ms=200, state_request_timeout_ms=2000),
     )
-    service = GossipService(transport, core, tick_interval_s=0.02)
+    service = GossipService(transport, core, clock=SystemClock(), tick_interval_s=0.02)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

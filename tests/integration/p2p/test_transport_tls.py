@@ -17,6 +17,7 @@ from p2p_harness import NOW, NodeCreds, Pki, wait_until_async
 
 from crypto.msp import MSP
 from p2p.api import PeerConnected, PeerDisconnected, PeerEvent
+from p2p.clock import SystemClock
 from p2p.errors import PeerUnavailable, RequestFailed, RequestTimeout, SendQueueFull
 from p2p.framing import MAX_FRAME_BYTES, FrameDecoder, encode_frame
 from p2p.handshake import make_hello
@@ -34,8 +35,14 @@ FAST = TransportLimits(
 )
 
 
-def clock() -> float:
-    return float(NOW)
+class FixedWallClock(SystemClock):
+    """The loop's monotonic clock, with the calendar held at the certificates' NOW."""
+
+    def now_ms(self) -> int:
+        return NOW * 1000
+
+
+clock = FixedWallClock()
 
 
 def make_transport(creds: NodeCreds, msp: Callable[[], MSP], seed: int = 1) -> Transport:

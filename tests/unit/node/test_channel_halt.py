@@ -23,6 +23,7 @@ from p2p.memory import MemoryNetwork, MemoryTransport
 from secprivnode import wire
 from secprivnode.api import ServiceError
 from secprivnode.channel import ChannelRuntime
+from secprivnode.clock import SystemClock
 from secprivnode.config import ChannelSpec, IdentitySection, NodeConfig, NodeSection
 from secprivnode.contracts.assets import AssetsContract
 from secprivnode.contracts.config_contract import ConfigContract
@@ -77,6 +78,7 @@ async def setup(chain: Chain, tmp_path: Path) -> AsyncIterator[Setup]:
         metrics=NodeMetrics(),
         verifier=verifier,
         rng=random.Random(7),
+        clock=SystemClock(),
     )
     channels = {CHANNEL: ch}
     gateway = Gateway(member.identity.name, member.identity.org, channels, transport)
