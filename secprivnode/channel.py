@@ -24,7 +24,6 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
 from typing import Any
 
 from consensus.orderer.service import OrderingService
@@ -47,6 +46,7 @@ from secprivnode.pipeline.membership import ChannelView
 from secprivnode.pipeline.ordering import OrderingStack
 from secprivnode.pipeline.reconciler import PeerReconciler
 from secprivnode.pipeline.sigcache import SigCache
+from secprivnode.pipeline.tasks import cancel_and_wait
 from secprivnode.pipeline.validator import BlockValidator
 from secprivnode.status import raft_status_json
 from storage.kv import Database
@@ -138,11 +138,7 @@ class ChannelRuntime:
     async def stop(self) -> None:
         """Hand Raft leadership over, stop ordering, finish the block being committed."""
         await self.ordering.stop()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         await self.commits.stop()
         self.events.cancel_waiters()

@@ -44,6 +44,7 @@ from secprivnode.config import NodeConfig
 from secprivnode.pipeline.membership import ChannelView
 from secprivnode.pipeline.reconciler import RaftMembershipReconciler
 from secprivnode.pipeline.sigcache import SigCache
+from secprivnode.pipeline.tasks import cancel_and_wait
 from storage.kv import Database
 from storage.ledger import ChannelLedger
 from storage.model import ChannelConfig
@@ -167,11 +168,7 @@ class OrderingStack:
                 await asyncio.wait_for(self.driver.stop(transfer=True), TRANSFER_TIMEOUT_S)
         if self.orderer is not None:
             await self.orderer.stop()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     def _creator_verifier(self) -> BatchVerifier | None:

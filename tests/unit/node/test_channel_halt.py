@@ -10,11 +10,13 @@ checks name the failing ledger.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from pipeline_kit import CHANNEL, Chain
 
@@ -30,6 +32,8 @@ from secprivnode.contracts.config_contract import ConfigContract
 from secprivnode.contracts.runtime import ContractRegistry
 from secprivnode.gateway import Gateway
 from secprivnode.metrics import NodeMetrics
+from secprivnode.ops import create_ops_app
+from secprivnode.rpc.server import run_rpc_server
 from secprivnode.service import LocalNodeService
 from storage import keys
 from storage.kv import Database
@@ -98,7 +102,7 @@ def offer(s: Setup, number: int) -> None:
     s.ch.offer_block(number, s.chain.ledger.get_block_bytes(number), header.hash(), publish=False)
 
 
-async def test_corrupt_state_halts_the_commit_loop(setup: Setup) -> None:
+async def test_corrupt_state_halts_the_commit_loop(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
     s = setup
     chain, ch = s.chain, s.ch
     chain.commit([chain.tx("council/alice", "create", "car", "alice", {"plate": "SC-1"})])
@@ -118,6 +122,9 @@ async def test_corrupt_state_halts_the_commit_loop(setup: Setup) -> None:
     offer(s, 3)
     await wait_until(lambda: ch.halted is not None, what="the channel to halt")
     assert "block 2" in ch.halted and "CorruptionError" in ch.halted
+    assert any(
+        r.levelno == logging.CRITICAL and "commit halted at block 2" in r.getMessage() for r in caplog.records
+    )
     with pytest.raises(ServiceError, match="stopped committing"):
         await awaited
 
@@ -129,6 +136,15 @@ async def test_corrupt_state_halts_the_commit_loop(setup: Setup) -> None:
 
     ok, detail = (await s.service.health())[f"ledger:{CHANNEL}"]
     assert not ok and "commit halted at block 2" in detail
+    runner, port = await run_rpc_server(create_ops_app(s.service, NodeMetrics().registry), "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            assert resp.status == 503
+            body = await resp.json()
+    finally:
+        await runner.cleanup()
+    assert f"ledger:{CHANNEL}" in body["failing"]
+    assert "commit halted at block 2" in body["checks"][f"ledger:{CHANNEL}"]["detail"]
 
     with pytest.raises(ServiceError, match="stopped committing") as exc_info:
         ch.wait_for(b"\x43" * 32)

@@ -21,6 +21,7 @@ from crypto.msp import Identity
 from crypto.signing import get_backend
 from p2p.api import PeerTransport
 from p2p.memory import MemoryNetwork, MemoryTransport
+from secprivnode.api import TxRejected
 from secprivnode.config import ChannelSpec, IdentitySection, NodeConfig, NodeSection, RpcSection
 from secprivnode.genesis import genesis_block
 from secprivnode.node import Node
@@ -99,14 +100,19 @@ async def network(pki: Pki, tmp_path: Path) -> AsyncIterator[Network]:
                 await node.__aexit__(None, None, None)
 
 
-async def test_three_nodes_order_and_commit_under_virtual_time(network: Network) -> None:
-    clock = network.clock
-    elected = await clock.run_until(
+async def elect(network: Network) -> float:
+    """Advance until every node knows the same Raft leader; the virtual seconds it took."""
+    return await network.clock.run_until(
         lambda: len(network.leaders()) == 1 and None not in network.leaders(),
         virtual_s=30,
         step_s=STEP_S,
         what="one Raft leader known to every node",
     )
+
+
+async def test_three_nodes_order_and_commit_under_virtual_time(network: Network) -> None:
+    clock = network.clock
+    elected = await elect(network)
     assert elected >= 1.0  # no election before the election timeout (10 ticks of 100 ms) ran out
 
     tx_ids = []
@@ -129,3 +135,19 @@ async def test_three_nodes_order_and_commit_under_virtual_time(network: Network)
     # The ordering leader stamped the blocks with the virtual calendar.
     for n in range(1, ledgers[0].height):
         assert started_ms <= ledgers[0].get_header(n).timestamp_ms <= clock.now_ms()
+
+
+async def test_a_refusal_forwarded_from_the_leader_comes_back_typed(network: Network) -> None:
+    """A follower's gateway forwards to the leader, whose pool already holds the transaction:
+    the leader answers with the DUPLICATE_TX code, and the client gets TxRejected("duplicate")."""
+    await elect(network)
+    (leader,) = network.leaders()
+    follower = next(n for n in network.nodes if n.identity.name != leader)
+    p, sig = network.proposal("council/alice", "create", "bus", "transport")
+    first = await follower.service.tx_submit(p, sig)  # admitted; no time passes, so no block is cut
+    with pytest.raises(TxRejected) as ei:
+        await follower.service.tx_submit(p, sig)
+    assert ei.value.data == {"reason": "duplicate"}
+    await network.clock.run_until(
+        lambda: network.committed_everywhere([first.tx_id]), virtual_s=20, step_s=STEP_S, what="commit"
+    )

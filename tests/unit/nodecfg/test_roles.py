@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from secprivnode import wire
 from secprivnode.api import Unauthorized
 from secprivnode.config import ConfigError, NodeSection
 from secprivnode.gateway import Gateway
@@ -36,7 +37,7 @@ def test_a_node_without_the_gateway_role_refuses_submissions() -> None:
 def test_a_node_without_the_endorser_role_runs_no_contracts() -> None:
     gw = Gateway("n1", "council", {}, _NoPeers(), endorser=False)
     answer = asyncio.run(gw.on_endorse("peer", ["city", [], b"", {}]))
-    assert answer[0] == "err" and answer[1] == "unauthorized"
+    assert answer[0] == "err" and answer[1] == wire.ErrorCode.UNAUTHORIZED
     with pytest.raises(Unauthorized, match="endorser role"):
         asyncio.run(gw.query(None, b""))  # type: ignore[arg-type]
 
