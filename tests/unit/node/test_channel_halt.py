@@ -122,9 +122,7 @@ async def test_corrupt_state_halts_the_commit_loop(setup: Setup, caplog: pytest.
     offer(s, 3)
     await wait_until(lambda: ch.halted is not None, what="the channel to halt")
     assert "block 2" in ch.halted and "CorruptionError" in ch.halted
-    assert any(
-        r.levelno == logging.CRITICAL and "commit halted at block 2" in r.getMessage() for r in caplog.records
-    )
+    assert any(r.levelno == logging.CRITICAL and "commit halted at block 2" in r.getMessage() for r in caplog.records)
     with pytest.raises(ServiceError, match="stopped committing"):
         await awaited
 

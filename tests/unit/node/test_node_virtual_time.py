@@ -1,8 +1,9 @@
-"""Whole nodes under virtual time: three orderer nodes, assembled by ``secprivnode.node.Node`` as
-in production but over the in-memory transport and one virtual clock, elect a Raft leader,
-endorse, order and commit transactions. Time moves only when the test advances it: Raft ticks,
-batch timeouts, gossip ticks and the membership reconciler all sleep on that clock, so what
-takes seconds of node time runs in a fraction of that, and block timestamps come from it.
+"""Whole nodes under virtual time: three orderer nodes and a peer, assembled by
+``secprivnode.node.Node`` as in production but over the in-memory transport and one virtual
+clock, elect a Raft leader, endorse, order and commit transactions (the peer receives its blocks
+by gossip). Time moves only when the test advances it: Raft ticks, batch timeouts, gossip ticks
+and the membership reconciler all sleep on that clock, so what takes seconds of node time runs
+in a fraction of that, and block timestamps come from it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from crypto.signing import get_backend
 from p2p.api import PeerTransport
 from p2p.memory import MemoryNetwork, MemoryTransport
 from secprivnode.api import TxRejected
-from secprivnode.config import ChannelSpec, IdentitySection, NodeConfig, NodeSection, RpcSection
+from secprivnode.config import ALL_ROLES, ChannelSpec, IdentitySection, NodeConfig, NodeSection, RpcSection
 from secprivnode.genesis import genesis_block
 from secprivnode.node import Node
 from storage.model import NONCE_BYTES, ChannelNode, Proposal, ProposalHeader, ValidationCode
 
-NODES = ("council/council-node1", "transport/transport-node1", "health/health-node1")
+ORDERERS = ("council/council-node1", "transport/transport-node1", "health/health-node1")
+PEER = "council/council-node2"  # no orderer role: its blocks come by gossip only
+NODES = (*ORDERERS, PEER)
 SEED = 1234
 STEP_S = 0.05  # virtual seconds per step: half a Raft tick
 WALL_START_MS = (NOW + 100) * 1000  # the nodes' calendar: inside every test certificate's validity
@@ -48,7 +51,7 @@ class Network:
         return p, get_backend().sign(m.key, p.hash())
 
     def leaders(self) -> set[str | None]:
-        return {n.channels[CHANNEL].leader() for n in self.nodes}
+        return {n.channels[CHANNEL].leader() for n in self.nodes if n.config.has_role("orderer")}
 
     def committed_everywhere(self, tx_ids: list[bytes]) -> bool:
         return all(n.channels[CHANNEL].ledger.tx_location(t) is not None for n in self.nodes for t in tx_ids)
@@ -66,7 +69,7 @@ def _write_identity(pki: Pki, who: str, d: Path) -> IdentitySection:
 @pytest.fixture
 async def network(pki: Pki, tmp_path: Path) -> AsyncIterator[Network]:
     nodes_cfg = tuple(  # the addresses are never dialled: the in-memory transport links by name
-        ChannelNode(pki[w].identity.name, pki[w].identity.org, f"127.0.0.1:{7001 + i}", orderer=True)
+        ChannelNode(pki[w].identity.name, pki[w].identity.org, f"127.0.0.1:{7001 + i}", orderer=w in ORDERERS)
         for i, w in enumerate(NODES)
     )
     config = channel_config(pki, nodes=nodes_cfg)
@@ -85,7 +88,12 @@ async def network(pki: Pki, tmp_path: Path) -> AsyncIterator[Network]:
         for i, who in enumerate(NODES):
             ident = pki[who].identity
             cfg = NodeConfig(
-                node=NodeSection(ident.name, ident.org, tmp_path / ident.name),
+                node=NodeSection(
+                    ident.name,
+                    ident.org,
+                    tmp_path / ident.name,
+                    ("committer", "endorser", "gateway") if who == PEER else ALL_ROLES,
+                ),
                 identity=_write_identity(pki, who, tmp_path / "identities" / ident.name),
                 channels=(ChannelSpec(CHANNEL, genesis_path),),
                 rpc=RpcSection(listen="127.0.0.1:0", operations_listen="127.0.0.1:0"),
