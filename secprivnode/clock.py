@@ -9,15 +9,16 @@ import each other. :class:`NodeClock` is the union, and one instance satisfies t
 * ``now_ms()``: unix milliseconds (block timestamps, certificate validity);
 * ``sleep(seconds)`` / ``sleep_ms(ms)``: wait on the same clock.
 
-A test passes a virtual clock and the whole node runs on it. Outside :class:`SystemClock`, the
-node's channel modules never read the system clock.
+The system clock is :class:`consensus.clock.SystemClock`, which satisfies ``p2p``'s protocol too.
+A test passes a virtual clock and the whole node runs on it. The node's channel modules never
+read the system clock themselves.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from p2p.clock import SystemClock as _P2PSystemClock
+from consensus.clock import SystemClock
 
 __all__ = ["NodeClock", "SystemClock"]
 
@@ -30,10 +31,3 @@ class NodeClock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
     async def sleep_ms(self, ms: int) -> None: ...
-
-
-class SystemClock(_P2PSystemClock):
-    """The event loop's monotonic clock and the system's wall clock."""
-
-    async def sleep_ms(self, ms: int) -> None:
-        await self.sleep(max(ms, 0) / 1000)

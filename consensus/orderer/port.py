@@ -4,16 +4,16 @@
 status, reading the log tail, snapshot requests); :class:`DriverPort` implements it over
 :class:`consensus.raft.driver.RaftDriver`. Tests implement it over a scripted log.
 
-This module holds no ordering logic and never reads the clock except in :class:`SystemClock`.
+This module holds no ordering logic and never reads the clock (:class:`SystemClock` is
+:mod:`consensus.clock`'s).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from consensus.clock import SystemClock
 from consensus.raft.driver import RaftDriver
 from consensus.raft.types import ConfChange, Entry, Role
 
@@ -28,16 +28,6 @@ class Clock(Protocol):
     def now_ms(self) -> int: ...
 
     async def sleep_ms(self, ms: int) -> None: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
-
-    async def sleep_ms(self, ms: int) -> None:
-        await asyncio.sleep(max(ms, 0) / 1000)
 
 
 class RaftStatusLike(Protocol):

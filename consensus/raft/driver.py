@@ -51,6 +51,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from consensus.clock import SystemClock
 from consensus.raft.core import RawNode, Ready, Status, persist
 from consensus.raft.storage import WritableStorage
 from consensus.raft.types import (
@@ -87,16 +88,6 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """The event loop's monotonic clock."""
-
-    def now(self) -> float:
-        return asyncio.get_running_loop().time()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 class PreparedWrite(Protocol):
