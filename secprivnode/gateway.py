@@ -296,6 +296,10 @@ class Gateway:
             # The link to the leader failed or the leader was busy: the transaction was not
             # admitted, and the client may retry. Not the node's bug, so not an internal error.
             raise Overloaded(f"could not forward the transaction to the ordering leader: {exc}") from exc
+        except wire.RemoteRefusal as exc:
+            # The leader refused a forwarded transaction for a reason that is not the transaction's
+            # (it halted, or could not be reached itself): not admitted, and the client may retry.
+            raise Overloaded(f"the ordering leader did not take the transaction: {exc}") from exc
         except NotLeader as exc:
             hint = exc.leader_hint
             msg = (
@@ -387,6 +391,7 @@ _TRY_ANOTHER_ORDERER = frozenset(
         wire.ErrorCode.ORDERER_STOPPED,
         wire.ErrorCode.CHANNEL_HALTED,
         wire.ErrorCode.UNKNOWN_CHANNEL,
+        wire.ErrorCode.UNAVAILABLE,
     }
 )
 

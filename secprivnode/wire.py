@@ -64,6 +64,7 @@ class ErrorCode(IntEnum):
     BAD_REQUEST = 2  # well-formed, but not acceptable (e.g. a transaction that is not bytes)
     UNKNOWN_CHANNEL = 3  # the peer does not serve the channel
     CHANNEL_HALTED = 4  # the peer's channel stopped committing (its ledger failed)
+    UNAVAILABLE = 5  # the peer could not pass the request on (e.g. it cannot reach the Raft leader)
     # SUBMIT: ordering refusals
     NOT_ORDERER = 10  # the peer is not an orderer of the channel
     NOT_LEADER = 11  # the peer is not the Raft leader and does not forward (or knows no leader)

@@ -37,6 +37,7 @@ from crypto.batch import BatchVerifier
 from crypto.msp import Identity
 from crypto.signing import PrivateKey, PublicKey
 from p2p.api import PeerTransport
+from p2p.errors import P2PError
 from p2p.messages import AppMessage
 from secprivnode import wire
 from secprivnode.clock import NodeClock
@@ -229,6 +230,8 @@ class OrderingStack:
         except (OrdererError, RaftError) as exc:  # NotLeader, ProposalDropped: the forwarder reports them
             code = wire.ordering_code(exc)
             return wire.err(code if code is not None else wire.ErrorCode.UNKNOWN, str(exc))
+        except P2PError as exc:  # this follower could not forward it to the leader
+            return wire.err(wire.ErrorCode.UNAVAILABLE, f"{self._identity.name} could not reach the leader: {exc}")
 
     async def _take_ordered(self) -> None:
         assert self.orderer is not None

@@ -22,6 +22,7 @@ from crypto.msp import Identity
 from crypto.signing import get_backend
 from p2p.api import PeerTransport
 from p2p.memory import MemoryNetwork, MemoryTransport
+from secprivnode import wire
 from secprivnode.api import TxRejected
 from secprivnode.config import ALL_ROLES, ChannelSpec, IdentitySection, NodeConfig, NodeSection, RpcSection
 from secprivnode.genesis import genesis_block
@@ -37,8 +38,9 @@ WALL_START_MS = (NOW + 100) * 1000  # the nodes' calendar: inside every test cer
 
 
 class Network:
-    def __init__(self, pki: Pki, nodes: list[Node], clock: VirtualClock) -> None:
+    def __init__(self, pki: Pki, nodes: list[Node], clock: VirtualClock, net: MemoryNetwork) -> None:
         self.pki = pki
+        self.net = net
         self.nodes = nodes
         self.clock = clock
         self._nonce = 0
@@ -101,7 +103,7 @@ async def network(pki: Pki, tmp_path: Path) -> AsyncIterator[Network]:
             node = Node(cfg, clock=clock, rng=random.Random(SEED + i), make_transport=memory_transport)
             await node.__aenter__()
             nodes.append(node)
-        yield Network(pki, nodes, clock)
+        yield Network(pki, nodes, clock, net)
     finally:
         async with clock.ticking(STEP_S):  # leaders hand over and stop on node time
             for node in reversed(nodes):
@@ -158,4 +160,33 @@ async def test_a_refusal_forwarded_from_the_leader_comes_back_typed(network: Net
     assert ei.value.data == {"reason": "duplicate"}
     await network.clock.run_until(
         lambda: network.committed_everywhere([first.tx_id]), virtual_s=20, step_s=STEP_S, what="commit"
+    )
+
+
+async def test_an_orderer_that_cannot_reach_the_leader_says_so_and_the_gateway_tries_another(
+    network: Network,
+) -> None:
+    """The peer submits to an orderer (it orders nothing itself). The first orderer it asks cannot
+    reach the Raft leader and answers UNAVAILABLE; the gateway asks the next, which forwards it."""
+    await elect(network)
+    (leader,) = network.leaders()
+    peer = network.pki[PEER].identity.name
+    followers = [n.identity.name for n in network.nodes if n.config.has_role("orderer")]
+    followers.remove(str(leader))
+    cut_off = followers[0]  # the first follower in the configuration's order: asked first
+    network.net.partition(peer, str(leader))
+    network.net.partition(cut_off, str(leader))
+    node = next(n for n in network.nodes if n.identity.name == peer)
+    lost = next(n for n in network.nodes if n.identity.name == cut_off)
+    p, sig = network.proposal("council/alice", "create", "bus", "transport")
+    tx = await node.gateway.endorse(p, sig)
+    answer = await lost.channels[CHANNEL].on_submit(peer, tx.encode())
+    assert list(answer[:2]) == ["err", wire.ErrorCode.UNAVAILABLE]
+
+    p, sig = network.proposal("council/alice", "create", "tram", "transport")
+    tx_id = (await node.service.tx_submit(p, sig)).tx_id
+    network.net.heal(peer, str(leader))
+    network.net.heal(cut_off, str(leader))
+    await network.clock.run_until(
+        lambda: network.committed_everywhere([tx_id]), virtual_s=30, step_s=STEP_S, what="commit"
     )

@@ -34,6 +34,7 @@ def test_codes_are_stable() -> None:
         "BAD_REQUEST": 2,
         "UNKNOWN_CHANNEL": 3,
         "CHANNEL_HALTED": 4,
+        "UNAVAILABLE": 5,
         "NOT_ORDERER": 10,
         "NOT_LEADER": 11,
         "PROPOSAL_DROPPED": 12,
