@@ -1,4 +1,4 @@
-"""``secprivnode channel``: inspect a channel's configuration and define contracts on it."""
+"""``secprivnode channel``: inspect a channel's configuration, define contracts, revoke users."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def register(cli: click.Group) -> None:
         """Print the channel's current configuration as a node reports it."""
         try:
             _, nodes = load_network(directory)
-            got = rpc_call(nodes[0].rpc_url, "config_get")
+            got = rpc_call(nodes[0].rpc_url, "config_get", context=nodes[0].ssl_context())
         except (NetworkError, OSError) as exc:
             raise click.ClickException(str(exc)) from exc
         cfg = dict(got["config"])
@@ -47,3 +47,20 @@ def register(cli: click.Group) -> None:
         click.echo(
             f"contract {name} {version} defined on {cfg.channel} with policy {policy} (config sequence {cfg.sequence})"
         )
+
+    @channel_group.command("revoke")
+    @network_dir_option
+    @click.option("--identity", required=True, help="org/user to revoke, e.g. council/client2.")
+    def revoke(directory: Path, identity: str) -> None:
+        """Revoke a user's certificate and publish the CRL in a config update: every node then
+        refuses the identity (proposals, signed state reads, mutual TLS)."""
+        from secprivnode.admin import revoke_user
+
+        org, sep, user = identity.partition("/")
+        if not sep or not org or not user:
+            raise click.ClickException(f"--identity: expected org/user, got {identity!r}")
+        try:
+            cfg = revoke_user(directory, org, user)
+        except (NetworkError, OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"revoked {org}/{user} on {cfg.channel} (config sequence {cfg.sequence})")
