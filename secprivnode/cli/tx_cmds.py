@@ -47,6 +47,18 @@ def _identity_options(fn: F) -> F:
     return fn
 
 
+def _tls_identity_options(fn: F) -> F:
+    """--cert/--key for commands that sign nothing: the client certificate for mutual TLS."""
+    help_ = "client certificate (and key) for nodes that require mutual TLS"
+    fn = click.option("--cert", type=click.Path(dir_okay=False, path_type=Path), default=None, help=help_)(fn)
+    fn = click.option("--key", type=click.Path(dir_okay=False, path_type=Path), default=None, help=help_)(fn)
+    return fn
+
+
+def _tls_identity(cert: Path | None, key: Path | None) -> ClientIdentity | None:
+    return _identity(Path(), None, cert, key) if (cert or key) else None
+
+
 def _call_options(fn: F) -> F:
     """--contract, --fn and --args: which contract function to call, with what."""
     fn = click.option(
@@ -248,35 +260,58 @@ def register(cli: click.Group) -> None:
 
     @chain_group.command("height")
     @_target_options
+    @_tls_identity_options
     def height(
-        directory: Path, node_name: str | None, url: str | None, channel: str | None, cacert: Path | None
+        directory: Path,
+        node_name: str | None,
+        url: str | None,
+        channel: str | None,
+        cacert: Path | None,
+        cert: Path | None,
+        key: Path | None,
     ) -> None:
         """Number of blocks on the node's chain."""
-        with _client(directory, node_name, url, channel, cacert) as c:
+        with _client(directory, node_name, url, channel, cacert, _tls_identity(cert, key)) as c:
             click.echo(_run(c.height))
 
     @chain_group.command("block")
     @_target_options
+    @_tls_identity_options
     @click.argument("number", type=click.IntRange(0))
     def block(
-        directory: Path, node_name: str | None, url: str | None, channel: str | None, cacert: Path | None, number: int
+        directory: Path,
+        node_name: str | None,
+        url: str | None,
+        channel: str | None,
+        cacert: Path | None,
+        cert: Path | None,
+        key: Path | None,
+        number: int,
     ) -> None:
         """Show block NUMBER."""
-        with _client(directory, node_name, url, channel, cacert) as c:
+        with _client(directory, node_name, url, channel, cacert, _tls_identity(cert, key)) as c:
             _show(_run(lambda: c.get_block(number)))
 
     @chain_group.command("tx")
     @_target_options
+    @_tls_identity_options
     @click.argument("tx_id")
     def tx(
-        directory: Path, node_name: str | None, url: str | None, channel: str | None, cacert: Path | None, tx_id: str
+        directory: Path,
+        node_name: str | None,
+        url: str | None,
+        channel: str | None,
+        cacert: Path | None,
+        cert: Path | None,
+        key: Path | None,
+        tx_id: str,
     ) -> None:
         """Show transaction TX_ID (hex) with its block and validation code."""
         try:
             raw = bytes.fromhex(tx_id.removeprefix("0x"))
         except ValueError as exc:
             raise click.ClickException("TX_ID must be hex") from exc
-        with _client(directory, node_name, url, channel, cacert) as c:
+        with _client(directory, node_name, url, channel, cacert, _tls_identity(cert, key)) as c:
             _show(_run(lambda: c.get_tx(raw)))
 
     @cli.group("state")
