@@ -166,7 +166,7 @@ def remove_node(directory: Path, name: str, *, revoke: bool = True) -> ChannelCo
 
 def revoke_user(directory: Path, org: str, user: str) -> ChannelConfig:
     """Revoke the user identity ``org/user`` and publish the CRL to the channel: from the block that
-    commits it, every node refuses the identity (proposals, signed reads, mutual TLS)."""
+    commits it, every node refuses the identity in proposals and signed reads."""
     _, nodes = load_network(directory)
     seed, cfg = _current(nodes)
     cert_path = directory / "crypto" / org / "users" / user / "cert.pem"

@@ -53,7 +53,7 @@ def register(cli: click.Group) -> None:
     @click.option("--identity", required=True, help="org/user to revoke, e.g. council/client2.")
     def revoke(directory: Path, identity: str) -> None:
         """Revoke a user's certificate and publish the CRL in a config update: every node then
-        refuses the identity (proposals, signed state reads, mutual TLS)."""
+        refuses the identity in proposals and signed state reads."""
         from secprivnode.admin import revoke_user
 
         org, sep, user = identity.partition("/")
