@@ -35,6 +35,7 @@ from secprivnode.network import (
     NETWORK_FILE,
     NetworkError,
     NetworkNode,
+    genesis_path,
     load_network,
     node_config_doc,
     node_healthy,
@@ -126,8 +127,7 @@ def admit_node(directory: Path, org: str, *, orderer: bool = False, name: str | 
     _propose(directory, seed, dataclasses.replace(cfg, sequence=cfg.sequence + 1, nodes=nodes_after))
 
     new.dir.mkdir(parents=True, exist_ok=True)
-    genesis_path = directory / "channel" / f"{channel}.block"
-    doc = node_config_doc(new, node_crypto, channel, genesis_path, [f"{seed.name}@{seed.p2p}"])
+    doc = node_config_doc(new, node_crypto, channel, genesis_path(directory, channel), [f"{seed.name}@{seed.p2p}"])
     new.config.write_text(yaml.safe_dump(doc, sort_keys=False))
     manifest = yaml.safe_load((directory / NETWORK_FILE).read_text())
     manifest["nodes"].append(
