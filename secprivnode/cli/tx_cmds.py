@@ -11,6 +11,7 @@ its client certificate when the node requires mutual TLS.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -55,8 +56,35 @@ def _tls_identity_options(fn: F) -> F:
     return fn
 
 
-def _tls_identity(cert: Path | None, key: Path | None) -> ClientIdentity | None:
-    return _identity(Path(), None, cert, key) if (cert or key) else None
+def _connecting(*, signs: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Target options plus, for a command that ``signs`` (transactions, queries, reads), the
+    identity options, else only --cert/--key for mutual TLS. The command gets, instead of them,
+    ``connect()``: a client of the addressed node with that identity."""
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(fn)
+        def command(
+            directory: Path,
+            node_name: str | None,
+            url: str | None,
+            channel: str | None,
+            cacert: Path | None,
+            cert: Path | None,
+            key: Path | None,
+            identity: str | None = None,
+            **rest: Any,
+        ) -> None:
+            wanted = signs or cert is not None or key is not None
+            ident = _identity(directory, identity, cert, key) if wanted else None
+            fn(lambda: _client(directory, node_name, url, channel, cacert, ident), **rest)
+
+        return _target_options((_identity_options if signs else _tls_identity_options)(command))
+
+    return decorate
+
+
+_with_identity = _connecting(signs=True)
+_with_node = _connecting(signs=False)
 
 
 def _call_options(fn: F) -> F:
@@ -198,28 +226,13 @@ def register(cli: click.Group) -> None:
         """Invoke and query contracts."""
 
     @tx_group.command("invoke")
-    @_target_options
-    @_identity_options
+    @_with_identity
     @_call_options
     @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit.")
-    def invoke(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        cacert: Path | None,
-        identity: str | None,
-        cert: Path | None,
-        key: Path | None,
-        contract: str,
-        function: str,
-        raw_args: str,
-        wait: bool,
-    ) -> None:
+    def invoke(connect: Callable[[], Client], contract: str, function: str, raw_args: str, wait: bool) -> None:
         """Submit a transaction; with --wait, print its block and validation code."""
         args = _args(raw_args)
-        ident = _identity(directory, identity, cert, key)
-        with _client(directory, node_name, url, channel, cacert, ident) as c:
+        with connect() as c:
             res = _run(lambda: c.invoke(contract, function, *args, wait=wait))
         out = {
             "tx_id": res.tx_id.hex(),
@@ -232,26 +245,12 @@ def register(cli: click.Group) -> None:
             raise SystemExit(2)
 
     @tx_group.command("query")
-    @_target_options
-    @_identity_options
+    @_with_identity
     @_call_options
-    def query(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        cacert: Path | None,
-        identity: str | None,
-        cert: Path | None,
-        key: Path | None,
-        contract: str,
-        function: str,
-        raw_args: str,
-    ) -> None:
+    def query(connect: Callable[[], Client], contract: str, function: str, raw_args: str) -> None:
         """Run a query function on one node's committed state; nothing is ordered."""
         args = _args(raw_args)
-        ident = _identity(directory, identity, cert, key)
-        with _client(directory, node_name, url, channel, cacert, ident) as c:
+        with connect() as c:
             _show(_decoded(_run(lambda: c.query(contract, function, *args))))
 
     @cli.group("chain")
@@ -259,133 +258,65 @@ def register(cli: click.Group) -> None:
         """Read blocks and transactions."""
 
     @chain_group.command("height")
-    @_target_options
-    @_tls_identity_options
-    def height(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        cacert: Path | None,
-        cert: Path | None,
-        key: Path | None,
-    ) -> None:
+    @_with_node
+    def height(connect: Callable[[], Client]) -> None:
         """Number of blocks on the node's chain."""
-        with _client(directory, node_name, url, channel, cacert, _tls_identity(cert, key)) as c:
+        with connect() as c:
             click.echo(_run(c.height))
 
     @chain_group.command("block")
-    @_target_options
-    @_tls_identity_options
+    @_with_node
     @click.argument("number", type=click.IntRange(0))
-    def block(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        cacert: Path | None,
-        cert: Path | None,
-        key: Path | None,
-        number: int,
-    ) -> None:
+    def block(connect: Callable[[], Client], number: int) -> None:
         """Show block NUMBER."""
-        with _client(directory, node_name, url, channel, cacert, _tls_identity(cert, key)) as c:
+        with connect() as c:
             _show(_run(lambda: c.get_block(number)))
 
     @chain_group.command("tx")
-    @_target_options
-    @_tls_identity_options
+    @_with_node
     @click.argument("tx_id")
-    def tx(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        cacert: Path | None,
-        cert: Path | None,
-        key: Path | None,
-        tx_id: str,
-    ) -> None:
+    def tx(connect: Callable[[], Client], tx_id: str) -> None:
         """Show transaction TX_ID (hex) with its block and validation code."""
         try:
             raw = bytes.fromhex(tx_id.removeprefix("0x"))
         except ValueError as exc:
             raise click.ClickException("TX_ID must be hex") from exc
-        with _client(directory, node_name, url, channel, cacert, _tls_identity(cert, key)) as c:
+        with connect() as c:
             _show(_run(lambda: c.get_tx(raw)))
 
     @cli.group("state")
     def state_group() -> None:
         """Read a contract's committed state directly (signed reads, checked by the read policy)."""
 
+    contract = click.option("--contract", required=True, help="Contract (state namespace).")
+    limit = click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+
     @state_group.command("get")
-    @_target_options
-    @_identity_options
-    @click.option("--contract", required=True, help="Contract (state namespace).")
+    @_with_identity
+    @contract
     @click.argument("state_key", metavar="KEY")
-    def state_get(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        cacert: Path | None,
-        identity: str | None,
-        cert: Path | None,
-        key: Path | None,
-        contract: str,
-        state_key: str,
-    ) -> None:
+    def state_get(connect: Callable[[], Client], contract: str, state_key: str) -> None:
         """Print KEY's committed value and version (null if absent)."""
-        ident = _identity(directory, identity, cert, key)
-        with _client(directory, node_name, url, channel, cacert, ident) as c:
+        with connect() as c:
             _show(_run(lambda: c.state_get(contract, state_key)))
 
     @state_group.command("range")
-    @_target_options
-    @_identity_options
-    @click.option("--contract", required=True, help="Contract (state namespace).")
+    @_with_identity
+    @contract
     @click.option("--start", default="", help="First key (inclusive).")
     @click.option("--end", default="", help="Last key (exclusive); empty for no bound.")
-    @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-    def state_range(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        cacert: Path | None,
-        identity: str | None,
-        cert: Path | None,
-        key: Path | None,
-        contract: str,
-        start: str,
-        end: str,
-        limit: int,
-    ) -> None:
+    @limit
+    def state_range(connect: Callable[[], Client], contract: str, start: str, end: str, limit: int) -> None:
         """Print the committed keys in [start, end) with values and versions."""
-        ident = _identity(directory, identity, cert, key)
-        with _client(directory, node_name, url, channel, cacert, ident) as c:
+        with connect() as c:
             _show(_run(lambda: c.state_get_range(contract, start, end, limit)))
 
     @state_group.command("history")
-    @_target_options
-    @_identity_options
-    @click.option("--contract", required=True, help="Contract (state namespace).")
+    @_with_identity
+    @contract
     @click.argument("state_key", metavar="KEY")
-    @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-    def state_history(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        cacert: Path | None,
-        identity: str | None,
-        cert: Path | None,
-        key: Path | None,
-        contract: str,
-        state_key: str,
-        limit: int,
-    ) -> None:
+    @limit
+    def state_history(connect: Callable[[], Client], contract: str, state_key: str, limit: int) -> None:
         """Print KEY's committed history, newest first."""
-        ident = _identity(directory, identity, cert, key)
-        with _client(directory, node_name, url, channel, cacert, ident) as c:
+        with connect() as c:
             _show(_run(lambda: c.state_get_history(contract, state_key, limit)))
