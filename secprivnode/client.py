@@ -65,7 +65,7 @@ from secprivnode.rpc.errors import (
     UnknownChannel,
     rpc_error,
 )
-from secprivnode.signed_read import auth_to_json, sign_read
+from secprivnode.signed_read import SIGNED_READ_PARAMS, auth_to_json, sign_read
 from storage.model import NONCE_BYTES, ChannelConfig, Proposal, ProposalHeader, config_update_digest
 
 __all__ = [
@@ -430,7 +430,8 @@ class AsyncClient:
         """Call a state read with ``auth``: a fresh read request signed by this client's identity."""
         ident = self._need_identity()
         channel = await self.default_channel()
-        read = sign_read(ident.cert_der, ident.sign, channel, method, list(params.values()))
+        signed_params = [params[name] for name in SIGNED_READ_PARAMS[method]]
+        read = sign_read(ident.cert_der, ident.sign, channel, method, signed_params)
         return await self.call(method, {**params, "channel": channel, "auth": auth_to_json(read)})
 
     async def state_get(self, contract: str, key: str) -> dict[str, Any] | None:

@@ -8,6 +8,10 @@ converter either returns the domain value or raises :class:`ParamError` naming t
 the dispatcher turns that into -32602 Invalid params. Handlers call only :class:`NodeService`
 and return JSON values (through :func:`codec.to_json`).
 
+State reads (``state_get``, ``state_getRange``, ``state_getHistory``) first rebuild the signed read
+request from the converted parameters (:mod:`secprivnode.rpc.auth`) and have the service check it;
+each method's ``identity`` says what the caller must prove, for the OpenRPC document.
+
 This module must never reach into node internals nor trust a client value it has not converted.
 """
 
