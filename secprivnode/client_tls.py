@@ -2,8 +2,9 @@
 
 A node serving ``https://`` / ``wss://`` presents its node certificate, issued by its
 organisation's root CA. A client trusts exactly the channel's organisations' root CAs (the PEM
-files in a network directory, or any bundle given with ``--cacert``), never the system store, and
-checks the host name against the certificate's subjectAltName. When the node requires mutual TLS
+files in a network directory, any bundle given with ``--cacert``, or a channel configuration it
+already trusts), never the system store, and checks the host name against the certificate's
+subjectAltName. When the node requires mutual TLS
 the client presents an identity's certificate (client certificates carry the clientAuth usage).
 
 This module builds contexts only; it never sends or logs a private key.
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crypto.tls import TLS_VERSIONS, build_context
+from crypto.tls import TLS_VERSIONS, build_context, pem_bundle
+from storage.model import ChannelConfig
 
 if TYPE_CHECKING:
     from secprivnode.client import ClientIdentity
@@ -42,6 +44,12 @@ class ClientTLS:
         if "-----BEGIN CERTIFICATE-----" not in text:
             raise ValueError("no PEM certificate in the CA file(s)")
         return cls(text, identity)
+
+    @classmethod
+    def from_channel_config(cls, config: ChannelConfig, identity: ClientIdentity | None = None) -> ClientTLS:
+        """Trust the root CAs of the channel's member organisations, as a configuration the client
+        already trusts lists them (e.g. decoded from the channel's genesis block)."""
+        return cls(pem_bundle(o.ca_cert for o in config.orgs), identity)
 
     def with_identity(self, identity: ClientIdentity | None) -> ClientTLS:
         return ClientTLS(self.ca_pem, identity, self.check_hostname, self.min_version)

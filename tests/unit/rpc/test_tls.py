@@ -8,6 +8,7 @@ A real PKI (crypto.ca): two organisations' root CAs, a node certificate (SANs lo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import ssl
 from collections.abc import AsyncIterator
@@ -100,6 +101,19 @@ async def test_https_and_wss_verified_against_the_channel_cas(https: str, pki: P
             assert event["kind"] == "tx" and event["data"]["tx_id"] == "0x" + r.tx_id.hex()
         assert await c.state_get("kv", "door-7") == {"value": b"\x01", "version": [1, 0]}
         assert (await c.query("kv", "get", "door-7"))["payload"] == b"\x01"
+
+
+async def test_trust_taken_from_the_channel_configuration(https: str, pki: Pki) -> None:
+    from storage.model import BatchConfig, ChannelConfig, OrgConfig
+
+    orgs = tuple(OrgConfig(org, ca.cert_der) for org, ca in pki.cas.items())
+    config = ChannelConfig("city", 0, orgs, (), BatchConfig(), (), "MAJORITY(admin)")
+    async with AsyncClient(https, tls=ClientTLS.from_channel_config(config)) as c:
+        assert await c.height() == 1
+    without_council = dataclasses.replace(config, orgs=orgs[1:])
+    async with AsyncClient(https, tls=ClientTLS.from_channel_config(without_council)) as c:
+        with pytest.raises(TransportError, match="certificate"):
+            await c.height()
 
 
 async def test_operations_over_https(pki: Pki, fake: Any) -> None:
