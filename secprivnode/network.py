@@ -31,6 +31,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,14 @@ import yaml
 from crypto.ca import default_org_names, generate_network
 from crypto.msp import Identity, OrgMSP
 from crypto.signing import PrivateKey
+from secprivnode.contracts.package import ENTRY_MODULE, ContractPackage
 from secprivnode.genesis import genesis_block, write_genesis
 from storage.model import BatchConfig, ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
 
 __all__ = [
     "NetworkError",
     "NetworkNode",
+    "assets_package",
     "init_network",
     "load_network",
     "network_down",
@@ -58,6 +61,7 @@ __all__ = [
 
 NETWORK_FILE = "network.yaml"
 STATUS_FILE = "status.json"
+ASSETS_VERSION = "1.0"
 DEFAULT_CHANNEL = "city"
 # How long `network up` waits for every node to report healthy and a Raft leader.
 UP_TIMEOUT_S = 60.0
@@ -106,6 +110,12 @@ def _admin(crypto_dir: Path, org: str) -> tuple[bytes, PrivateKey]:
     return cert, PrivateKey.from_pem((user / "key.pem").read_bytes())
 
 
+def assets_package(policy: str) -> ContractPackage:
+    """The sample ``assets`` contract as a package: the genesis block installs it on every node."""
+    source = resources.files("secprivnode.contracts").joinpath("assets.py").read_bytes()
+    return ContractPackage("assets", ASSETS_VERSION, policy, ((ENTRY_MODULE, source),))
+
+
 def init_network(
     directory: Path,
     *,
@@ -145,6 +155,7 @@ def init_network(
         )
 
     any_org_node = "OR(" + ", ".join(f"'{o}.node'" for o in names) + ")"
+    assets = assets_package(any_org_node)
     config = ChannelConfig(
         channel=channel,
         sequence=0,
@@ -153,11 +164,17 @@ def init_network(
         ),
         nodes=tuple(ChannelNode(n.name, n.org, n.p2p, orderer=True) for n in nodes),
         batch=batch or BatchConfig(),
-        contracts=(ContractDefinition("assets", "1.0", any_org_node),),
+        contracts=(ContractDefinition("assets", assets.version, any_org_node, assets.hash, 1),),
         admin_policy="MAJORITY(admin)",
     )
     admin_cert, admin_key = _admin(crypto_dir, names[0])
-    block = genesis_block(config, admin_cert_der=admin_cert, admin_key=admin_key, timestamp_ms=now * 1000)
+    block = genesis_block(
+        config,
+        admin_cert_der=admin_cert,
+        admin_key=admin_key,
+        timestamp_ms=now * 1000,
+        packages=[assets.code_bytes()],
+    )
     (directory / "channel").mkdir(exist_ok=True)
     genesis_path = directory / "channel" / f"{channel}.block"
     write_genesis(genesis_path, block)

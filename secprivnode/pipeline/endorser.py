@@ -8,7 +8,9 @@
 3. the creator's certificate validates against the channel MSP (any role may invoke) at ``now``;
 4. the creator's strict (low-S) signature over ``proposal.hash()`` verifies;
 5. no transaction with this id is committed (a replay);
-6. the contract is defined in the channel config and installed here (same version).
+6. the contract is defined in the channel config and its code is available: a packaged
+   definition's code is loaded from the ledger (:class:`~secprivnode.contracts.lifecycle.LifecycleRegistry`,
+   hash-checked and sandboxed), a definition without a package needs code installed here (same version).
 
 It then simulates the contract (:func:`secprivnode.contracts.runtime.simulate`) and, if the
 response status is below 400, signs ``endorsement_digest(proposal.hash(), response, rwset)``. A
@@ -34,6 +36,7 @@ from crypto.batch import BatchVerifier
 from crypto.encoding import EncodingError
 from crypto.msp import MSP, Expired, Identity, IdentityError, Revoked
 from crypto.signing import PrivateKey, get_backend
+from secprivnode.contracts.lifecycle import ContractLoadError, LifecycleRegistry
 from secprivnode.contracts.runtime import Contract, ContractRegistry, simulate
 from secprivnode.contracts.stub import Caller, StateReader
 from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
@@ -94,6 +97,8 @@ class Endorser:
         self.ledger = ledger
         self.msp_provider = msp_provider
         self.contracts = contracts
+        # Resolves contract names to code at the committed state this endorser simulates on.
+        self.lifecycle = LifecycleRegistry(contracts, ledger)
         self.identity = identity
         self._key = key
         self._now = now
@@ -140,7 +145,10 @@ class Endorser:
 
     def _contract(self, name: str) -> Contract:
         cfg = self._view.require_config()
-        contract = self.contracts.get(name)
+        try:
+            contract = self.lifecycle.resolve(name, cfg)
+        except ContractLoadError as exc:
+            raise ProposalRejected(RejectCode.UNKNOWN_CONTRACT, str(exc)) from exc
         if name == CONFIG_CONTRACT and contract is not None:
             return contract
         definition = cfg.contract(name)
@@ -149,7 +157,7 @@ class Endorser:
         if contract is None:
             raise ProposalRejected(RejectCode.UNKNOWN_CONTRACT, f"contract {name!r} is not installed on this node")
         installed = contract.version
-        if installed and installed != definition.version:
+        if not definition.package_hash and installed and installed != definition.version:
             raise ProposalRejected(
                 RejectCode.UNKNOWN_CONTRACT,
                 f"contract {name!r} version {definition.version} is defined, version {installed} is installed",

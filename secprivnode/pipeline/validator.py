@@ -24,8 +24,10 @@ transaction earlier in the same block changes the MSP and policies for the trans
    BAD_ENDORSEMENT_SIGNATURE an endorsement's certificate or signature is bad
    UNKNOWN_CONTRACT          the contract is not defined in the channel config
    ENDORSEMENT_POLICY_FAILURE the valid endorsers (nodes of member orgs) do not satisfy it
-   INVALID_CONFIG            config tx: wrong sequence/channel, malformed config, rwset not
-                             the config write, or admins not satisfying the current admin policy
+   INVALID_CONFIG            config tx: wrong sequence/channel, malformed config, contract
+                             definitions breaking the lifecycle rules (``check_definitions``),
+                             rwset not the config (and package) writes, or admins not
+                             satisfying the current admin policy
    MVCC_READ_CONFLICT        a read's version is not the committed one, or an earlier VALID
                              transaction of this block wrote the key
    PHANTOM_READ_CONFLICT     a range scan, re-run now, differs (or an earlier VALID tx of the
@@ -59,6 +61,7 @@ from secprivnode.contracts.config_contract import (
     decode_config,
     msp_from_config,
 )
+from secprivnode.contracts.lifecycle import LifecycleError, check_definitions
 from secprivnode.contracts.policy import Policy
 from secprivnode.contracts.stub import MAX_KEY_BYTES, MAX_RANGE_KEYS, MAX_READS, MAX_WRITES
 from secprivnode.pipeline.errors import AlreadyCommitted, BlockRejected, GenesisError
@@ -121,6 +124,7 @@ class _Prepared:
     creator_sig: int = -1  # index of the creator's signature in the batch
     endorsers: list[tuple[Identity | None, int]] = field(default_factory=list)  # (identity, batch index)
     config: ChannelConfig | None = None  # the proposed config of a config transaction
+    packages: tuple[bytes, ...] = ()  # contract package code a config transaction carries
 
 
 @dataclass(slots=True)
@@ -238,10 +242,11 @@ class BlockValidator:
             t.payload = V.BAD_PAYLOAD
             return t
         if tx.proposal.contract == CONFIG_CONTRACT:
-            t.config = self._proposed_config(tx)
-            if t.config is None:
+            proposed = self._proposed_config(tx)
+            if proposed is None:
                 t.payload = V.INVALID_CONFIG
                 return t
+            t.config, t.packages = proposed
             msg = config_update_digest(t.config)
         else:
             t.payload = _payload_code(tx)
@@ -258,12 +263,16 @@ class BlockValidator:
         return t
 
     @staticmethod
-    def _proposed_config(tx: Transaction) -> ChannelConfig | None:
+    def _proposed_config(tx: Transaction) -> tuple[ChannelConfig, tuple[bytes, ...]] | None:
+        """The config (and carried package code) of ``_config.update(config_obj[, packages])``."""
         p = tx.proposal
-        if p.function != "update" or len(p.args) != 1:
+        if p.function != "update" or not 1 <= len(p.args) <= 2:
+            return None
+        packages = p.args[1] if len(p.args) == 2 else ()
+        if not isinstance(packages, (list, tuple)) or not all(type(x) is bytes for x in packages):
             return None
         try:
-            return decode_config(p.args[0])
+            return decode_config(p.args[0]), tuple(packages)
         except ConfigError:
             return None
 
@@ -356,12 +365,13 @@ class BlockValidator:
         cur = st.config
         if new.channel != cur.channel or new.sequence != cur.sequence + 1 or t.tx.response.status != 200:
             return V.INVALID_CONFIG
-        rw = t.tx.rwset
-        if len(rw.reads) != 1 or rw != config_rwset(new, rw.reads[0].version):
-            return V.INVALID_CONFIG
         try:
             check_config(new, channel=cur.channel)
-        except ConfigError:
+            check_definitions(cur, new, t.packages)
+        except (ConfigError, LifecycleError):
+            return V.INVALID_CONFIG
+        rw = t.tx.rwset
+        if len(rw.reads) != 1 or rw != config_rwset(new, rw.reads[0].version, t.packages):
             return V.INVALID_CONFIG
         if not admin_policy(cur).evaluate(self._members(t, st, _ADMIN)):
             return V.INVALID_CONFIG
@@ -404,15 +414,17 @@ class BlockValidator:
         tx = block.transactions[0]
         if tx.proposal.contract != CONFIG_CONTRACT or tx.channel != self.ledger.channel:
             raise GenesisError(n, "the genesis transaction is not a config transaction of this channel")
-        cfg = self._proposed_config(tx)
-        if cfg is None:
+        proposed = self._proposed_config(tx)
+        if proposed is None:
             raise GenesisError(n, "the genesis transaction does not carry a channel config")
+        cfg, packages = proposed
         if cfg.sequence != 0:
             raise GenesisError(n, f"genesis config sequence must be 0, not {cfg.sequence}")
         try:
             check_config(cfg, channel=self.ledger.channel)
-        except ConfigError as exc:
+            check_definitions(None, cfg, packages)
+        except (ConfigError, LifecycleError) as exc:
             raise GenesisError(n, f"genesis config is invalid: {exc}") from exc
-        if tx.rwset != config_rwset(cfg, None):
+        if tx.rwset != config_rwset(cfg, None, packages):
             raise GenesisError(n, "the genesis transaction must write exactly the config and read nothing committed")
         return [V.VALID]
