@@ -35,10 +35,10 @@ from secprivnode.client import AsyncClient, Client, ClientIdentity
 from secprivnode.network import NETWORK_FILE, NetworkError, NetworkNode, load_network, node_healthy
 from storage.model import ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
 
-__all__ = ["admit_node", "define_contract", "remove_node"]
+__all__ = ["admin_identities", "admit_node", "current_config", "define_contract", "remove_node", "running_config"]
 
 
-def _admins(directory: Path, orgs: list[str]) -> list[ClientIdentity]:
+def admin_identities(directory: Path, orgs: list[str]) -> list[ClientIdentity]:
     out = []
     for org in orgs:
         d = directory / "crypto" / org / "users" / "admin"
@@ -57,7 +57,7 @@ def current_config(client: Client) -> ChannelConfig:
 
 def _propose(directory: Path, url: str, cfg: ChannelConfig) -> None:
     """Submit ``cfg`` approved by every admin in the network directory; raise unless it commits VALID."""
-    admins = _admins(directory, [o.name for o in cfg.orgs])
+    admins = admin_identities(directory, [o.name for o in cfg.orgs])
 
     async def go() -> dict[str, object]:
         async with AsyncClient(url) as client:
@@ -68,7 +68,7 @@ def _propose(directory: Path, url: str, cfg: ChannelConfig) -> None:
         raise NetworkError(f"the configuration update was not accepted: {result.get('code')}")
 
 
-def _current(nodes: list[NetworkNode]) -> tuple[NetworkNode, ChannelConfig]:
+def running_config(nodes: list[NetworkNode]) -> tuple[NetworkNode, ChannelConfig]:
     """A running node to submit to, and the channel configuration it reports."""
     seed = _first_running(nodes)
     with Client(seed.rpc_url) as client:
@@ -114,7 +114,7 @@ def admit_node(directory: Path, org: str, *, orderer: bool = False, name: str | 
     node_crypto = directory / "crypto" / org / "nodes" / name
     write_identity(node_crypto, key, cert_pem)
 
-    seed, cfg = _current(nodes)
+    seed, cfg = running_config(nodes)
     nodes_after = (*cfg.nodes, ChannelNode(name, org, new.p2p, orderer))
     _propose(directory, seed.rpc_url, dataclasses.replace(cfg, sequence=cfg.sequence + 1, nodes=nodes_after))
 
@@ -143,7 +143,7 @@ def admit_node(directory: Path, org: str, *, orderer: bool = False, name: str | 
 def remove_node(directory: Path, name: str, *, revoke: bool = True) -> ChannelConfig:
     """Remove ``name`` from the channel; with ``revoke``, revoke its certificate in the same update."""
     _, nodes = load_network(directory)
-    seed, cfg = _current([n for n in nodes if n.name != name])
+    seed, cfg = running_config([n for n in nodes if n.name != name])
     target = cfg.node(name)
     if target is None:
         raise NetworkError(f"{name} is not a node of channel {cfg.channel}")
@@ -163,10 +163,21 @@ def remove_node(directory: Path, name: str, *, revoke: bool = True) -> ChannelCo
 
 
 def define_contract(directory: Path, name: str, version: str, policy: str) -> ChannelConfig:
-    """Define (or redefine) contract ``name`` on the channel with its endorsement policy."""
+    """Define (or redefine) contract ``name`` on the channel with its endorsement policy; a packaged
+    contract keeps its package and gets the next definition sequence."""
     _, nodes = load_network(directory)
-    seed, cfg = _current(nodes)
-    contracts = (*(c for c in cfg.contracts if c.name != name), ContractDefinition(name, version, policy))
+    seed, cfg = running_config(nodes)
+    definition = ContractDefinition(name, version, policy)
+    old = cfg.contract(name)
+    if old is not None and old.package_hash:  # packaged code: only the policy changes here
+        if version != old.version:
+            raise NetworkError(
+                f"contract {name} {old.version} is packaged: a new version is a new package "
+                "(secprivnode contract package, approve, commit)"
+            )
+        changed = policy != old.policy
+        definition = dataclasses.replace(old, policy=policy, sequence=old.sequence + int(changed))
+    contracts = (*(c for c in cfg.contracts if c.name != name), definition)
     updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, contracts=contracts)
     _propose(directory, seed.rpc_url, updated)
     return updated

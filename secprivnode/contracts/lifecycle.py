@@ -27,7 +27,7 @@ from typing import Protocol
 
 from secprivnode.contracts.package import ContractPackage, PackageError
 from secprivnode.contracts.runtime import Contract, ContractRegistry
-from secprivnode.contracts.sandbox import SandboxError, load_contract
+from secprivnode.contracts.sandbox import SandboxError, check_package, load_contract
 from storage.ledger import CONFIG_NAMESPACE
 from storage.model import ChannelConfig, ContractDefinition, Version
 
@@ -39,6 +39,7 @@ __all__ = [
     "LifecycleRegistry",
     "check_definitions",
     "package_key",
+    "vet_update",
 ]
 
 PACKAGE_KEY_PREFIX = "package/"
@@ -118,6 +119,26 @@ def check_definitions(
     unused = sorted(h.hex() for h in set(carried) - used)
     if unused:
         raise LifecycleError(f"the update carries packages no changed definition names: {', '.join(unused)}")
+    return carried
+
+
+def vet_update(
+    current: ChannelConfig | None, new: ChannelConfig, packages: Sequence[bytes]
+) -> dict[bytes, ContractPackage]:
+    """:func:`check_definitions`, and every carried package's code passes the sandbox's checks.
+
+    What an admin's tooling and a gateway check before a definition is approved or ordered: the
+    validator applies :func:`check_definitions` only, so a transaction's validity never depends
+    on the Python version parsing the code; each node checks the code again when it loads it.
+    """
+    carried = check_definitions(current, new, packages)
+    for pkg in carried.values():
+        try:
+            check_package(pkg)
+        except SandboxError as exc:
+            raise LifecycleError(
+                f"package of contract {pkg.name!r} {pkg.version} breaks a sandbox rule: {exc}"
+            ) from exc
     return carried
 
 
