@@ -62,6 +62,7 @@ def config_transaction(
     timestamp_ms: int,
     nonce: bytes | None = None,
     packages: Sequence[bytes] = (),
+    previous: ChannelConfig | None = None,
 ) -> Transaction:
     """A transaction proposing ``config`` as the channel's next configuration.
 
@@ -69,13 +70,15 @@ def config_transaction(
     the MVCC check then refuses two updates racing from the same base. ``packages`` is the encoded
     code of the contract packages whose definitions the update commits or changes
     (:mod:`secprivnode.contracts.lifecycle`); without packages the transaction has its original shape.
+    ``previous`` is the configuration the update replaces (``None`` for genesis): packaged
+    definitions that differ from it are written to state too.
     """
     header = ProposalHeader(config.channel, creator_cert_der, nonce or os.urandom(24), timestamp_ms)
     args: tuple[Any, ...] = (config.to_obj(), list(packages)) if packages else (config.to_obj(),)
     proposal = Proposal(header, CONFIG_CONTRACT, "update", args)
     backend = get_backend()
     signature = backend.sign(creator_key, proposal.hash())
-    rwset = config_rwset(config, current_version, packages)
+    rwset = config_rwset(config, current_version, packages, previous)
     endorsements = tuple(Endorsement(cert, sig) for cert, sig in approvals)
     return Transaction(proposal, signature, Response(200), rwset, endorsements)
 

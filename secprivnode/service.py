@@ -25,7 +25,7 @@ from secprivnode.api import BadRequest, Event, NotFoundError, SubmitResult, Unau
 from secprivnode.channel import ChannelRuntime
 from secprivnode.config import NodeConfig
 from secprivnode.contracts.config_contract import ConfigError, check_config, decode_config
-from secprivnode.contracts.lifecycle import LifecycleError, package_key, vet_update
+from secprivnode.contracts.lifecycle import LifecycleError, definition_key, vet_update
 from secprivnode.gateway import Gateway
 from secprivnode.genesis import config_transaction
 from storage.errors import CorruptionError, NotFound
@@ -223,10 +223,10 @@ class LocalNodeService:
 
     @staticmethod
     def _definition(ch: ChannelRuntime, d: ContractDefinition) -> dict[str, Any]:
-        """A definition, with the admins who approved the transaction that committed its package."""
+        """A definition, with the admins who approved the transaction that last changed it."""
         approvals: list[str] = []
         if d.package_hash:
-            got = ch.ledger.get_state(CONFIG_NAMESPACE, package_key(d.package_hash))
+            got = ch.ledger.get_state(CONFIG_NAMESPACE, definition_key(d.name))
             if got is not None:
                 block, index = got[1]
                 tx = ch.ledger.get_block(block).transactions[index]
@@ -286,6 +286,7 @@ class LocalNodeService:
             current_version=version,
             timestamp_ms=now * 1000,
             packages=packages,
+            previous=current,
         )
         fut = ch.wait_for(tx.tx_id)
         try:

@@ -26,8 +26,7 @@ from typing import Any
 
 from crypto.encoding import EncodingError, decode, encode
 from crypto.msp import MSP, IdentityError, OrgMSP
-from secprivnode.contracts.lifecycle import LifecycleError, check_definitions, package_key
-from secprivnode.contracts.package import ContractPackage
+from secprivnode.contracts.lifecycle import LifecycleError, check_definitions, lifecycle_writes
 from secprivnode.contracts.policy import Policy, PolicyError, parse
 from secprivnode.contracts.runtime import Contract, transaction
 from secprivnode.contracts.stub import ContractError, Stub
@@ -167,19 +166,27 @@ class ConfigContract(Contract):
             if new.sequence != expected:
                 raise ConfigError(f"config sequence must be {expected}, got {new.sequence}")
             check_config(new, channel=None if current is None else current.channel)
-            carried = check_definitions(current, new, packages)
+            check_definitions(current, new, packages)
         except (ConfigError, LifecycleError) as exc:
             raise ContractError(str(exc)) from exc
         stub.put_state(CONFIG_KEY, encode(new.to_obj()))
-        for h, pkg in carried.items():
-            stub.put_state(package_key(h), pkg.code_bytes())
+        for w in lifecycle_writes(current, new, packages):
+            if w.value is None:
+                stub.del_state(w.key)
+            else:
+                stub.put_state(w.key, w.value)
 
 
-def config_rwset(config: ChannelConfig, read_version: Version | None, packages: Sequence[bytes] = ()) -> ReadWriteSet:
-    """The read/write set of a config transaction carrying ``packages`` (encoded package code), as
-    :class:`ConfigContract` and :func:`secprivnode.genesis.config_transaction` produce it."""
-    writes = [KVWrite(CONFIG_KEY, encode(config.to_obj()))]
-    writes += [KVWrite(package_key(ContractPackage.from_code_bytes(p).hash), p) for p in packages]
+def config_rwset(
+    config: ChannelConfig,
+    read_version: Version | None,
+    packages: Sequence[bytes] = (),
+    previous: ChannelConfig | None = None,
+) -> ReadWriteSet:
+    """The read/write set of a config transaction replacing ``previous`` (``None``: genesis) and
+    carrying ``packages`` (encoded package code), as :class:`ConfigContract` and
+    :func:`secprivnode.genesis.config_transaction` produce it."""
+    writes = [KVWrite(CONFIG_KEY, encode(config.to_obj())), *lifecycle_writes(previous, config, packages)]
     return ReadWriteSet(
         CONFIG_NAMESPACE,
         (KVRead(CONFIG_KEY, read_version),),

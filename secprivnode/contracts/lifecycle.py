@@ -8,7 +8,8 @@ commit the definition), adapted to this node (``docs/lifecycle.md`` has the whol
   updates, approved by the channel admins under the channel's admin policy.
 * A configuration transaction that commits a definition whose package hash changes carries the
   package's code as a second argument; its read/write set writes the code at
-  ``package/<hash hex>`` in the ``_config`` namespace (:func:`package_key`). So every node gets
+  ``package/<hash hex>`` in the ``_config`` namespace (:func:`package_key`), and each new or
+  changed packaged definition at ``definition/<name>`` (:func:`definition_key`). So every node gets
   the exact code through the ledger, and the admins' signatures (over the configuration, which
   holds the hash) cover it. :func:`check_definitions` is the rule the validator applies.
 * :class:`LifecycleRegistry` resolves a contract name to code at the state a node runs on: the
@@ -25,24 +26,29 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from crypto.encoding import encode
 from secprivnode.contracts.package import ContractPackage, PackageError
 from secprivnode.contracts.runtime import Contract, ContractRegistry
 from secprivnode.contracts.sandbox import SandboxError, check_package, load_contract
 from storage.ledger import CONFIG_NAMESPACE
-from storage.model import ChannelConfig, ContractDefinition, Version
+from storage.model import ChannelConfig, ContractDefinition, KVWrite, Version
 
 __all__ = [
+    "DEFINITION_KEY_PREFIX",
     "LOADED_CACHE_MAX",
     "PACKAGE_KEY_PREFIX",
     "ContractLoadError",
     "LifecycleError",
     "LifecycleRegistry",
     "check_definitions",
+    "definition_key",
+    "lifecycle_writes",
     "package_key",
     "vet_update",
 ]
 
 PACKAGE_KEY_PREFIX = "package/"
+DEFINITION_KEY_PREFIX = "definition/"
 # Loaded contracts kept per channel, by package hash: every defined contract, plus the previous
 # version of a few while an upgrade settles. A city runs about ten contracts.
 LOADED_CACHE_MAX = 64
@@ -59,6 +65,27 @@ class ContractLoadError(RuntimeError):
 def package_key(package_hash: bytes) -> str:
     """The ``_config`` state key holding the code whose hash is ``package_hash``."""
     return PACKAGE_KEY_PREFIX + package_hash.hex()
+
+
+def definition_key(name: str) -> str:
+    """The ``_config`` state key holding the packaged definition of contract ``name``: its version
+    is the position of the transaction that last changed the definition."""
+    return DEFINITION_KEY_PREFIX + name
+
+
+def lifecycle_writes(previous: ChannelConfig | None, new: ChannelConfig, packages: Sequence[bytes]) -> list[KVWrite]:
+    """The ``_config`` writes besides the configuration itself: each carried package's code at
+    :func:`package_key`, and each packaged definition that is new, changed or removed at
+    :func:`definition_key` (a removal deletes it). Sorted by key."""
+    writes = [KVWrite(package_key(ContractPackage.from_code_bytes(p).hash), p) for p in packages]
+    for d in new.contracts:
+        if d.package_hash and (previous is None or previous.contract(d.name) != d):
+            writes.append(KVWrite(definition_key(d.name), encode(d.to_obj())))
+    if previous is not None:
+        for old in previous.contracts:
+            if old.package_hash and new.contract(old.name) is None:
+                writes.append(KVWrite(definition_key(old.name), None))
+    return sorted(writes, key=lambda w: w.key)
 
 
 def _decode_packages(packages: Iterable[bytes]) -> dict[bytes, ContractPackage]:

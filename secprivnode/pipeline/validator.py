@@ -371,7 +371,7 @@ class BlockValidator:
         except (ConfigError, LifecycleError):
             return V.INVALID_CONFIG
         rw = t.tx.rwset
-        if len(rw.reads) != 1 or rw != config_rwset(new, rw.reads[0].version, t.packages):
+        if len(rw.reads) != 1 or rw != config_rwset(new, rw.reads[0].version, t.packages, cur):
             return V.INVALID_CONFIG
         if not admin_policy(cur).evaluate(self._members(t, st, _ADMIN)):
             return V.INVALID_CONFIG

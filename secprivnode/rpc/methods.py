@@ -559,7 +559,7 @@ def _methods() -> tuple[Method, ...]:
         Method(
             "contract_list",
             "Contracts defined on the channel: name, version, policy, definition sequence, package hash, "
-            "and the admins who approved the commit of the package.",
+            "and the admins who approved the transaction that last changed the definition.",
             (CHANNEL,),
             S_ARR_OBJ,
             _contract_list,
