@@ -65,11 +65,11 @@ class Notes(Contract):
         return value
 '''
 
-V2_HELPER = b'''def shout(text: str) -> str:
+V2_HELPER = b"""def shout(text: str) -> str:
     return text.upper()
-'''
+"""
 
-BAD = b'''from secprivnode.contracts.api import Contract, Stub, transaction
+BAD = b"""from secprivnode.contracts.api import Contract, Stub, transaction
 import time
 
 
@@ -79,7 +79,7 @@ class Notes(Contract):
     @transaction
     def put(self, stub: Stub, key: str) -> None:
         stub.put_state(key, str(time.time()).encode())
-'''
+"""
 
 
 class LifecycleTest(CityTest):
