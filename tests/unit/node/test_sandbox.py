@@ -112,8 +112,8 @@ def test_good_contract_loads_and_runs(state: FakeState, pki: Pki) -> None:
     contract = load_contract(pkg(GOOD))
     assert contract.name == "kv" and sorted(contract.functions) == ["get", "put"]
     p = Proposal(ProposalHeader("city", b"c", b"n" * 24, 0), "kv", "put", ("k", 9))
-    resp, rw = simulate(contract, p, state, pki["health/alice"].caller, 0)
-    assert resp.status == 200 and rw.writes[0].value == encode(4)
+    sim = simulate(contract, p, state, pki["health/alice"].caller, 0)
+    assert sim.response.status == 200 and sim.rwset.writes[0].value == encode(4)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +165,7 @@ def test_package_modules_import_each_other_by_name(state: FakeState, pki: Pki) -
     source = GOOD.replace("value // 2", "halve(value)") + "\nfrom util import halve\n"
     contract = load_contract(pkg(source, util="def halve(n: int) -> int:\n    return n // 2\n"))
     p = Proposal(ProposalHeader("city", b"c", b"n" * 24, 0), "kv", "put", ("k", 9))
-    assert simulate(contract, p, state, pki["health/alice"].caller, 0)[1].writes[0].value == encode(4)
+    assert simulate(contract, p, state, pki["health/alice"].caller, 0).rwset.writes[0].value == encode(4)
     with pytest.raises(SandboxError, match="circular import"):
         load_contract(pkg(GOOD + "import a\n", a="import b\n", b="import a\n"))
 
@@ -177,7 +177,7 @@ def test_builtins_are_restricted_at_run_time(state: FakeState, pki: Pki) -> None
     source = GOOD.replace('return stub.get_state(key) or b""', "return ascii(key).encode()")
     contract = load_contract(pkg(source))
     p = Proposal(ProposalHeader("city", b"c", b"n" * 24, 0), "kv", "get", ("k",))
-    resp, _ = simulate(contract, p, state, pki["health/alice"].caller, 0, read_only=True)
+    resp = simulate(contract, p, state, pki["health/alice"].caller, 0, read_only=True).response
     assert resp.status == 500 and "NameError" in resp.message
 
 
