@@ -12,7 +12,9 @@
    definition's code is loaded from the ledger (:class:`~secprivnode.contracts.lifecycle.LifecycleRegistry`,
    hash-checked and sandboxed), a definition without a package needs code installed here (same version).
 
-It then simulates the contract (:func:`secprivnode.contracts.runtime.simulate`) and, if the
+It then simulates the contract (:func:`secprivnode.contracts.runtime.simulate`), adds a read of
+``_config/definition/<name>`` for each packaged contract that ran (so a transaction simulated on a
+definition that an upgrade replaced before it commits fails MVCC validation), and, if the
 response status is below 400, signs ``endorsement_digest(proposal.hash(), response, rwset)``. A
 status of 400 or more raises :class:`ContractRejected` carrying the response: the gateway tells the
 client and nothing is ordered.
@@ -36,7 +38,7 @@ from crypto.batch import BatchVerifier
 from crypto.encoding import EncodingError
 from crypto.msp import MSP, Expired, Identity, IdentityError, Revoked
 from crypto.signing import PrivateKey, get_backend
-from secprivnode.contracts.lifecycle import ContractLoadError, LifecycleRegistry
+from secprivnode.contracts.lifecycle import ContractLoadError, LifecycleRegistry, definition_key
 from secprivnode.contracts.runtime import Contract, ContractRegistry, Simulated, simulate
 from secprivnode.contracts.stub import Caller, ContractError, StateReader
 from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
@@ -47,6 +49,7 @@ from storage.model import (
     NONCE_BYTES,
     BlockHeader,
     Endorsement,
+    KVRead,
     Proposal,
     ReadWriteSet,
     Response,
@@ -174,6 +177,17 @@ class Endorser:
         except ProposalRejected as exc:
             raise ContractError(exc.message, 404) from exc
 
+    def _note_definition(self, name: str, reads: list[KVRead]) -> None:
+        """Record the version of a packaged contract's definition, read before its code is resolved.
+
+        The transaction then reads ``_config/definition/<name>``: if an upgrade commits before it
+        does, MVCC refuses it, so no transaction simulated on old code commits after the upgrade.
+        """
+        definition = self._view.require_config().contract(name)
+        key = definition_key(name)
+        if definition is not None and definition.package_hash and all(r.key != key for r in reads):
+            reads.append(KVRead(key, self.ledger.get_version(CONFIG_CONTRACT, key)))
+
     @staticmethod
     def _caller(ident: Identity) -> Caller:
         return Caller(ident.org, ident.role.value, ident.name, ident.cert_der)
@@ -192,12 +206,20 @@ class Endorser:
             raise ProposalRejected(
                 RejectCode.UNAUTHORIZED, "config updates are approved by channel admins' signatures, not endorsed"
             )
+        definitions: list[KVRead] = []
+        self._note_definition(proposal.contract, definitions)
         contract = self._contract(proposal.contract)
+
+        def callee(name: str) -> Contract:
+            self._note_definition(name, definitions)
+            return self._callee(name)
+
         response, rwset, extra = simulate(
-            contract, proposal, self.ledger, self._caller(creator), self._block_time_ms(), resolve=self._callee
+            contract, proposal, self.ledger, self._caller(creator), self._block_time_ms(), resolve=callee
         )
         if response.status >= 400:
             raise ContractRejected(response)
+        extra = _with_definition_reads(extra, definitions)
         msg = endorsement_digest(phash, response, rwset, extra)
         sig = get_backend().sign(self._key, msg)
         self.sigcache.add(self.identity.public_key, sig, msg)  # validating our own endorsement is free
@@ -220,3 +242,12 @@ class Endorser:
         if sim.response.status >= 400:
             raise ContractRejected(sim.response)
         return sim
+
+
+def _with_definition_reads(extra: tuple[ReadWriteSet, ...], reads: list[KVRead]) -> tuple[ReadWriteSet, ...]:
+    """``extra`` plus a ``_config`` read/write set reading the definitions of the packaged
+    contracts that ran (sorted by namespace, as the validator requires)."""
+    if not reads:
+        return extra
+    definitions = ReadWriteSet(CONFIG_CONTRACT, tuple(sorted(reads, key=lambda r: r.key)))
+    return tuple(sorted((*extra, definitions), key=lambda rw: rw.namespace))

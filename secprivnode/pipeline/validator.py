@@ -22,7 +22,8 @@ transaction earlier in the same block changes the MSP and policies for the trans
    DUPLICATE_TXID            the id is taken by a VALID transaction, committed or earlier in this block
    BAD_PAYLOAD               namespace is not the contract, error status, bad keys, oversized;
                              called contracts' read/write sets not sorted, repeated, in the
-                             contract's own or the config namespace, or in a version 1 block
+                             contract's own namespace, in the config namespace other than
+                             reads of ``definition/<name>`` keys, or in a version 1 block
    BAD_ENDORSEMENT_SIGNATURE an endorsement's certificate or signature is bad
    UNKNOWN_CONTRACT          the contract, or a called contract that was written, is not
                              defined in the channel config
@@ -34,7 +35,8 @@ transaction earlier in the same block changes the MSP and policies for the trans
                              satisfying the current admin policy
    MVCC_READ_CONFLICT        a read's version (in any of the tx's namespaces) is not the
                              committed one, or an earlier VALID transaction of this block wrote
-                             the key
+                             the key; this includes a contract definition read at endorsement
+                             and changed (upgraded) since
    PHANTOM_READ_CONFLICT     a range scan, re-run now, differs (or an earlier VALID tx of the
                              block wrote into the range)
    ========================  ===============================================================
@@ -66,7 +68,7 @@ from secprivnode.contracts.config_contract import (
     decode_config,
     msp_from_config,
 )
-from secprivnode.contracts.lifecycle import LifecycleError, check_definitions
+from secprivnode.contracts.lifecycle import DEFINITION_KEY_PREFIX, LifecycleError, check_definitions
 from secprivnode.contracts.policy import Policy
 from secprivnode.contracts.stub import MAX_KEY_BYTES, MAX_NAMESPACES, MAX_RANGE_KEYS, MAX_READS, MAX_WRITES
 from secprivnode.pipeline.errors import AlreadyCommitted, BlockRejected, GenesisError
@@ -165,6 +167,11 @@ def _rwset_ok(rw: ReadWriteSet) -> bool:
     return all(_key_ok(q.start) and (q.end == "" or _key_ok(q.end)) for q in rw.range_reads)
 
 
+def _definition_reads_only(rw: ReadWriteSet) -> bool:
+    """A ``_config`` read/write set an endorser adds: reads of contract definitions, nothing else."""
+    return not rw.writes and not rw.range_reads and all(r.key.startswith(DEFINITION_KEY_PREFIX) for r in rw.reads)
+
+
 def _payload_code(tx: Transaction, calls_allowed: bool) -> ValidationCode | None:
     """BAD_PAYLOAD unless the response and rwsets are what an honest endorser could have signed."""
     rw, p, extra = tx.rwset, tx.proposal, tx.extra_rwsets
@@ -174,7 +181,7 @@ def _payload_code(tx: Transaction, calls_allowed: bool) -> ValidationCode | None
         names = [x.namespace for x in extra]
         if not calls_allowed or len(extra) + 1 > MAX_NAMESPACES or names != sorted(set(names)):
             return V.BAD_PAYLOAD
-        if p.contract in names or CONFIG_CONTRACT in names:
+        if p.contract in names or not all(_definition_reads_only(x) for x in extra if x.namespace == CONFIG_CONTRACT):
             return V.BAD_PAYLOAD
     if sum(len(q.reads) for x in tx.rwsets for q in x.range_reads) > MAX_RANGE_KEYS:
         return V.BAD_PAYLOAD

@@ -24,7 +24,7 @@ from secprivnode.contracts.lifecycle import (
 from secprivnode.contracts.package import ContractPackage
 from secprivnode.contracts.runtime import ContractRegistry
 from secprivnode.pipeline.errors import ProposalRejected, RejectCode
-from storage.model import ChannelConfig, ContractDefinition, MalformedError, ValidationCode
+from storage.model import ChannelConfig, ContractDefinition, KVWrite, MalformedError, ValidationCode
 
 V = ValidationCode
 ADMINS = ["council/admin", "transport/admin"]  # two of three: MAJORITY(admin)
@@ -118,6 +118,34 @@ def test_install_and_upgrade_take_effect_at_their_block(chain: Chain) -> None:
     new = dataclasses.replace(cfg, sequence=cfg.sequence + 1, contracts=(*cfg.contracts[:-1], relaxed))
     assert chain.codes([chain.config_tx(new, ADMINS)]) == [V.VALID]
     assert put(chain, "c").response.payload == b"2.0"
+
+
+def test_a_transaction_simulated_on_the_old_definition_fails_after_the_upgrade(chain: Chain) -> None:
+    assert install(chain, notes("1.0"))[0] is V.VALID
+    early, same_block = put(chain, "a"), put(chain, "b")
+    # the endorser recorded which definition the code came from: a read in _config
+    (definitions,) = early.extra_rwsets
+    assert definitions.namespace == "_config" and [r.key for r in definitions.reads] == ["definition/notes"]
+    assert not definitions.writes
+    v2 = notes("2.0", transform="text.upper()")
+    upgrade = chain.config_tx(next_config(latest(chain), v2), ADMINS, packages=[v2.code_bytes()])
+    # ordered in the same block after the upgrade, or in a later block: refused by MVCC
+    assert chain.codes([upgrade, same_block]) == [V.VALID, V.MVCC_READ_CONFLICT]
+    assert chain.codes([early]) == [V.MVCC_READ_CONFLICT]
+    assert chain.ledger.get_state("notes", "a") is None and chain.ledger.get_state("notes", "b") is None
+    fresh = put(chain, "a")
+    assert chain.codes([fresh]) == [V.VALID] and chain.ledger.get_state("notes", "a")[0] == b"HELLO"  # type: ignore[index]
+
+
+def test_config_reads_other_than_definitions_are_refused(chain: Chain) -> None:
+    assert install(chain, notes("1.0"))[0] is V.VALID
+    tx = put(chain, "a")
+    (definitions,) = tx.extra_rwsets
+    for forged in (
+        dataclasses.replace(definitions, reads=(dataclasses.replace(definitions.reads[0], key="channel"),)),
+        dataclasses.replace(definitions, writes=(KVWrite("definition/notes", b"x"),)),
+    ):
+        assert chain.codes([dataclasses.replace(tx, extra_rwsets=(forged,))]) == [V.BAD_PAYLOAD]
 
 
 def test_approvals_are_counted_under_the_admin_policy(chain: Chain) -> None:
