@@ -50,7 +50,8 @@ def test_proposal_slice_of_a_transaction_with_calls(make_tx: TxFactory) -> None:
     data = tx.encode()
     assert inspect_tx(data, CHANNEL, MAX)[TX_ID] == tx.tx_id
     prop, creator, sig = proposal_slice(data)
-    assert digest_bytes(Tag.PROPOSAL, prop) == tx.proposal.hash() and sig == tx.signature
+    assert digest_bytes(Tag.PROPOSAL, prop) == tx.proposal.hash()
+    assert creator == tx.proposal.header.creator and sig == tx.signature
 
 
 def test_wrong_channel_and_size(make_tx: TxFactory) -> None:
