@@ -40,30 +40,13 @@ class Notes(Contract):
         return value
 '''
 
-V2_CONTRACT = b'''"""notes v2: stores text upper-cased, through a helper module."""
-
-from __future__ import annotations
-
-from secprivnode.contracts.api import Contract, ContractError, Stub, query, transaction
-from shout import shout
-
-
-class Notes(Contract):
-    name = "notes"
-    version = "2.0"
-
-    @transaction
-    def put(self, stub: Stub, key: str, text: str) -> bytes:
-        stub.put_state(key, shout(text).encode())
-        return b"v2"
-
-    @query
-    def get(self, stub: Stub, key: str) -> bytes:
-        value = stub.get_state(key)
-        if value is None:
-            raise ContractError(f"no note {key!r}", 404)
-        return value
-'''
+# v2: the same contract, storing text upper-cased through a helper module of the package
+V2_CONTRACT = (
+    V1.replace(b"notes v1: stores text as given.", b"notes v2: stores text upper-cased.")
+    .replace(b"query, transaction\n", b"query, transaction\nfrom shout import shout\n")
+    .replace(b'name = "notes"\n', b'name = "notes"\n    version = "2.0"\n')
+    .replace(b'text.encode())\n        return b"v1"', b'shout(text).encode())\n        return b"v2"')
+)
 
 V2_HELPER = b"""def shout(text: str) -> str:
     return text.upper()
