@@ -117,19 +117,22 @@ def check_definitions(
 ) -> dict[bytes, ContractPackage]:
     """The carried packages by hash, if ``new``'s definitions may follow ``current``'s; else raise.
 
-    Rules: a definition without a package hash keeps sequence 0 (code built into the node); a
-    packaged definition has sequence 1 when new and one more than before whenever its version,
-    policy or package hash changes; a definition whose package hash changes must carry that
-    package, with the definition's name and version; nothing else may be carried.
+    Rules: a definition without a package hash keeps sequence 0 (code built into the node), and a
+    packaged contract never loses its package; a packaged definition has sequence 1 when new and
+    one more than before whenever its version, policy or package hash changes; a definition whose
+    package hash changes must carry that package, with the definition's name and version; nothing
+    else may be carried.
     """
     carried = _decode_packages(packages)
     used: set[bytes] = set()
     for d in new.contracts:
+        old = current.contract(d.name) if current is not None else None
         if not d.package_hash:
+            if old is not None and old.package_hash:
+                raise LifecycleError(f"contract {d.name!r} is packaged: a new definition must name a package too")
             if d.sequence != 0:
                 raise LifecycleError(f"contract {d.name!r}: a definition without a package has sequence 0")
             continue
-        old = current.contract(d.name) if current is not None else None
         expected = _expected_sequence(old, d)
         if d.sequence != expected:
             raise LifecycleError(f"contract {d.name!r}: definition sequence must be {expected}, got {d.sequence}")

@@ -119,6 +119,14 @@ def test_install_and_upgrade_take_effect_at_their_block(chain: Chain) -> None:
     assert chain.codes([chain.config_tx(new, ADMINS)]) == [V.VALID]
     assert put(chain, "c").response.payload == b"2.0"
 
+    # a packaged contract cannot fall back to a definition without a package
+    cfg = latest(chain)
+    bare = ContractDefinition("notes", "2.0", "MAJORITY(node)")
+    new = dataclasses.replace(cfg, sequence=cfg.sequence + 1, contracts=(*cfg.contracts[:-1], bare))
+    with pytest.raises(LifecycleError, match="must name a package"):
+        check_definitions(cfg, new, [])
+    assert chain.codes([chain.config_tx(new, ADMINS)]) == [V.INVALID_CONFIG]
+
 
 def test_a_transaction_simulated_on_the_old_definition_fails_after_the_upgrade(chain: Chain) -> None:
     assert install(chain, notes("1.0"))[0] is V.VALID
