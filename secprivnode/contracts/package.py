@@ -44,6 +44,9 @@ ENTRY_MODULE = "contract.py"
 MAX_PACKAGE_BYTES = 256 * 1024
 # Modules in one package: "a small set of files", not a library tree.
 MAX_PACKAGE_FILES = 16
+# What a package file adds to the code: the policy (at most MAX_POLICY_CHARS, 4096, UTF-8 up to
+# four bytes each) and its framing.
+_FILE_OVERHEAD_BYTES = 4 * 4096 + 16
 _MODULE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}\.py$")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
@@ -129,7 +132,7 @@ class ContractPackage:
 
 
 def _fields(data: bytes, n: int) -> list[Any]:
-    if len(data) > MAX_PACKAGE_BYTES + 4096:  # the policy and framing on top of the code limit
+    if len(data) > MAX_PACKAGE_BYTES + _FILE_OVERHEAD_BYTES:
         raise PackageError(f"package of {len(data)} bytes exceeds {MAX_PACKAGE_BYTES}")
     try:
         obj = decode(data)
