@@ -108,8 +108,9 @@ def next_config(current: ChannelConfig, pkg: ContractPackage) -> ChannelConfig:
 
 
 def approve(directory: Path, package_file: Path, orgs: list[str] | None = None) -> tuple[Approvals, list[str]]:
-    """Add approvals of ``package_file`` by the admins of ``orgs`` (default: every org's admin
-    in the directory); return the approvals and notes for the operator."""
+    """Add approvals of ``package_file`` by the admins of ``orgs`` (default: every org whose admin
+    identity the directory holds; an organisation on another host approves in its own copy of the
+    approval file, which is then passed on); return the approvals and notes for the operator."""
     try:
         pkg = ContractPackage.from_file_bytes(package_file.read_bytes())
     except PackageError as exc:
@@ -134,6 +135,9 @@ def approve(directory: Path, package_file: Path, orgs: list[str] | None = None) 
     unknown = sorted(set(names) - {o.name for o in current.orgs})
     if unknown:
         raise NetworkError(f"not organisations of channel {current.channel}: {', '.join(unknown)}")
+    missing = [o for o in orgs or () if not (directory / "crypto" / o / "users" / "admin" / "cert.pem").exists()]
+    if missing:
+        raise NetworkError(f"no admin identity in {directory / 'crypto'} for: {', '.join(missing)}")
     digest = config_update_digest(proposed)
     have = {c for c, _ in signatures}
     for admin in admin_identities(directory, names):
