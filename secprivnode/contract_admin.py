@@ -169,7 +169,7 @@ def commit(directory: Path, name: str) -> tuple[Approvals, dict[str, Any]]:
         )
 
     async def go() -> dict[str, Any]:
-        async with AsyncClient(seed.rpc_url) as client:
+        async with AsyncClient(seed.rpc_url, tls=seed.client_tls()) as client:
             return await client.submit_config(approvals.config, approvals.signatures, packages=[approvals.code])
 
     result = asyncio.run(go())

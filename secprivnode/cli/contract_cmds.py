@@ -92,7 +92,8 @@ def register(cli: click.Group) -> None:
 
         try:
             _, nodes = load_network(directory)
-            committed: list[dict[str, Any]] = rpc_call(nodes[0].rpc_url, "contract_list")
+            node = nodes[0]
+            committed: list[dict[str, Any]] = rpc_call(node.rpc_url, "contract_list", context=node.ssl_context())
             pending: list[dict[str, Any]] = [
                 {
                     "name": a.package.name,
