@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pipeline_kit import BLOCK_MS0, CHANNEL, NOW, Pki, channel_config
+from pipeline_kit import ASSETS_POLICY, BLOCK_MS0, CHANNEL, NOW, Pki, channel_config
 from virtual_clock import VirtualClock
 
 from crypto.msp import Identity
@@ -26,8 +26,9 @@ from secprivnode import wire
 from secprivnode.api import TxRejected
 from secprivnode.config import ALL_ROLES, ChannelSpec, IdentitySection, NodeConfig, NodeSection, RpcSection
 from secprivnode.genesis import genesis_block
+from secprivnode.network import assets_package
 from secprivnode.node import Node
-from storage.model import NONCE_BYTES, ChannelNode, Proposal, ProposalHeader, ValidationCode
+from storage.model import NONCE_BYTES, ChannelNode, ContractDefinition, Proposal, ProposalHeader, ValidationCode
 
 ORDERERS = ("council/council-node1", "transport/transport-node1", "health/health-node1")
 PEER = "council/council-node2"  # no orderer role: its blocks come by gossip only
@@ -74,9 +75,17 @@ async def network(pki: Pki, tmp_path: Path) -> AsyncIterator[Network]:
         ChannelNode(pki[w].identity.name, pki[w].identity.org, f"127.0.0.1:{7001 + i}", orderer=w in ORDERERS)
         for i, w in enumerate(NODES)
     )
-    config = channel_config(pki, nodes=nodes_cfg)
+    assets = assets_package(ASSETS_POLICY)  # installed by the genesis block, as a network's is
+    definition = ContractDefinition("assets", assets.version, ASSETS_POLICY, assets.hash, 1)
+    config = channel_config(pki, nodes=nodes_cfg, contracts=(definition,))
     admin = pki["council/admin"]
-    genesis = genesis_block(config, admin_cert_der=admin.cert, admin_key=admin.key, timestamp_ms=BLOCK_MS0)
+    genesis = genesis_block(
+        config,
+        admin_cert_der=admin.cert,
+        admin_key=admin.key,
+        timestamp_ms=BLOCK_MS0,
+        packages=[assets.code_bytes()],
+    )
     genesis_path = tmp_path / "city.block"
     genesis_path.write_bytes(genesis.encode())
     clock = VirtualClock(WALL_START_MS)
