@@ -236,7 +236,8 @@ class BlockStore:
         data, ts = self.locate(number, index)
         s, e = ts.rwset_range
         try:
-            ns, _reads, writes, _ranges = msgpack.unpackb(data[s:e], raw=False, use_list=False)
+            rw = msgpack.unpackb(data[s:e], raw=False, use_list=False)
+            ns, writes = rw[0], rw[2]
         except Exception as exc:  # ValueError, ExtraData, TypeError on a damaged rwset
             raise CorruptionError(f"block {number} tx {index}: rwset does not parse", height=number) from exc
         return ns, writes

@@ -9,7 +9,12 @@ Assets live under ``asset/<id>`` as canonical-encoded dicts::
 ``put``/``get`` store raw bytes under ``kv/<key>`` with no read before the write (a blind write,
 which never conflicts under MVCC): the benchmarks' workload.
 
-Functions: create, update, transfer, delete (transactions); read, list, history, get (queries).
+``put_private``/``get_private``/``del_private`` keep a value in a private collection of the
+channel config: the value comes in the proposal's transient map under ``"value"`` (so the
+plaintext is in no block), and only the collection's member organisations' nodes store it.
+
+Functions: create, update, transfer, delete, put, put_private, del_private (transactions); read,
+list, history, get, get_private (queries).
 This contract keeps no state outside the stub and never reads the clock.
 """
 
@@ -35,7 +40,33 @@ def _str_arg(value: Any, what: str) -> str:
     return value
 
 
-class AssetsContract(Contract):
+PRIVATE_VALUE = "value"  # the transient-map entry put_private takes its value from
+
+
+class _Private:
+    """Private-collection functions of the assets contract (mixed in below)."""
+
+    @transaction
+    def put_private(self, stub: Stub, collection: str, key: str) -> None:
+        """Store transient ``value`` privately under ``key`` in ``collection``."""
+        value = stub.transient.get(PRIVATE_VALUE)
+        if type(value) is not bytes:
+            raise ContractError(f"put_private takes its value from the transient entry {PRIVATE_VALUE!r}")
+        stub.put_private(_str_arg(collection, "collection"), _str_arg(key, "key"), value)
+
+    @transaction
+    def del_private(self, stub: Stub, collection: str, key: str) -> None:
+        stub.del_private(_str_arg(collection, "collection"), _str_arg(key, "key"))
+
+    @query
+    def get_private(self, stub: Stub, collection: str, key: str) -> bytes:
+        value = stub.get_private(_str_arg(collection, "collection"), _str_arg(key, "key"))
+        if value is None:
+            raise ContractError(f"private key {key!r} does not exist in {collection!r}", 404)
+        return value
+
+
+class AssetsContract(_Private, Contract):
     name = "assets"
     version = "1.0"
 

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from crypto.encoding import EncodingError, encode
-from secprivnode.contracts.stub import Caller, ContractError, ReadOnlyViolation, StateReader, Stub
+from secprivnode.contracts.stub import Caller, ContractError, PrivateReader, ReadOnlyViolation, StateReader, Stub
 from storage.model import Proposal, ReadWriteSet, Response
+from storage.privstate import WriteSet
 
 __all__ = [
     "MAX_MESSAGE_CHARS",
@@ -164,8 +165,13 @@ def simulate(
     block_timestamp_ms: int,
     *,
     read_only: bool = False,
+    private: PrivateReader | None = None,
+    private_out: list[WriteSet] | None = None,
 ) -> tuple[Response, ReadWriteSet]:
-    """Run ``proposal`` on committed ``state``; an error response comes with an empty rwset."""
+    """Run ``proposal`` on committed ``state``; an error response comes with an empty rwset.
+
+    With ``private``, the contract may use private collections; the plaintext of its private
+    writes is appended to ``private_out`` (never to the read/write set, which carries hashes)."""
     ns = contract.name
     where = f"{ns}.{proposal.function}"
     spec = contract.functions.get(proposal.function)
@@ -189,6 +195,7 @@ def simulate(
         args=proposal.args,
         transient=proposal.transient,
         read_only=read_only or spec.read_only,
+        private=private,
     )
     error: Response | None = None
     result: Any = None
@@ -208,4 +215,6 @@ def simulate(
         result = b""
     if type(result) is not bytes:
         return Response(500, _clip(f"{where} returned {type(result).__name__}, expected bytes or None")), _empty(ns)
+    if private_out is not None:
+        private_out.extend(stub.private_write_sets())
     return Response(200, "", result, stub.events), stub.rwset()

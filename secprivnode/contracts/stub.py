@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from crypto.encoding import EncodingError, decode, encode
-from storage.model import KVRead, KVWrite, RangeRead, ReadWriteSet, Version
+from storage.model import CollectionHashes, HashedRead, HashedWrite, KVRead, KVWrite, RangeRead, ReadWriteSet, Version
+from storage.privstate import WriteSet, key_hash, value_hash
 
 __all__ = [
     "MAX_EVENTS",
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_WRITES",
     "Caller",
     "ContractError",
+    "PrivateReader",
     "ReadOnlyViolation",
     "StateReader",
     "Stub",
@@ -93,6 +95,16 @@ class StateReader(Protocol):
     def get_history(self, ns: str, key: str, limit: int | None = None) -> list[Any]: ...
 
 
+class PrivateReader(Protocol):
+    """Private state as this node holds it (``secprivnode.pipeline.privdata`` provides it)."""
+
+    def check_collection(self, ns: str, collection: str) -> None:
+        """Raise ContractError unless ``collection`` of ``ns`` exists and this node's org is a member."""
+        ...
+
+    def get_private(self, ns: str, collection: str, key: str) -> tuple[bytes, Version] | None: ...
+
+
 def check_key(key: object) -> str:
     """Return ``key`` if it is a valid state key (non-empty str, no NUL, bounded); else raise."""
     if not isinstance(key, str):
@@ -118,6 +130,10 @@ def _check_bytes(value: object, limit: int, what: str) -> bytes:
     if len(value) > limit:
         raise ContractError(f"{what} of {len(value)} bytes exceeds {limit}")
     return value
+
+
+def _by_hash(x: HashedRead | HashedWrite) -> bytes:
+    return x.key_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +164,12 @@ class Stub:
         args: tuple[Any, ...],
         transient: Mapping[str, bytes] | None = None,
         read_only: bool = False,
+        private: PrivateReader | None = None,
     ) -> None:
         self._state = state
+        self._private = private
+        self._pvt_reads: dict[str, dict[str, Version | None]] = {}
+        self._pvt_writes: dict[str, dict[str, bytes | None]] = {}
         self.namespace = namespace
         self.tx_id = tx_id
         self.caller = caller
@@ -244,6 +264,69 @@ class Stub:
             raise ContractError(f"more than {MAX_EVENTS} events in one transaction")
         self._events.append((name, payload))
 
+    # ---- private data -----------------------------------------------------------------------
+
+    def _collection(self, collection: str) -> PrivateReader:
+        if self._private is None:
+            raise ContractError("private data is not available on this node", 503)
+        if not isinstance(collection, str) or not collection:
+            raise ContractError("collection must be a non-empty string")
+        self._private.check_collection(self.namespace, collection)
+        return self._private
+
+    def get_private(self, collection: str, key: str) -> bytes | None:
+        """The committed private value of ``key`` in ``collection`` (members only), or ``None``.
+
+        The public read set records only the key's hash and version (MVCC on every node)."""
+        check_key(key)
+        got = self._collection(collection).get_private(self.namespace, collection, key)
+        reads = self._pvt_reads.setdefault(collection, {})
+        if key not in reads:
+            if sum(len(r) for r in self._pvt_reads.values()) >= MAX_READS:
+                raise ContractError(f"more than {MAX_READS} private keys read in one transaction")
+            reads[key] = None if got is None else got[1]
+        return None if got is None else got[0]
+
+    def _write_private(self, collection: str, key: str, value: bytes | None) -> None:
+        if self.read_only:
+            raise ReadOnlyViolation(f"a query function wrote private key {key!r}")
+        check_key(key)
+        self._collection(collection)
+        writes = self._pvt_writes.setdefault(collection, {})
+        if key not in writes and sum(len(w) for w in self._pvt_writes.values()) >= MAX_WRITES:
+            raise ContractError(f"more than {MAX_WRITES} private keys written in one transaction")
+        writes[key] = value
+
+    def put_private(self, collection: str, key: str, value: bytes) -> None:
+        """Write ``value`` privately: only member organisations' nodes ever hold the plaintext; the
+        ledger carries the hashes of the key and value (Fabric's PutPrivateData)."""
+        self._write_private(collection, key, _check_bytes(value, MAX_VALUE_BYTES, "private value"))
+
+    def del_private(self, collection: str, key: str) -> None:
+        self._write_private(collection, key, None)
+
+    def private_write_sets(self) -> list[WriteSet]:
+        """The plaintext private writes, one write set per collection (never on the ledger)."""
+        return [
+            WriteSet(self.tx_id, self.namespace, c, tuple(sorted(w.items())))
+            for c, w in sorted(self._pvt_writes.items())
+            if w
+        ]
+
+    def _collection_hashes(self) -> tuple[CollectionHashes, ...]:
+        out = []
+        for c in sorted(set(self._pvt_reads) | set(self._pvt_writes)):
+            reads = sorted((HashedRead(key_hash(k), v) for k, v in self._pvt_reads.get(c, {}).items()), key=_by_hash)
+            writes = sorted(
+                (
+                    HashedWrite(key_hash(k), None if v is None else value_hash(v))
+                    for k, v in self._pvt_writes.get(c, {}).items()
+                ),
+                key=_by_hash,
+            )
+            out.append(CollectionHashes(c, tuple(reads), tuple(writes)))
+        return tuple(out)
+
     # ---- results ----------------------------------------------------------------------------
 
     @property
@@ -257,4 +340,5 @@ class Stub:
             tuple(KVRead(k, self._reads[k]) for k in sorted(self._reads)),
             tuple(KVWrite(k, self._writes[k]) for k in sorted(self._writes)),
             tuple(self._ranges),
+            self._collection_hashes(),
         )

@@ -26,7 +26,7 @@ This module never writes to the ledger.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,7 +35,7 @@ from crypto.encoding import EncodingError
 from crypto.msp import MSP, Expired, Identity, IdentityError, Revoked
 from crypto.signing import PrivateKey, get_backend
 from secprivnode.contracts.runtime import Contract, ContractRegistry, simulate
-from secprivnode.contracts.stub import Caller, StateReader
+from secprivnode.contracts.stub import Caller, PrivateReader, StateReader
 from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
 from secprivnode.pipeline.membership import ChannelView, ConfigSource
 from secprivnode.pipeline.sigcache import SigCache
@@ -50,8 +50,9 @@ from storage.model import (
     ValidationCode,
     endorsement_digest,
 )
+from storage.privstate import WriteSet
 
-__all__ = ["EndorsementResult", "Endorser", "EndorserLedger"]
+__all__ = ["EndorsementResult", "Endorser", "EndorserLedger", "PrivateKeeper"]
 
 
 class EndorserLedger(StateReader, ConfigSource, Protocol):
@@ -72,6 +73,13 @@ class EndorsementResult:
     response: Response
     rwset: ReadWriteSet
     endorsement: Endorsement
+    private: tuple[WriteSet, ...] = ()  # plaintext private writes: kept locally, never ordered
+
+
+class PrivateKeeper(PrivateReader, Protocol):
+    """Private data of the channel on this node (``secprivnode.pipeline.privdata``)."""
+
+    def keep(self, write_sets: Sequence[WriteSet]) -> list[bytes]: ...
 
 
 class Endorser:
@@ -88,6 +96,7 @@ class Endorser:
         *,
         sigcache: SigCache | None = None,
         verifier: BatchVerifier | None = None,
+        private: PrivateKeeper | None = None,
     ) -> None:
         if identity.public_key != key.public:
             raise ValueError("the endorser's key does not match its certificate")
@@ -97,6 +106,7 @@ class Endorser:
         self.identity = identity
         self._key = key
         self._now = now
+        self.private = private
         self._view = ChannelView(ledger)
         self.sigcache = sigcache if sigcache is not None else SigCache()
         # Inline verification only: one signature per proposal never warrants a process pool.
@@ -175,13 +185,24 @@ class Endorser:
                 RejectCode.UNAUTHORIZED, "config updates are approved by channel admins' signatures, not endorsed"
             )
         contract = self._contract(proposal.contract)
-        response, rwset = simulate(contract, proposal, self.ledger, self._caller(creator), self._block_time_ms())
+        private: list[WriteSet] = []
+        response, rwset = simulate(
+            contract,
+            proposal,
+            self.ledger,
+            self._caller(creator),
+            self._block_time_ms(),
+            private=self.private,
+            private_out=private,
+        )
         if response.status >= 400:
             raise ContractRejected(response)
+        if private and self.private is not None:
+            self.private.keep(private)  # before signing: the committer must find what we endorse
         msg = endorsement_digest(phash, response, rwset)
         sig = get_backend().sign(self._key, msg)
         self.sigcache.add(self.identity.public_key, sig, msg)  # validating our own endorsement is free
-        return EndorsementResult(response, rwset, Endorsement(self.identity.cert_der, sig))
+        return EndorsementResult(response, rwset, Endorsement(self.identity.cert_der, sig), tuple(private))
 
     def evaluate(self, proposal: Proposal, signature: bytes) -> tuple[Response, ReadWriteSet]:
         """Run the proposal read-only (a query, or a dry run of a config update); sign nothing."""
@@ -189,7 +210,13 @@ class Endorser:
         contract = self._contract(proposal.contract)
         read_only = proposal.contract != CONFIG_CONTRACT
         response, rwset = simulate(
-            contract, proposal, self.ledger, self._caller(creator), self._block_time_ms(), read_only=read_only
+            contract,
+            proposal,
+            self.ledger,
+            self._caller(creator),
+            self._block_time_ms(),
+            read_only=read_only,
+            private=self.private,
         )
         if response.status >= 400:
             raise ContractRejected(response)
