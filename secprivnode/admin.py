@@ -33,7 +33,7 @@ from crypto.ca import CertificateAuthority, Role, write_identity
 from crypto.encoding import decode
 from secprivnode.client import AsyncClient, Client, ClientIdentity
 from secprivnode.network import NETWORK_FILE, NetworkError, NetworkNode, load_network, node_healthy
-from storage.model import ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
+from storage.model import ChannelConfig, ChannelNode, CollectionConfig, ContractDefinition, OrgConfig
 
 __all__ = ["admit_node", "define_contract", "remove_node"]
 
@@ -168,5 +168,15 @@ def define_contract(directory: Path, name: str, version: str, policy: str) -> Ch
     seed, cfg = _current(nodes)
     contracts = (*(c for c in cfg.contracts if c.name != name), ContractDefinition(name, version, policy))
     updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, contracts=contracts)
+    _propose(directory, seed.rpc_url, updated)
+    return updated
+
+
+def define_collection(directory: Path, collection: CollectionConfig) -> ChannelConfig:
+    """Define (or redefine) a private collection of a contract: a config update."""
+    _, nodes = load_network(directory)
+    seed, cfg = _current(nodes)
+    others = tuple(c for c in cfg.collections if (c.contract, c.name) != (collection.contract, collection.name))
+    updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, collections=(*others, collection))
     _propose(directory, seed.rpc_url, updated)
     return updated

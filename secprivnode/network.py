@@ -40,7 +40,7 @@ from crypto.ca import default_org_names, generate_network
 from crypto.msp import Identity, OrgMSP
 from crypto.signing import PrivateKey
 from secprivnode.genesis import genesis_block, write_genesis
-from storage.model import BatchConfig, ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
+from storage.model import BatchConfig, ChannelConfig, ChannelNode, CollectionConfig, ContractDefinition, OrgConfig
 
 __all__ = [
     "NetworkError",
@@ -106,6 +106,18 @@ def _admin(crypto_dir: Path, org: str) -> tuple[bytes, PrivateKey]:
     return cert, PrivateKey.from_pem((user / "key.pem").read_bytes())
 
 
+# A collection's max peer count when none is given: more than a city network's member nodes, so
+# private data is pushed to all of them.
+DEFAULT_MAX_PEERS = 64
+
+
+def default_collections(orgs: list[str]) -> tuple[CollectionConfig, ...]:
+    """The sample contract's collections: ``shared`` between the first two organisations (the
+    whole network when there is one), and ``<org>-only`` for each organisation."""
+    shared = CollectionConfig("assets", "shared", tuple(orgs[:2]), 0, DEFAULT_MAX_PEERS, 0)
+    return (shared, *(CollectionConfig("assets", f"{o}-only", (o,), 0, DEFAULT_MAX_PEERS, 0) for o in orgs))
+
+
 def init_network(
     directory: Path,
     *,
@@ -155,6 +167,7 @@ def init_network(
         batch=batch or BatchConfig(),
         contracts=(ContractDefinition("assets", "1.0", any_org_node),),
         admin_policy="MAJORITY(admin)",
+        collections=default_collections(names),
     )
     admin_cert, admin_key = _admin(crypto_dir, names[0])
     block = genesis_block(config, admin_cert_der=admin_cert, admin_key=admin_key, timestamp_ms=now * 1000)

@@ -22,6 +22,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -41,9 +42,11 @@ from secprivnode.genesis import read_genesis
 from secprivnode.memory import tune_allocator
 from secprivnode.metrics import NodeMetrics
 from secprivnode.ops import create_ops_app
+from secprivnode.privnet import GossipPrivateStore, PrivateNet
 from secprivnode.rpc.server import RpcLimits, create_rpc_app, run_rpc_server
 from secprivnode.service import LocalNodeService
 from storage.kv import Database
+from storage.privstate import WriteSet
 
 __all__ = ["Node", "NodeStartError", "run_node"]
 
@@ -196,10 +199,12 @@ class Node:
             transport,
             gateway=cfg.has_role("gateway"),
             endorser=cfg.has_role("endorser"),
+            disseminate=self._disseminate,
         )
         transport.register_app_handler(wire.RAFT, self._on_raft)
         transport.register_request_handler(wire.SUBMIT, self._on_submit)
         transport.register_request_handler(wire.ENDORSE, self.gateway.on_endorse)
+        private_store = GossipPrivateStore({n: ch.privdata for n, ch in self.channels.items()})
         try:
             await transport.start()
         except OSError as exc:
@@ -223,7 +228,11 @@ class Node:
             resolve_key=self._orderer_key,
             validate_cert=self._validate_node_cert,
             rng=random.Random(rng.getrandbits(64)),
+            private_store=private_store,
+            collections=private_store.collections,
         )
+        self.privnet = PrivateNet(ident.name, transport, core, {n: ch.privdata for n, ch in self.channels.items()})
+        self.privnet.register()
         # Wall-clock milliseconds: the core also judges certificate validity with this clock.
         gossip = GossipService(transport, core, clock_ms=lambda: time.time_ns() // 1_000_000, connect_discovered=True)
 
@@ -233,6 +242,8 @@ class Node:
             self._stack.push_async_callback(ch.stop)
         await gossip.start()
         self._stack.push_async_callback(gossip.stop)
+        await self.privnet.start()
+        self._stack.push_async_callback(self.privnet.stop)
 
         # RPC and operations
         self.service = LocalNodeService(cfg, self.channels, self.gateway, transport, lambda: (ident.cert_der, key))
@@ -260,6 +271,9 @@ class Node:
             self.rpc_port = bound
         else:
             self.ops_port = bound
+
+    async def _disseminate(self, channel: str, write_sets: Sequence[WriteSet]) -> None:
+        await self.privnet.disseminate(channel, write_sets)
 
     # ------------------------------------------------------------------ peers
     def _default_msp(self) -> MSP:
