@@ -140,7 +140,7 @@ class PrivateState:
         prefix = self._cp + b"w" + self._coll(ns, collection)
         out: list[bytes] = []
         start = prefix + after + b"\x00" if after else prefix
-        with self._raw.iterator(start=start, prefix=prefix, include_value=False) as it:
+        with self._raw.iterator(start=start, stop=keys.prefix_end(prefix), include_value=False) as it:
             for k in it:
                 out.append(k[len(prefix) :])
                 if len(out) >= limit:

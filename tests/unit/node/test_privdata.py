@@ -237,3 +237,13 @@ def test_check_config_refuses_bad_collections(pki: Pki, coll: CollectionConfig, 
 def test_duplicate_collection_refused(pki: Pki) -> None:
     with pytest.raises(ConfigError, match="twice"):
         check_config(channel_config(pki, collections=(PAIR, PAIR)))
+
+
+def test_gossip_inventory_lists_a_collections_write_sets(nodes: tuple[Node, Node]) -> None:
+    member, _ = nodes
+    digests = sorted(member.private.keep([_private_tx(member, f"k{i}")[1].private[0] for i in range(3)]))
+    state = member.private.state
+    assert state.digests("assets", "pair", b"", 10) == digests
+    assert state.digests("assets", "pair", digests[0], 10) == digests[1:]
+    assert state.digests("assets", "pair", b"", 2) == digests[:2]
+    assert state.digests("assets", "other", b"", 10) == []
