@@ -46,6 +46,7 @@ from secprivnode.privnet import GossipPrivateStore, PrivateNet
 from secprivnode.rpc.server import RpcLimits, create_rpc_app, run_rpc_server
 from secprivnode.service import LocalNodeService
 from storage.kv import Database
+from storage.model import ChannelConfig
 from storage.privstate import WriteSet
 
 __all__ = ["Node", "NodeStartError", "run_node"]
@@ -106,6 +107,7 @@ class Node:
         self.config = config
         self.metrics = NodeMetrics()
         self.channels: dict[str, ChannelRuntime] = {}
+        self._members: dict[str, tuple[ChannelConfig, frozenset[str]]] = {}  # channel -> (config, node names)
         self.rpc_port = 0
         self.ops_port = 0
         self.p2p_port = 0
@@ -230,6 +232,7 @@ class Node:
             rng=random.Random(rng.getrandbits(64)),
             private_store=private_store,
             collections=private_store.collections,
+            is_member=self._channel_member,
         )
         self.privnet = PrivateNet(ident.name, transport, core, {n: ch.privdata for n, ch in self.channels.items()})
         self.privnet.register()
@@ -297,6 +300,19 @@ class Node:
         if node is None or not node.orderer or node.org != ident.org:
             return None
         return ident.public_key
+
+    def _channel_member(self, channel: str, node_id: str) -> bool:
+        """Whether ``node_id`` is listed in ``channel``'s latest configuration (gossip serves and
+        accepts a channel's blocks only between its members)."""
+        ch = self.channels.get(channel)
+        cfg = None if ch is None else ch.view.config()
+        if cfg is None:
+            return False
+        cached = self._members.get(channel)
+        if cached is None or cached[0] is not cfg:
+            cached = (cfg, frozenset(n.name for n in cfg.nodes))
+            self._members[channel] = cached
+        return node_id in cached[1]
 
     def _on_raft(self, peer: str, payload: Any) -> None:
         try:

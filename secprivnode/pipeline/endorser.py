@@ -34,8 +34,8 @@ from crypto.batch import BatchVerifier
 from crypto.encoding import EncodingError
 from crypto.msp import MSP, Expired, Identity, IdentityError, Revoked
 from crypto.signing import PrivateKey, get_backend
-from secprivnode.contracts.runtime import Contract, ContractRegistry, simulate
-from secprivnode.contracts.stub import Caller, PrivateReader, StateReader
+from secprivnode.contracts.runtime import Contract, ContractRegistry, Simulated, simulate
+from secprivnode.contracts.stub import Caller, ContractError, PrivateReader, StateReader
 from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
 from secprivnode.pipeline.membership import ChannelView, ConfigSource
 from secprivnode.pipeline.sigcache import SigCache
@@ -73,6 +73,7 @@ class EndorsementResult:
     response: Response
     rwset: ReadWriteSet
     endorsement: Endorsement
+    extra_rwsets: tuple[ReadWriteSet, ...] = ()  # of the contracts the called contract called
     private: tuple[WriteSet, ...] = ()  # plaintext private writes: kept locally, never ordered
 
 
@@ -166,6 +167,15 @@ class Endorser:
             )
         return contract
 
+    def _callee(self, name: str) -> Contract:
+        """The contract a contract calls (stub.invoke_contract): defined and installed, as for a proposal."""
+        if name == CONFIG_CONTRACT:
+            raise ContractError(f"contract {CONFIG_CONTRACT!r} cannot be called by a contract", 403)
+        try:
+            return self._contract(name)
+        except ProposalRejected as exc:
+            raise ContractError(exc.message, 404) from exc
+
     @staticmethod
     def _caller(ident: Identity) -> Caller:
         return Caller(ident.org, ident.role.value, ident.name, ident.cert_der)
@@ -185,39 +195,40 @@ class Endorser:
                 RejectCode.UNAUTHORIZED, "config updates are approved by channel admins' signatures, not endorsed"
             )
         contract = self._contract(proposal.contract)
-        private: list[WriteSet] = []
-        response, rwset = simulate(
+        sim = simulate(
             contract,
             proposal,
             self.ledger,
             self._caller(creator),
             self._block_time_ms(),
+            resolve=self._callee,
             private=self.private,
-            private_out=private,
         )
+        response, rwset, extra = sim.response, sim.rwset, sim.extra_rwsets
         if response.status >= 400:
             raise ContractRejected(response)
-        if private and self.private is not None:
-            self.private.keep(private)  # before signing: the committer must find what we endorse
-        msg = endorsement_digest(phash, response, rwset)
+        if sim.private and self.private is not None:
+            self.private.keep(sim.private)  # before signing: the committer must find what we endorse
+        msg = endorsement_digest(phash, response, rwset, extra)
         sig = get_backend().sign(self._key, msg)
         self.sigcache.add(self.identity.public_key, sig, msg)  # validating our own endorsement is free
-        return EndorsementResult(response, rwset, Endorsement(self.identity.cert_der, sig), tuple(private))
+        return EndorsementResult(response, rwset, Endorsement(self.identity.cert_der, sig), extra, sim.private)
 
-    def evaluate(self, proposal: Proposal, signature: bytes) -> tuple[Response, ReadWriteSet]:
+    def evaluate(self, proposal: Proposal, signature: bytes) -> Simulated:
         """Run the proposal read-only (a query, or a dry run of a config update); sign nothing."""
         creator, _ = self._creator(proposal, signature)
         contract = self._contract(proposal.contract)
         read_only = proposal.contract != CONFIG_CONTRACT
-        response, rwset = simulate(
+        sim = simulate(
             contract,
             proposal,
             self.ledger,
             self._caller(creator),
             self._block_time_ms(),
             read_only=read_only,
+            resolve=self._callee,
             private=self.private,
         )
-        if response.status >= 400:
-            raise ContractRejected(response)
-        return response, rwset
+        if sim.response.status >= 400:
+            raise ContractRejected(sim.response)
+        return sim

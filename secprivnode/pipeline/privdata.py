@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from secprivnode.contracts.stub import ContractError
 from storage import keys
@@ -121,7 +120,7 @@ class ChannelPrivateData:
             for i, (tx, code) in enumerate(zip(block.transactions, codes, strict=True)):
                 if code is not ValidationCode.VALID:
                     continue
-                for rw in _rwsets(tx):
+                for rw in tx.rwsets:
                     for ch in rw.collections:
                         ops += self._apply(cfg, n, i, tx.tx_id, rw.namespace, ch)
         purge, self.blobs_due = self.state.purge_ops(n)
@@ -157,7 +156,7 @@ class ChannelPrivateData:
         """Apply the write set of a gap if we now hold it; True when the gap is closed."""
         tx = self.ledger.get_block(block).transactions[index]
         hashed = next(
-            (c for rw in _rwsets(tx) if rw.namespace == ns for c in rw.collections if c.collection == collection),
+            (c for rw in tx.rwsets if rw.namespace == ns for c in rw.collections if c.collection == collection),
             None,
         )
         c = self.collection(ns, collection)
@@ -181,8 +180,3 @@ class ChannelPrivateData:
         if write[1] is None:
             return got is None
         return got is not None and got[1] == version
-
-
-def _rwsets(tx: Any) -> tuple[Any, ...]:
-    """Every namespace's read/write set of a transaction."""
-    return (tx.rwset,)

@@ -42,7 +42,7 @@ class Node:
     """One node's view: its own ledger, private data for its org, its endorser."""
 
     def __init__(self, pki: Pki, path: Path, org: str, like: Node | None = None) -> None:
-        self.chain = Chain(pki, path, _config(pki), like.chain.genesis if like else None)
+        self.chain = Chain(pki, path, _config(pki), genesis=like.chain.genesis if like else None)
         self.private = ChannelPrivateData(self.chain.ledger, org)
         self.chain.committer.private = self.private
         for e in self.chain.endorsers.values():
@@ -115,7 +115,8 @@ def test_query_reads_private_state_on_members(nodes: tuple[Node, Node]) -> None:
     tx, _ = _private_tx(member, "k1")
     _commit_both(member, outsider, [tx])
     p, sig = member.chain.propose("council/alice", "assets", "get_private", "pair", "k1")
-    resp, rwset = member.chain.endorsers[COUNCIL].evaluate(p, sig)
+    sim = member.chain.endorsers[COUNCIL].evaluate(p, sig)
+    resp, rwset = sim.response, sim.rwset
     assert resp.payload == SECRET and rwset.collections[0].reads[0].version == (1, 0)
 
 
