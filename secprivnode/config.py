@@ -18,6 +18,7 @@ from typing import Any, TypeVar, get_type_hints
 import yaml
 
 from storage import kv
+from storage.blobstore import MAX_BLOB_BYTES
 
 __all__ = [
     "ALL_ROLES",
@@ -106,8 +107,13 @@ class RpcSection:
     operations_listen: str = "127.0.0.1:9443"
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch: int = 100
+    # Largest blob PUT /blobs accepts (and this node pulls from peers): city documents and scans
+    # are tens of MB; the blob store's own ceiling (storage.blobstore.MAX_BLOB_BYTES) caps it.
+    max_blob_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
+        if not 0 < self.max_blob_bytes <= MAX_BLOB_BYTES:
+            raise ConfigError(f"rpc.max_blob_bytes must be 1..{MAX_BLOB_BYTES}")
         parse_hostport(self.listen, "rpc.listen")
         parse_hostport(self.operations_listen, "rpc.operations_listen")
 

@@ -34,6 +34,7 @@ from p2p.gossip.core import GossipCore
 from p2p.gossip.service import GossipService
 from p2p.transport import Transport
 from secprivnode import wire
+from secprivnode.blobnet import BlobNet
 from secprivnode.channel import ChannelRuntime
 from secprivnode.config import NodeConfig, parse_hostport
 from secprivnode.contracts.builtin import builtin_registry
@@ -43,8 +44,10 @@ from secprivnode.memory import tune_allocator
 from secprivnode.metrics import NodeMetrics
 from secprivnode.ops import create_ops_app
 from secprivnode.privnet import GossipPrivateStore, PrivateNet
+from secprivnode.rpc.blobs import add_blob_routes
 from secprivnode.rpc.server import RpcLimits, create_rpc_app, run_rpc_server
 from secprivnode.service import LocalNodeService
+from storage.blobstore import BlobStore
 from storage.kv import Database
 from storage.model import ChannelConfig
 from storage.privstate import WriteSet
@@ -234,7 +237,11 @@ class Node:
             collections=private_store.collections,
             is_member=self._channel_member,
         )
-        self.privnet = PrivateNet(ident.name, transport, core, {n: ch.privdata for n, ch in self.channels.items()})
+        privdata = {n: ch.privdata for n, ch in self.channels.items()}
+        blobs = BlobStore(cfg.node.data_dir / "blobs", max_blob_bytes=cfg.rpc.max_blob_bytes)
+        self.blobnet = BlobNet(ident.name, ident.org, transport, blobs, privdata, cfg.default_channel)
+        self.blobnet.register()
+        self.privnet = PrivateNet(ident.name, transport, core, privdata, on_blobs_due=self.blobnet.purge)
         self.privnet.register()
         # Wall-clock milliseconds: the core also judges certificate validity with this clock.
         gossip = GossipService(transport, core, clock_ms=lambda: time.time_ns() // 1_000_000, connect_discovered=True)
@@ -247,11 +254,15 @@ class Node:
         self._stack.push_async_callback(gossip.stop)
         await self.privnet.start()
         self._stack.push_async_callback(self.privnet.stop)
+        await self.blobnet.start()
+        self._stack.push_async_callback(self.blobnet.stop)
 
         # RPC and operations
         self.service = LocalNodeService(cfg, self.channels, self.gateway, transport, lambda: (ident.cert_der, key))
         limits = RpcLimits(max_body_bytes=cfg.rpc.max_body_bytes, max_batch_len=cfg.rpc.max_batch)
-        await self._serve(create_rpc_app(self.service, limits=limits, metrics=self.metrics), cfg.rpc.listen, "rpc")
+        rpc_app = create_rpc_app(self.service, limits=limits, metrics=self.metrics)
+        add_blob_routes(rpc_app, self.blobnet)
+        await self._serve(rpc_app, cfg.rpc.listen, "rpc")
         await self._serve(create_ops_app(self.service, self.metrics.registry), cfg.rpc.operations_listen, "ops")
         log.info(
             "node %s (%s) up: p2p :%d, rpc :%d, ops :%d, channels %s",

@@ -15,6 +15,9 @@ Keyspaces (under the channel prefix; layout in docs/storage.md, "Private data"):
   write-set blobs (``d``) and HTTP blobs (``b``).
 * ``g`` (block, tx index, namespace, collection) -> "": private data of a VALID transaction this
   node should hold but has not received; reconciliation fills it later.
+* ``f`` digest -> canonical ``[namespace, collection, size, expiry height]``: a blob of the blob
+  store (its bytes are files, see :mod:`storage.blobstore`) and the collection it belongs to;
+  expiry 0 means kept forever, otherwise ``e`` purges it at that height.
 
 Nothing here writes on its own: methods return the puts and deletes (value ``None``) that the
 caller adds to the block's atomic batch (``ChannelLedger.stage(extra=...)``), except the transient
@@ -57,6 +60,8 @@ _TXI = struct.Struct(">QI")
 BLOB_KIND = b"b"
 _KEY_KIND = b"k"
 _DIGEST_KIND = b"d"
+
+BLOB_META = b"f"
 
 Op = tuple[bytes, bytes | None]
 
@@ -208,6 +213,7 @@ class PrivateState:
                 ops += self._drop_blob_ops(rest)
             elif kind == BLOB_KIND:
                 blobs.append(rest)
+                ops.append((self._cp + BLOB_META + rest, None))
         return ops, blobs
 
     def expired_transient(self, height: int) -> Iterator[tuple[bytes, bytes]]:
@@ -223,6 +229,31 @@ class PrivateState:
         with self._raw.iterator(start=prefix, stop=stop, include_value=False) as it:
             for k in it:
                 yield k, k[len(prefix) + _U64.size :]
+
+    # -- HTTP blobs ------------------------------------------------------------------------------
+
+    def blob_meta(self, d: bytes) -> tuple[str, str, int, int] | None:
+        """(namespace, collection, size, expiry height) of a stored blob, or None."""
+        raw = self._raw.get(self._cp + BLOB_META + d)
+        if raw is None:
+            return None
+        try:
+            ns, coll, size, expiry = decode(raw)
+        except (EncodingError, ValueError, TypeError) as exc:
+            raise CorruptionError(f"blob record of {d.hex()} does not decode: {exc}") from exc
+        return ns, coll, size, expiry
+
+    def register_blob(self, d: bytes, ns: str, collection: str, size: int, expiry: int) -> None:
+        """Record a blob's collection (and its purge at ``expiry`` unless 0) in one batch."""
+        ops: list[Op] = [(self._cp + BLOB_META + d, encode([ns, collection, size, expiry]))]
+        if expiry:
+            ops.append(self.schedule_blob_purge(d, expiry))
+        self.write(ops)
+
+    def blob_digests(self) -> set[bytes]:
+        prefix = self._cp + BLOB_META
+        with self._raw.iterator(prefix=prefix, include_value=False) as it:
+            return {k[len(prefix) :] for k in it}
 
     # -- gaps ------------------------------------------------------------------------------------
 

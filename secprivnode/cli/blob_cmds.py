@@ -1,0 +1,154 @@
+"""``secprivnode blob put|get|headers``: blobs of private collections over HTTP, streamed.
+
+``put`` uploads a file and prints its SHA-256 and size; ``get`` downloads one into a file after
+checking its hash; ``headers`` prints the signed headers of one request for use with curl.
+Nodes and identities are chosen as for ``secprivnode tx`` (``--dir``/``--node`` or ``--url``;
+``--identity org/user`` or ``--cert``/``--key``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from secprivnode.blobclient import BlobClientError, file_sha256, get_blob, put_blob, sign_request
+from secprivnode.cli.tx_cmds import _identity, _identity_options, _target_options, _url
+from secprivnode.network import NetworkError, rpc_call
+
+
+def _channel(url: str, channel: str | None) -> str:
+    if channel:
+        return channel
+    try:
+        return str(rpc_call(url, "node_status")["default_channel"])
+    except (NetworkError, OSError, KeyError, ValueError) as exc:
+        raise click.ClickException(f"cannot ask {url} for its default channel: {exc}") from exc
+
+
+def _hash_arg(value: str) -> bytes:
+    v = value.removeprefix("0x")
+    try:
+        raw = bytes.fromhex(v)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise click.BadParameter("expected the 64 hex digits of a SHA-256")
+    return raw
+
+
+def _echo(answer: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(answer, sort_keys=True))
+    else:
+        click.echo(f"{answer['sha256']}  {answer['size']}")
+
+
+collection_option = click.option("--collection", required=True, help="contract/collection, e.g. assets/shared.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+
+
+def register(cli: click.Group) -> None:
+    @cli.group("blob")
+    def blob_group() -> None:
+        """Blobs of private collections: streamed upload and download over HTTP."""
+
+    @blob_group.command("put")
+    @_target_options
+    @_identity_options
+    @collection_option
+    @json_option
+    @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+    def put(
+        directory: Path,
+        node_name: str | None,
+        url: str | None,
+        channel: str | None,
+        identity: str | None,
+        cert: Path | None,
+        key: Path | None,
+        collection: str,
+        as_json: bool,
+        file: Path,
+    ) -> None:
+        """Upload FILE as a blob of --collection; print its SHA-256 and size."""
+        target = _url(directory, node_name, url)
+        ident = _identity(directory, identity, cert, key)
+        try:
+            answer = put_blob(target, ident, file, _channel(target, channel), collection)
+        except (BlobClientError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        _echo(answer, as_json)
+
+    @blob_group.command("get")
+    @_target_options
+    @_identity_options
+    @collection_option
+    @json_option
+    @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Write here.")
+    @click.argument("sha256")
+    def get(
+        directory: Path,
+        node_name: str | None,
+        url: str | None,
+        channel: str | None,
+        identity: str | None,
+        cert: Path | None,
+        key: Path | None,
+        collection: str,
+        as_json: bool,
+        out: Path,
+        sha256: str,
+    ) -> None:
+        """Download blob SHA256 of --collection into --out (checked against its hash)."""
+        digest = _hash_arg(sha256)
+        target = _url(directory, node_name, url)
+        ident = _identity(directory, identity, cert, key)
+        ch = _channel(target, channel)
+        try:
+            size = get_blob(target, ident, digest, out, ch, collection)
+        except (BlobClientError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        _echo(
+            {"sha256": digest.hex(), "size": size, "channel": ch, "collection": collection, "path": str(out)}, as_json
+        )
+
+    @blob_group.command("headers")
+    @_target_options
+    @_identity_options
+    @collection_option
+    @click.option("--method", type=click.Choice(["PUT", "GET"]), required=True)
+    @click.option("--file", "file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
+    @click.option("--sha256", "sha256", default=None, help="For GET: the blob's SHA-256.")
+    def headers(
+        directory: Path,
+        node_name: str | None,
+        url: str | None,
+        channel: str | None,
+        identity: str | None,
+        cert: Path | None,
+        key: Path | None,
+        collection: str,
+        method: str,
+        file: Path | None,
+        sha256: str | None,
+    ) -> None:
+        """Print curl -H options for one signed request (PUT: --file; GET: --sha256)."""
+        if method == "PUT":
+            if file is None:
+                raise click.UsageError("PUT needs --file")
+            digest, size = file_sha256(file)
+        else:
+            if sha256 is None:
+                raise click.UsageError("GET needs --sha256")
+            digest, size = _hash_arg(sha256), 0
+        target = _url(directory, node_name, url)
+        ident = _identity(directory, identity, cert, key)
+        try:
+            hs = sign_request(ident, method, _channel(target, channel), collection, digest, size)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(" ".join(f"-H '{k}: {v}'" for k, v in hs.items()))
+        click.echo(f"# {target.rstrip('/')}/blobs/{digest.hex()}")
