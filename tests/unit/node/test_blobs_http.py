@@ -47,7 +47,10 @@ class Site:
         m = self.chain.pki[ident]
         return ClientIdentity(m.cert, m.key, m.identity.org, m.identity.name)
 
-    async def put(self, ident: str, data: bytes, *, name: bytes | None = None, **hdr: str) -> tuple[int, Any]:
+    async def put(
+        self, ident: str, data: bytes, *, name: bytes | None = None, hdr: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        hdr = dict(hdr or {})
         digest = name or hashlib.sha256(data).digest()
         headers = sign_request(
             self.who(ident), "PUT", "city", hdr.pop("coll", "assets/pair"), digest, len(data), now_ms=self.clock[0]
@@ -146,7 +149,7 @@ async def test_limit_is_413_before_reading(site: Site) -> None:
     ],
 )
 async def test_refusals(site: Site, who: str, extra: dict[str, str], status: int, message: str) -> None:
-    got, body = await site.put(who, b"payload", **extra)
+    got, body = await site.put(who, b"payload", hdr=extra)
     assert got == status and message in body["error"]
     assert not site.net.store.has(hashlib.sha256(b"payload").digest())
 
