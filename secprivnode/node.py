@@ -241,7 +241,8 @@ class Node:
         blobs = BlobStore(cfg.node.data_dir / "blobs", max_blob_bytes=cfg.rpc.max_blob_bytes)
         self.blobnet = BlobNet(ident.name, ident.org, transport, blobs, privdata, cfg.default_channel)
         self.blobnet.register()
-        self.privnet = PrivateNet(ident.name, transport, core, privdata, on_blobs_due=self.blobnet.purge)
+        assert core.private is not None  # a private store was given
+        self.privnet = PrivateNet(ident.name, transport, core.private, privdata, on_blobs_due=self.blobnet.purge)
         self.privnet.register()
         # Wall-clock milliseconds: the core also judges certificate validity with this clock.
         gossip = GossipService(transport, core, clock_ms=lambda: time.time_ns() // 1_000_000, connect_discovered=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 from p2p.api import PeerTransport
 from p2p.errors import P2PError
-from p2p.gossip.core import GossipCore
+from p2p.gossip.privdata import PrivateData
 from p2p.messages import PvtPush
 from secprivnode import wire
 from secprivnode.api import Overloaded
@@ -114,7 +114,7 @@ class PrivateNet:
         self,
         name: str,
         transport: PeerTransport,
-        gossip: GossipCore,
+        gossip: PrivateData,
         channels: Mapping[str, ChannelPrivateData],
         *,
         on_blobs_due: Callable[[str, list[bytes]], None] | None = None,
@@ -198,8 +198,8 @@ class PrivateNet:
         except (TypeError, ValueError):
             return wire.err("BadRequest", "malformed private push")
         org = self._peer_org(peer)
-        private = self._gossip.private
-        if not isinstance(name, str) or not isinstance(blob, bytes) or org is None or private is None:
+        private = self._gossip
+        if not isinstance(name, str) or not isinstance(blob, bytes) or org is None:
             return wire.err("BadRequest", "malformed private push")
         parsed = parse_gossip_name(name)
         if parsed is None or parsed[0] != channel:

@@ -260,6 +260,9 @@ class PrivateState:
     def missing_op(self, block: int, index: int, ns: str, collection: str) -> Op:
         return (self._cp + keys.MISSING + _TXI.pack(block, index) + self._coll(ns, collection), b"")
 
+    def has_gap(self, block: int, index: int, ns: str, collection: str) -> bool:
+        return self._raw.get(self.missing_op(block, index, ns, collection)[0]) is not None
+
     def missing(self, limit: int) -> list[tuple[bytes, int, int, str, str]]:
         """Up to ``limit`` recorded gaps: (gap key, block, tx index, namespace, collection)."""
         prefix = self._cp + keys.MISSING

@@ -97,7 +97,8 @@ class ChannelPrivateData:
         return [self.state.put_transient(ws, self.ledger.height) for ws in write_sets]
 
     def accept(self, blob: bytes, ns: str, collection: str) -> WriteSet:
-        """A write set a member peer sent for ``ns``/``collection``: keep it if it is one.
+        """A write set a member peer sent for ``ns``/``collection``: keep it if it is one and its
+        transaction is not yet committed, or committed with this node's copy missing.
 
         ValueError when the blob is not a write set of that collection (the sender's fault)."""
         try:
@@ -106,6 +107,13 @@ class ChannelPrivateData:
             raise ValueError(f"not a private write set: {exc}") from exc
         if (ws.namespace, ws.collection) != (ns, collection) or ws.encode() != blob:
             raise ValueError("write set does not belong to the collection it was sent for")
+        loc = self.ledger.tx_location(ws.tx_id)
+        if (
+            loc is not None
+            and loc[2] is ValidationCode.VALID
+            and not self.state.has_gap(loc[0], loc[1], ns, collection)
+        ):
+            return ws  # committed and already applied (or purged): keeping it again would outlive its purge
         self.state.put_transient(ws, self.ledger.height)
         return ws
 

@@ -13,6 +13,8 @@ from pipeline_kit import Chain, Pki, channel_config
 
 from crypto.encoding import encode
 from secprivnode.contracts.config_contract import ConfigError, check_config
+from secprivnode.contracts.runtime import Contract, transaction
+from secprivnode.contracts.stub import Stub
 from secprivnode.pipeline.endorser import EndorsementResult
 from secprivnode.pipeline.errors import ContractRejected
 from secprivnode.pipeline.privdata import ChannelPrivateData
@@ -248,3 +250,50 @@ def test_gossip_inventory_lists_a_collections_write_sets(nodes: tuple[Node, Node
     assert state.digests("assets", "pair", digests[0], 10) == digests[1:]
     assert state.digests("assets", "pair", b"", 2) == digests[:2]
     assert state.digests("assets", "other", b"", 10) == []
+
+
+def test_write_set_of_an_applied_transaction_is_not_kept_again(nodes: tuple[Node, Node]) -> None:
+    member, outsider = nodes
+    tx, res = _private_tx(member, "k1")
+    _commit_both(member, outsider, [tx])
+    for _ in range(PAIR.block_to_live):  # purge it
+        _commit_both(member, outsider, [member.chain.tx("council/alice", "put", "pad", b"x", nodes=[COUNCIL])])
+    state = member.private.state
+    assert state.write_set(tx.tx_id, "assets", "pair") is None
+    member.private.accept(res.private[0].encode(), "assets", "pair")  # a peer re-sends it
+    assert state.write_set(tx.tx_id, "assets", "pair") is None
+
+
+class Clerk(Contract):
+    """Calls assets.put_private: the private write lands in the assets namespace's read/write set."""
+
+    name = "clerk"
+
+    @transaction
+    def file(self, stub: Stub, key: str) -> None:
+        stub.put_state("filed/" + key, b"1")
+        stub.invoke_contract("assets", "put_private", "pair", key)
+
+
+def test_private_writes_of_a_called_contract_ride_on_its_namespace(pki: Pki, tmp_path: Path) -> None:
+    cfg = channel_config(pki, contracts=(ANY, ContractDefinition("clerk", "1.0", "ANY(node)")), collections=(PAIR,))
+    chain = Chain(pki, tmp_path / "calls", cfg, contracts=[Clerk()])
+    try:
+        private = ChannelPrivateData(chain.ledger, "council")
+        chain.committer.private = private
+        for e in chain.endorsers.values():
+            e.private = private
+        p, sig = chain.propose("council/alice", "clerk", "file", "k9")
+        p = Proposal(p.header, p.contract, p.function, p.args, {"value": SECRET})
+        res = chain.endorsers[COUNCIL].endorse(p, sig)
+        assert res.rwset.namespace == "clerk" and not res.rwset.collections
+        (assets_rw,) = res.extra_rwsets
+        assert assets_rw.namespace == "assets" and assets_rw.collections[0].collection == "pair"
+        assert [(w.namespace, w.collection) for w in res.private] == [("assets", "pair")]
+        stored = Proposal(p.header, p.contract, p.function, p.args)
+        tx = Transaction(stored, sig, res.response, res.rwset, (res.endorsement,), res.extra_rwsets)
+        assert chain.codes([tx]) == [V.VALID]
+        assert private.get_private("assets", "pair", "k9") == (SECRET, (1, 0))
+        assert chain.ledger.get_state("clerk", "filed/k9") is not None
+    finally:
+        chain.close()
