@@ -12,12 +12,14 @@ import pytest
 from pipeline_kit import Chain, Pki, channel_config
 
 from crypto.encoding import encode
+from crypto.msp import MSP
 from secprivnode.contracts.config_contract import ConfigError, check_config
 from secprivnode.contracts.runtime import Contract, transaction
 from secprivnode.contracts.stub import Stub
 from secprivnode.pipeline.endorser import EndorsementResult
 from secprivnode.pipeline.errors import ContractRejected
 from secprivnode.pipeline.privdata import ChannelPrivateData
+from secprivnode.pipeline.validator import _BlockState
 from storage.model import (
     ChannelConfig,
     CollectionConfig,
@@ -44,7 +46,8 @@ class Node:
     """One node's view: its own ledger, private data for its org, its endorser."""
 
     def __init__(self, pki: Pki, path: Path, org: str, like: Node | None = None) -> None:
-        self.chain = Chain(pki, path, _config(pki), genesis=like.chain.genesis if like else None)
+        genesis = None if like is None else like.chain.genesis
+        self.chain: Chain = Chain(pki, path, _config(pki), genesis=genesis)
         self.private = ChannelPrivateData(self.chain.ledger, org)
         self.chain.committer.private = self.private
         for e in self.chain.endorsers.values():
@@ -193,10 +196,7 @@ def test_hashed_reads_are_mvcc_checked(nodes: tuple[Node, Node]) -> None:
     assert member.chain.validator._mvcc(fresh, st) is V.MVCC_READ_CONFLICT
 
 
-def _state(node: Node):  # type: ignore[no-untyped-def]
-    from crypto.msp import MSP
-    from secprivnode.pipeline.validator import _BlockState
-
+def _state(node: Node) -> _BlockState:
     cfg = node.chain.ledger.latest_config()
     assert cfg is not None
     return _BlockState(cfg, MSP(()), 0)
