@@ -36,6 +36,7 @@ from p2p.errors import P2PError
 from secprivnode import wire
 from secprivnode.contracts.config_contract import msp_from_config
 from secprivnode.pipeline.privdata import ChannelPrivateData
+from secprivnode.privnet import member_peers
 from storage.blobstore import CHUNK_BYTES, BlobStore, BlobTooLarge, DigestMismatch
 from storage.errors import NotFound, StorageError
 
@@ -129,16 +130,7 @@ class BlobNet:
         return ch
 
     def _member_peers(self, ch: ChannelPrivateData, ns: str, collection: str) -> list[str]:
-        cfg = ch.ledger.latest_config()
-        c = None if cfg is None else cfg.collection(ns, collection)
-        if cfg is None or c is None:
-            return []
-        out = []
-        for peer in sorted(self._transport.connected_peers()):
-            info, node = self._transport.peer_info(peer), cfg.node(peer)
-            if info is not None and node is not None and info.org == node.org and info.org in c.member_orgs:
-                out.append(peer)
-        return out
+        return member_peers(self._transport, ch, ns, collection)
 
     # -- upload ----------------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ __all__ = [
     "RECONCILE_INTERVAL_S",
     "GossipPrivateStore",
     "PrivateNet",
+    "member_peers",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,21 @@ RECONCILE_INTERVAL_S = 1.0
 PULL_ATTEMPTS_MAX = 30
 # Member peers asked per gap per round.
 PULL_PEERS_MAX = 3
+
+
+def member_peers(transport: PeerTransport, ch: ChannelPrivateData, ns: str, collection: str) -> list[str]:
+    """Connected nodes of the collection's member organisations, as the channel config lists them
+    (a node whose certificate's org differs from the config's is left out): never a non-member."""
+    cfg = ch.ledger.latest_config()
+    c = None if cfg is None else cfg.collection(ns, collection)
+    if cfg is None or c is None:
+        return []
+    out = []
+    for peer in sorted(transport.connected_peers()):
+        info, node = transport.peer_info(peer), cfg.node(peer)
+        if info is not None and node is not None and info.org == node.org and info.org in c.member_orgs:
+            out.append(peer)
+    return out
 
 
 class GossipPrivateStore:
@@ -144,18 +160,7 @@ class PrivateNet:
     # -- peers -----------------------------------------------------------------------------------
 
     def member_peers(self, ch: ChannelPrivateData, ns: str, collection: str) -> list[str]:
-        """Connected nodes of the collection's member organisations (never a non-member)."""
-        cfg = ch.ledger.latest_config()
-        c = None if cfg is None else cfg.collection(ns, collection)
-        if cfg is None or c is None:
-            return []
-        out = []
-        for peer in sorted(self._transport.connected_peers()):
-            info = self._transport.peer_info(peer)
-            node = cfg.node(peer)
-            if info is not None and node is not None and info.org == node.org and info.org in c.member_orgs:
-                out.append(peer)
-        return out
+        return member_peers(self._transport, ch, ns, collection)
 
     def _peer_org(self, peer: str) -> str | None:
         info = self._transport.peer_info(peer)
