@@ -71,7 +71,9 @@ def openrpc_document(table: Mapping[str, Method]) -> dict[str, Any]:
             "version": _version(),
             "description": (
                 "JSON-RPC 2.0 over HTTP POST / (single and batch) and WebSocket /ws (plus subscriptions). "
-                "Bytes are 0x-prefixed lowercase hex; validation codes are names."
+                "Bytes are 0x-prefixed lowercase hex; validation codes are names. "
+                "Blobs of private collections are not JSON-RPC: PUT/GET /blobs/{sha256} stream raw bytes "
+                "with signed X-* headers (docs/rpc.md, 'Blobs over HTTP')."
             ),
         },
         "methods": [_method_doc(m) for m in table.values()],

@@ -75,6 +75,9 @@ class PrivateDataTest(CityTest):
         )
         assert out.returncode == 0, out.stderr
         self.sync_blocks()
+        colls = {(c["contract"], c["name"]): c for c in council.rpc.config_get()["config"]["collections"]}
+        assert colls[("assets", "pair")]["member_orgs"] == ["council", "transport"]
+        assert colls[("assets", "pair")]["block_to_live"] == BLOCK_TO_LIVE
 
         self.log.info("transport goes down; council writes private data")
         transport.stop()
