@@ -142,7 +142,10 @@ class BlobNet:
         ch = self.channel(channel)
         if size > self.store.max_blob_bytes:
             raise BlobError(413, f"blob of {size} bytes exceeds the limit of {self.store.max_blob_bytes} bytes")
-        if self.store.has(digest) and ch.state.blob_meta(digest) is not None:
+        meta = ch.state.blob_meta(digest)
+        if meta is not None and self.store.has(digest):
+            if meta[:2] != (ns, collection):  # one blob, one collection: its members and its purge
+                raise BlobError(409, f"this blob is already stored in another collection of {meta[0]}")
             return False
         loop = asyncio.get_running_loop()
         w = self.store.writer()

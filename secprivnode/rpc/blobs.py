@@ -12,6 +12,7 @@ carries the signed headers of :mod:`secprivnode.rpc.blobauth`; the handler check
 403     the certificate is revoked, or the caller's or this node's organisation is not a
         member of the collection
 404     unknown channel or collection; (GET) no member node holds the blob
+409     (PUT) the same bytes are already stored as a blob of another collection
 411     (PUT) no Content-Length
 413     (PUT) Content-Length above the node's ``rpc.max_blob_bytes``
 ======  ==================================================================================

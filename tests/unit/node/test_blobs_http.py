@@ -22,6 +22,7 @@ from storage.blobstore import BlobStore
 from storage.model import CollectionConfig, ContractDefinition
 
 PAIR = CollectionConfig("assets", "pair", ("council", "transport"), 0, 1, 3)
+MINE = CollectionConfig("assets", "mine", ("council",), 0, 1, 0)
 LIMIT = 3 * 1024 * 1024
 CLOCK_MS = (NOW + 100) * 1000
 
@@ -92,7 +93,7 @@ def pchain(pki: Pki, tmp_path: Path) -> Any:
     c = Chain(
         pki,
         tmp_path / "ledger",
-        channel_config(pki, contracts=(ContractDefinition("assets", "1.0", "ANY(node)"),), collections=(PAIR,)),
+        channel_config(pki, contracts=(ContractDefinition("assets", "1.0", "ANY(node)"),), collections=(PAIR, MINE)),
     )
     yield c
     c.close()
