@@ -104,7 +104,7 @@ class BlobNet:
         return self.store.max_blob_bytes
 
     def msp(self, channel: str) -> MSP:
-        cfg = self.channel(channel).ledger.latest_config()
+        cfg = self.channel(channel).config()
         if cfg is None:
             raise BlobError(404, f"channel {channel} has no configuration yet")
         return msp_from_config(cfg)

@@ -65,7 +65,7 @@ PULL_PEERS_MAX = 3
 def member_peers(transport: PeerTransport, ch: ChannelPrivateData, ns: str, collection: str) -> list[str]:
     """Connected nodes of the collection's member organisations, as the channel config lists them
     (a node whose certificate's org differs from the config's is left out): never a non-member."""
-    cfg = ch.ledger.latest_config()
+    cfg = ch.config()
     c = None if cfg is None else cfg.collection(ns, collection)
     if cfg is None or c is None:
         return []

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Sequence
 
 from secprivnode.contracts.stub import ContractError
+from secprivnode.pipeline.membership import ChannelView
 from storage import keys
 from storage.ledger import ChannelLedger
 from storage.model import Block, ChannelConfig, CollectionConfig, CollectionHashes, ValidationCode, Version
@@ -55,15 +56,17 @@ class ChannelPrivateData:
         self.channel = ledger.channel
         self.org = org
         self.state = PrivateState(ledger.db.raw, keys.channel_prefix(ledger.channel))
+        self._view = ChannelView(ledger)  # the config, decoded once per config version
         self.blobs_due: list[bytes] = []  # HTTP blob digests whose block-to-live ran out
 
     # -- configuration ---------------------------------------------------------------------------
 
-    def _config(self) -> ChannelConfig | None:
-        return self.ledger.latest_config()
+    def config(self) -> ChannelConfig | None:
+        """The channel's current configuration (cached per config version)."""
+        return self._view.config()
 
     def collection(self, ns: str, name: str) -> CollectionConfig | None:
-        cfg = self._config()
+        cfg = self.config()
         return None if cfg is None else cfg.collection(ns, name)
 
     def is_member(self, ns: str, name: str, org: str | None = None) -> bool:
@@ -72,7 +75,7 @@ class ChannelPrivateData:
 
     def collections(self) -> dict[str, frozenset[str]]:
         """Gossip name -> member orgs, for private-data gossip's authorisation."""
-        cfg = self._config()
+        cfg = self.config()
         if cfg is None:
             return {}
         return {gossip_name(self.channel, c.contract, c.name): frozenset(c.member_orgs) for c in cfg.collections}
@@ -122,7 +125,7 @@ class ChannelPrivateData:
     def commit_ops(self, block: Block, codes: Sequence[ValidationCode]) -> list[Op]:
         """Puts for block ``block``'s private data and purges (same batch as the block)."""
         n = block.number
-        cfg = self._config()
+        cfg = self.config()
         ops: list[Op] = []
         if cfg is not None:
             for i, (tx, code) in enumerate(zip(block.transactions, codes, strict=True)):
