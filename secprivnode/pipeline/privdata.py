@@ -19,11 +19,13 @@ never does network I/O and never reads the clock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from secprivnode.contracts.stub import ContractError
 from secprivnode.pipeline.membership import ChannelView
 from storage import keys
+from storage.errors import CorruptionError
 from storage.ledger import ChannelLedger
 from storage.model import Block, ChannelConfig, CollectionConfig, CollectionHashes, ValidationCode, Version
 from storage.privstate import PrivateState, WriteSet, check_writes, key_hash
@@ -137,10 +139,10 @@ class ChannelPrivateData:
         purge, self.blobs_due = self.state.purge_ops(n)
         ops += purge
         for sched, d in self.state.expired_transient(n):
-            ws_blob = self.state.get_blob(d)
             committed = False
-            if ws_blob is not None:
-                loc = self.ledger.tx_location(WriteSet.decode(ws_blob).tx_id)
+            ws = self._stored(partial(_decode, self.state.get_blob(d)))
+            if ws is not None:
+                loc = self.ledger.tx_location(ws.tx_id)
                 committed = loc is not None and loc[2] is ValidationCode.VALID
             ops += [(sched, None)] if committed else self.state.drop_transient_ops(sched, d)
         return ops
@@ -149,11 +151,20 @@ class ChannelPrivateData:
         c = cfg.collection(ns, ch.collection)
         if not ch.writes or c is None or self.org not in c.member_orgs:
             return []
-        ws = self.state.write_set(tx_id, ns, ch.collection)
+        ws = self._stored(lambda: self.state.write_set(tx_id, ns, ch.collection))
         if ws is None or not check_writes(ws, ch):
             log.info("channel %s: block %d tx %d: private data of %s/%s missing", self.channel, n, i, ns, ch.collection)
             return [self.state.missing_op(n, i, ns, ch.collection)]
         return self.state.apply_ops(ws, (n, i), c.block_to_live)
+
+    def _stored(self, read: Callable[[], WriteSet | None]) -> WriteSet | None:
+        """A stored write set, or None when it is absent or damaged: a damaged copy counts as
+        missing (it is pulled again) rather than stopping the chain's commits."""
+        try:
+            return read()
+        except CorruptionError as exc:
+            log.error("channel %s: a stored private write set is damaged: %s", self.channel, exc)
+            return None
 
     # -- reconciliation --------------------------------------------------------------------------
 
@@ -177,7 +188,7 @@ class ChannelPrivateData:
         if c.block_to_live and self.ledger.height > block + c.block_to_live:
             self.state.write([(gap_key, None)])  # expired before it arrived
             return True
-        ws = self.state.write_set(tx.tx_id, ns, collection)
+        ws = self._stored(lambda: self.state.write_set(tx.tx_id, ns, collection))
         if ws is None or not check_writes(ws, hashed):
             return False
         live_writes = tuple(w for w in ws.writes if self._still_current(ns, collection, w, (block, index)))
@@ -191,3 +202,7 @@ class ChannelPrivateData:
         if write[1] is None:
             return got is None
         return got is not None and got[1] == version
+
+
+def _decode(blob: bytes | None) -> WriteSet | None:
+    return None if blob is None else WriteSet.decode(blob)

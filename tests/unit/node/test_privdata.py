@@ -5,6 +5,7 @@ it, gaps are recorded and filled, and hashed reads take part in MVCC."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -297,3 +298,16 @@ def test_private_writes_of_a_called_contract_ride_on_its_namespace(pki: Pki, tmp
         assert chain.ledger.get_state("clerk", "filed/k9") is not None
     finally:
         chain.close()
+
+
+def test_a_damaged_write_set_counts_as_missing(nodes: tuple[Node, Node]) -> None:
+    member, outsider = nodes
+    tx, res = _private_tx(member, "k1")
+    state = member.private.state
+    d = hashlib.sha256(res.private[0].encode()).digest()
+    raw = member.chain.db.raw
+    (key,) = [k for k in raw.iterator(include_value=False) if k.endswith(d) and k[len(k) - 33 : len(k) - 32] == b"x"]
+    raw.put(key, b"\xc1 not a write set")
+    assert _commit_both(member, outsider, [tx]) == (V.VALID,)  # the chain goes on
+    assert member.private.get_private("assets", "pair", "k1") is None and len(member.private.gaps()) == 1
+    assert state.get_blob(d) is not None
