@@ -16,6 +16,12 @@ and writes is recorded in a read/write set of its own namespace. The transaction
 read/write set per namespace, validated (MVCC, endorsement policy of every namespace written) and
 committed together: both namespaces commit or neither does.
 
+Private collections (:meth:`Stub.put_private`, :meth:`Stub.get_private`, :meth:`Stub.del_private`,
+as Fabric's private data) work on a member organisation's node only: the namespace's read/write
+set records the hashes of the private keys read (with their versions) and of the keys and values
+written, and the plaintext writes come out separately (:meth:`Stub.private_write_sets`) for the
+node to keep and disseminate; they never enter a read/write set.
+
 Everything a contract sees is deterministic: committed state, the proposal's canonical args and
 transient map, the creator's identity, the tx id and the timestamp of the latest committed block
 (set by the ordering leader). Contracts must not read the wall clock, use randomness, floats,
