@@ -15,6 +15,7 @@ import hashlib
 import http.client
 import json
 import os
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -82,12 +83,16 @@ def sign_request(
     )
 
 
-def _connection(url: str) -> http.client.HTTPConnection:
+def _connection(url: str, context: ssl.SSLContext | None) -> http.client.HTTPConnection:
+    """A connection to the node; ``context`` verifies an https:// node (its channel's CAs)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    return cls(parts.hostname, parts.port, timeout=TIMEOUT_S, blocksize=CHUNK_BYTES)
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=TIMEOUT_S, blocksize=CHUNK_BYTES, context=context
+        )
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT_S, blocksize=CHUNK_BYTES)
 
 
 def _refusal(resp: http.client.HTTPResponse) -> BlobClientError:
@@ -99,12 +104,20 @@ def _refusal(resp: http.client.HTTPResponse) -> BlobClientError:
     return BlobClientError(resp.status, message)
 
 
-def put_blob(url: str, identity: ClientIdentity, path: Path, channel: str, collection: str) -> dict[str, Any]:
+def put_blob(
+    url: str,
+    identity: ClientIdentity,
+    path: Path,
+    channel: str,
+    collection: str,
+    *,
+    context: ssl.SSLContext | None = None,
+) -> dict[str, Any]:
     """Upload a file as a blob of ``collection`` (``contract/collection``); the node's JSON answer."""
     digest, size = file_sha256(path)
     headers = sign_request(identity, "PUT", channel, collection, digest, size)
     headers |= {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
-    conn = _connection(url)
+    conn = _connection(url, context)
     try:
         with open(path, "rb") as f:
             conn.request("PUT", f"/blobs/{digest.hex()}", body=f, headers=headers)
@@ -120,11 +133,20 @@ def put_blob(url: str, identity: ClientIdentity, path: Path, channel: str, colle
         conn.close()
 
 
-def get_blob(url: str, identity: ClientIdentity, sha256: bytes, out: Path, channel: str, collection: str) -> int:
+def get_blob(
+    url: str,
+    identity: ClientIdentity,
+    sha256: bytes,
+    out: Path,
+    channel: str,
+    collection: str,
+    *,
+    context: ssl.SSLContext | None = None,
+) -> int:
     """Download a blob into ``out`` (verified before it gets that name); return its size."""
     headers = sign_request(identity, "GET", channel, collection, sha256, 0)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-    conn = _connection(url)
+    conn = _connection(url, context)
     try:
         conn.request("GET", f"/blobs/{sha256.hex()}", headers=headers)
         resp = conn.getresponse()

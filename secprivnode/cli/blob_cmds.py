@@ -9,21 +9,33 @@ Nodes and identities are chosen as for ``secprivnode tx`` (``--dir``/``--node`` 
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 from typing import Any
 
 import click
 
 from secprivnode.blobclient import BlobClientError, file_sha256, get_blob, put_blob, sign_request
-from secprivnode.cli.tx_cmds import _identity, _identity_options, _target_options, _url
+from secprivnode.cli.tx_cmds import _identity, _identity_options, _target, _target_options
+from secprivnode.client import ClientIdentity
 from secprivnode.network import NetworkError, rpc_call
 
 
-def _channel(url: str, channel: str | None) -> str:
+def _connect(
+    directory: Path, node_name: str | None, url: str | None, cacert: Path | None, ident: ClientIdentity
+) -> tuple[str, ssl.SSLContext | None]:
+    address, tls = _target(directory, node_name, url, cacert, ident)
+    try:
+        return address, None if tls is None else tls.context()
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise click.ClickException(f"cannot set up TLS: {exc}") from exc
+
+
+def _channel(url: str, channel: str | None, context: ssl.SSLContext | None) -> str:
     if channel:
         return channel
     try:
-        return str(rpc_call(url, "node_status")["default_channel"])
+        return str(rpc_call(url, "node_status", context=context)["default_channel"])
     except (NetworkError, OSError, KeyError, ValueError) as exc:
         raise click.ClickException(f"cannot ask {url} for its default channel: {exc}") from exc
 
@@ -66,6 +78,7 @@ def register(cli: click.Group) -> None:
         node_name: str | None,
         url: str | None,
         channel: str | None,
+        cacert: Path | None,
         identity: str | None,
         cert: Path | None,
         key: Path | None,
@@ -74,10 +87,10 @@ def register(cli: click.Group) -> None:
         file: Path,
     ) -> None:
         """Upload FILE as a blob of --collection; print its SHA-256 and size."""
-        target = _url(directory, node_name, url)
         ident = _identity(directory, identity, cert, key)
+        target, ctx = _connect(directory, node_name, url, cacert, ident)
         try:
-            answer = put_blob(target, ident, file, _channel(target, channel), collection)
+            answer = put_blob(target, ident, file, _channel(target, channel, ctx), collection, context=ctx)
         except (BlobClientError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
         _echo(answer, as_json)
@@ -94,6 +107,7 @@ def register(cli: click.Group) -> None:
         node_name: str | None,
         url: str | None,
         channel: str | None,
+        cacert: Path | None,
         identity: str | None,
         cert: Path | None,
         key: Path | None,
@@ -104,11 +118,11 @@ def register(cli: click.Group) -> None:
     ) -> None:
         """Download blob SHA256 of --collection into --out (checked against its hash)."""
         digest = _hash_arg(sha256)
-        target = _url(directory, node_name, url)
         ident = _identity(directory, identity, cert, key)
-        ch = _channel(target, channel)
+        target, ctx = _connect(directory, node_name, url, cacert, ident)
+        ch = _channel(target, channel, ctx)
         try:
-            size = get_blob(target, ident, digest, out, ch, collection)
+            size = get_blob(target, ident, digest, out, ch, collection, context=ctx)
         except (BlobClientError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
         _echo(
@@ -127,6 +141,7 @@ def register(cli: click.Group) -> None:
         node_name: str | None,
         url: str | None,
         channel: str | None,
+        cacert: Path | None,
         identity: str | None,
         cert: Path | None,
         key: Path | None,
@@ -144,10 +159,10 @@ def register(cli: click.Group) -> None:
             if sha256 is None:
                 raise click.UsageError("GET needs --sha256")
             digest, size = _hash_arg(sha256), 0
-        target = _url(directory, node_name, url)
         ident = _identity(directory, identity, cert, key)
+        target, ctx = _connect(directory, node_name, url, cacert, ident)
         try:
-            hs = sign_request(ident, method, _channel(target, channel), collection, digest, size)
+            hs = sign_request(ident, method, _channel(target, channel, ctx), collection, digest, size)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(" ".join(f"-H '{k}: {v}'" for k, v in hs.items()))
