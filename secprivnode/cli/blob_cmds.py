@@ -8,8 +8,11 @@ Nodes and identities are chosen as for ``secprivnode tx`` (``--dir``/``--node`` 
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +24,40 @@ from secprivnode.client import ClientIdentity
 from secprivnode.network import NetworkError, rpc_call
 
 
-def _connect(
-    directory: Path, node_name: str | None, url: str | None, cacert: Path | None, ident: ClientIdentity
-) -> tuple[str, ssl.SSLContext | None]:
-    address, tls = _target(directory, node_name, url, cacert, ident)
-    try:
-        return address, None if tls is None else tls.context()
-    except (OSError, ValueError, ssl.SSLError) as exc:
-        raise click.ClickException(f"cannot set up TLS: {exc}") from exc
+@dataclass(frozen=True)
+class _Target:
+    """The addressed node, how to verify it, the channel and the signing identity of a command."""
+
+    url: str
+    context: ssl.SSLContext | None
+    channel: str
+    identity: ClientIdentity
+
+
+def _with_target(fn: Callable[..., None]) -> Callable[..., None]:
+    """Target and identity options, given to the command as one ``target: _Target``."""
+
+    @functools.wraps(fn)
+    def command(
+        directory: Path,
+        node_name: str | None,
+        url: str | None,
+        channel: str | None,
+        cacert: Path | None,
+        identity: str | None,
+        cert: Path | None,
+        key: Path | None,
+        **rest: Any,
+    ) -> None:
+        ident = _identity(directory, identity, cert, key)
+        address, tls = _target(directory, node_name, url, cacert, ident)
+        try:
+            ctx = None if tls is None else tls.context()
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise click.ClickException(f"cannot set up TLS: {exc}") from exc
+        fn(_Target(address, ctx, _channel(address, channel, ctx), ident), **rest)
+
+    return _target_options(_identity_options(command))
 
 
 def _channel(url: str, channel: str | None, context: ssl.SSLContext | None) -> str:
@@ -68,88 +97,42 @@ def register(cli: click.Group) -> None:
         """Blobs of private collections: streamed upload and download over HTTP."""
 
     @blob_group.command("put")
-    @_target_options
-    @_identity_options
+    @_with_target
     @collection_option
     @json_option
     @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-    def put(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        cacert: Path | None,
-        identity: str | None,
-        cert: Path | None,
-        key: Path | None,
-        collection: str,
-        as_json: bool,
-        file: Path,
-    ) -> None:
+    def put(target: _Target, collection: str, as_json: bool, file: Path) -> None:
         """Upload FILE as a blob of --collection; print its SHA-256 and size."""
-        ident = _identity(directory, identity, cert, key)
-        target, ctx = _connect(directory, node_name, url, cacert, ident)
+        t = target
         try:
-            answer = put_blob(target, ident, file, _channel(target, channel, ctx), collection, context=ctx)
+            answer = put_blob(t.url, t.identity, file, t.channel, collection, context=t.context)
         except (BlobClientError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
         _echo(answer, as_json)
 
     @blob_group.command("get")
-    @_target_options
-    @_identity_options
+    @_with_target
     @collection_option
     @json_option
     @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Write here.")
     @click.argument("sha256")
-    def get(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        cacert: Path | None,
-        identity: str | None,
-        cert: Path | None,
-        key: Path | None,
-        collection: str,
-        as_json: bool,
-        out: Path,
-        sha256: str,
-    ) -> None:
+    def get(target: _Target, collection: str, as_json: bool, out: Path, sha256: str) -> None:
         """Download blob SHA256 of --collection into --out (checked against its hash)."""
-        digest = _hash_arg(sha256)
-        ident = _identity(directory, identity, cert, key)
-        target, ctx = _connect(directory, node_name, url, cacert, ident)
-        ch = _channel(target, channel, ctx)
+        digest, t = _hash_arg(sha256), target
         try:
-            size = get_blob(target, ident, digest, out, ch, collection, context=ctx)
+            size = get_blob(t.url, t.identity, digest, out, t.channel, collection, context=t.context)
         except (BlobClientError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
-        _echo(
-            {"sha256": digest.hex(), "size": size, "channel": ch, "collection": collection, "path": str(out)}, as_json
-        )
+        answer = {"sha256": digest.hex(), "size": size, "channel": t.channel, "collection": collection}
+        _echo({**answer, "path": str(out)}, as_json)
 
     @blob_group.command("headers")
-    @_target_options
-    @_identity_options
+    @_with_target
     @collection_option
     @click.option("--method", type=click.Choice(["PUT", "GET"]), required=True)
     @click.option("--file", "file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
     @click.option("--sha256", "sha256", default=None, help="For GET: the blob's SHA-256.")
-    def headers(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        cacert: Path | None,
-        identity: str | None,
-        cert: Path | None,
-        key: Path | None,
-        collection: str,
-        method: str,
-        file: Path | None,
-        sha256: str | None,
-    ) -> None:
+    def headers(target: _Target, collection: str, method: str, file: Path | None, sha256: str | None) -> None:
         """Print curl -H options for one signed request (PUT: --file; GET: --sha256)."""
         if method == "PUT":
             if file is None:
@@ -159,11 +142,9 @@ def register(cli: click.Group) -> None:
             if sha256 is None:
                 raise click.UsageError("GET needs --sha256")
             digest, size = _hash_arg(sha256), 0
-        ident = _identity(directory, identity, cert, key)
-        target, ctx = _connect(directory, node_name, url, cacert, ident)
         try:
-            hs = sign_request(ident, method, _channel(target, channel, ctx), collection, digest, size)
+            hs = sign_request(target.identity, method, target.channel, collection, digest, size)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(" ".join(f"-H '{k}: {v}'" for k, v in hs.items()))
-        click.echo(f"# {target.rstrip('/')}/blobs/{digest.hex()}")
+        click.echo(f"# {target.url.rstrip('/')}/blobs/{digest.hex()}")
