@@ -15,23 +15,25 @@ plaintext is in no block), and only the collection's member organisations' nodes
 
 Functions: create, update, transfer, delete, put, put_private, del_private (transactions); read,
 list, history, get, get_private (queries).
-This contract keeps no state outside the stub and never reads the clock.
+
+This module is the lifecycle's example: ``secprivnode network init`` packages its source and the
+genesis block installs it (:mod:`secprivnode.contracts.lifecycle`), so nodes run it in the
+sandbox and never import it. It therefore imports only the contract API module and ``typing``
+(no ``__all__``: dunder names are outside the sandbox). This contract keeps no state outside the
+stub and never reads the clock.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from crypto.encoding import EncodingError, decode, encode
-from secprivnode.contracts.runtime import Contract, query, transaction
-from secprivnode.contracts.stub import ContractError, Stub
-
-__all__ = ["ASSET_PREFIX", "KV_PREFIX", "MAX_LIST", "AssetsContract"]
+from secprivnode.contracts.api import Contract, ContractError, EncodingError, Stub, decode, encode, query, transaction
 
 ASSET_PREFIX = "asset/"
 KV_PREFIX = "kv/"
 # Assets returned by one ``list`` call: a page for a UI, not a dump of the ledger.
 MAX_LIST = 1000
+PRIVATE_VALUE = "value"  # the transient-map entry put_private takes its value from
 
 
 def _str_arg(value: Any, what: str) -> str:
@@ -40,33 +42,7 @@ def _str_arg(value: Any, what: str) -> str:
     return value
 
 
-PRIVATE_VALUE = "value"  # the transient-map entry put_private takes its value from
-
-
-class _Private:
-    """Private-collection functions of the assets contract (mixed in below)."""
-
-    @transaction
-    def put_private(self, stub: Stub, collection: str, key: str) -> None:
-        """Store transient ``value`` privately under ``key`` in ``collection``."""
-        value = stub.transient.get(PRIVATE_VALUE)
-        if type(value) is not bytes:
-            raise ContractError(f"put_private takes its value from the transient entry {PRIVATE_VALUE!r}")
-        stub.put_private(_str_arg(collection, "collection"), _str_arg(key, "key"), value)
-
-    @transaction
-    def del_private(self, stub: Stub, collection: str, key: str) -> None:
-        stub.del_private(_str_arg(collection, "collection"), _str_arg(key, "key"))
-
-    @query
-    def get_private(self, stub: Stub, collection: str, key: str) -> bytes:
-        value = stub.get_private(_str_arg(collection, "collection"), _str_arg(key, "key"))
-        if value is None:
-            raise ContractError(f"private key {key!r} does not exist in {collection!r}", 404)
-        return value
-
-
-class AssetsContract(_Private, Contract):
+class AssetsContract(Contract):
     name = "assets"
     version = "1.0"
 
@@ -153,6 +129,25 @@ class AssetsContract(_Private, Contract):
         value = stub.get_state(KV_PREFIX + _str_arg(key, "key"))
         if value is None:
             raise ContractError(f"key {key!r} does not exist", 404)
+        return value
+
+    @transaction
+    def put_private(self, stub: Stub, collection: str, key: str) -> None:
+        """Store transient ``value`` privately under ``key`` in ``collection``."""
+        value = stub.transient.get(PRIVATE_VALUE)
+        if type(value) is not bytes:
+            raise ContractError(f"put_private takes its value from the transient entry {PRIVATE_VALUE!r}")
+        stub.put_private(_str_arg(collection, "collection"), _str_arg(key, "key"), value)
+
+    @transaction
+    def del_private(self, stub: Stub, collection: str, key: str) -> None:
+        stub.del_private(_str_arg(collection, "collection"), _str_arg(key, "key"))
+
+    @query
+    def get_private(self, stub: Stub, collection: str, key: str) -> bytes:
+        value = stub.get_private(_str_arg(collection, "collection"), _str_arg(key, "key"))
+        if value is None:
+            raise ContractError(f"private key {key!r} does not exist in {collection!r}", 404)
         return value
 
 
