@@ -40,12 +40,15 @@ from secprivnode.privnet import member_peers
 from storage.blobstore import CHUNK_BYTES, BlobStore, BlobTooLarge, DigestMismatch
 from storage.errors import NotFound, StorageError
 
-__all__ = ["BLOB_PULLS_MAX", "CHUNK_TIMEOUT_S", "GC_INTERVAL_S", "BlobError", "BlobNet"]
+__all__ = ["BLOB_PULLS_MAX", "BLOB_TASKS_MAX", "CHUNK_TIMEOUT_S", "GC_INTERVAL_S", "BlobError", "BlobNet"]
 
 log = logging.getLogger(__name__)
 
 # Concurrent blob pulls from peers: each holds one chunk in memory and one temp file.
 BLOB_PULLS_MAX = 4
+# Offers and pulls waiting or running: beyond it, offers are refused (the offering node's peers or
+# a later GET still get the blob to us), so a flood of offers cannot pile up tasks.
+BLOB_TASKS_MAX = 256
 # One chunk request (1 MiB): generous for a loaded LAN peer.
 CHUNK_TIMEOUT_S = 10.0
 # How often stray blob files (no record, older than the store's grace period) are collected.
@@ -231,6 +234,8 @@ class BlobNet:
         if size > self.store.max_blob_bytes:
             return wire.err("TooLarge", f"blob of {size} bytes exceeds this node's limit")
         if not self.store.has(digest):
+            if len(self._tasks) >= BLOB_TASKS_MAX:
+                return wire.err("Overloaded", "too many blob transfers in progress")
             self._spawn(self._pull(peer, channel, ns, coll, digest, size, expiry))
         return wire.ok()
 
@@ -249,7 +254,9 @@ class BlobNet:
         if not (ch.is_member(ns, coll) and ch.is_member(ns, coll, org)):
             return wire.err("Unauthorized", f"{org} is not a member of {ns}/{coll}")
         try:
-            data = self.store.read_at(digest, offset, CHUNK_BYTES)
+            data = await asyncio.get_running_loop().run_in_executor(
+                None, self.store.read_at, digest, offset, CHUNK_BYTES
+            )
         except (NotFound, StorageError) as exc:
             return wire.err("NotFound", str(exc))
         return wire.ok(data, meta[2], meta[3])
