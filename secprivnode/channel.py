@@ -44,6 +44,7 @@ from secprivnode.pipeline.events import CommitEvents, TxOutcome
 from secprivnode.pipeline.gossip_store import GossipStore
 from secprivnode.pipeline.membership import ChannelView
 from secprivnode.pipeline.ordering import OrderingStack
+from secprivnode.pipeline.privdata import ChannelPrivateData
 from secprivnode.pipeline.reconciler import PeerReconciler
 from secprivnode.pipeline.sigcache import SigCache
 from secprivnode.pipeline.tasks import cancel_and_wait
@@ -82,7 +83,8 @@ class ChannelRuntime:
         self.ledger = ledger = ChannelLedger(db, name)
         self.view = ChannelView(ledger)
         sigcache = SigCache()
-        self.committer = Committer(ledger, BlockValidator(ledger, verifier, sigcache=sigcache))
+        self.privdata = ChannelPrivateData(ledger, identity.org)
+        self.committer = Committer(ledger, BlockValidator(ledger, verifier, sigcache=sigcache), self.privdata)
         if ledger.height == 0:
             self.committer.commit(genesis, block_bytes=genesis.encode())
         elif ledger.get_header(0).hash() != genesis.hash():
@@ -96,6 +98,7 @@ class ChannelRuntime:
             lambda: clock.now_ms() // 1000,
             sigcache=sigcache,
             verifier=verifier,
+            private=self.privdata,
         )
         self.ordering = OrderingStack(
             name=name,

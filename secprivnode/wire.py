@@ -15,6 +15,13 @@ kind   style       payload → answer
                    ``[rwset_obj...]`` (the called contracts' namespaces, as
                    ``Transaction.extra_rwsets``) when the contract called others; or
                    ``["err", code, message]``
+4      request     PVT_PUSH: ``[channel, "channel/contract/collection", write_set_blob]`` →
+                   ``["ok"]`` once stored (see secprivnode.privnet)
+5      request     PVT_FETCH: ``[channel, contract, collection, tx_id]`` → ``["ok", write_set_blob | nil]``
+6      request     BLOB_OFFER: ``[channel, contract, collection, digest, size, expiry_height]`` →
+                   ``["ok"]``; the receiver then pulls the blob (see secprivnode.blobnet)
+7      request     BLOB_CHUNK: ``[channel, digest, offset]`` → ``["ok", bytes]`` (at most 1 MiB;
+                   empty past the end)
 =====  ==========  ===========================================================================
 
 Errors travel as values, not exceptions, so the asking node can tell a refusal (the client's
@@ -37,7 +44,11 @@ from consensus.raft import NotLeader, ProposalDropped
 from secprivnode.pipeline.errors import RejectCode
 
 __all__ = [
+    "BLOB_CHUNK",
+    "BLOB_OFFER",
     "ENDORSE",
+    "PVT_FETCH",
+    "PVT_PUSH",
     "RAFT",
     "SUBMIT",
     "ErrorCode",
@@ -54,6 +65,10 @@ __all__ = [
 RAFT = 1
 SUBMIT = 2
 ENDORSE = 3
+PVT_PUSH = 4
+PVT_FETCH = 5
+BLOB_OFFER = 6
+BLOB_CHUNK = 7
 
 
 class ErrorCode(IntEnum):
@@ -65,6 +80,9 @@ class ErrorCode(IntEnum):
     UNKNOWN_CHANNEL = 3  # the peer does not serve the channel
     CHANNEL_HALTED = 4  # the peer's channel stopped committing (its ledger failed)
     UNAVAILABLE = 5  # the peer could not pass the request on (e.g. it cannot reach the Raft leader)
+    NOT_FOUND = 6  # the peer does not hold what was asked for (a blob, a private write set)
+    TOO_LARGE = 7  # beyond the peer's size limit
+    BUSY = 8  # the peer has too much of this in progress; retry later
     # SUBMIT: ordering refusals
     NOT_ORDERER = 10  # the peer is not an orderer of the channel
     NOT_LEADER = 11  # the peer is not the Raft leader and does not forward (or knows no leader)
@@ -83,7 +101,7 @@ class ErrorCode(IntEnum):
     BAD_SIGNATURE = 26
     DUPLICATE_TXID = 27
     UNKNOWN_CONTRACT = 28
-    UNAUTHORIZED = 29
+    UNAUTHORIZED = 29  # also: the peer's roles or memberships do not allow the request
     CONTRACT_ERROR = 30
 
 
@@ -95,6 +113,10 @@ _CODE_TO_REJECT: dict[ErrorCode, RejectCode] = {c: r for r, c in _REJECT_TO_CODE
 _LEGACY_KINDS: dict[str, ErrorCode] = {
     "protocol": ErrorCode.PROTOCOL,
     "BadRequest": ErrorCode.BAD_REQUEST,
+    "Unauthorized": ErrorCode.UNAUTHORIZED,
+    "NotFound": ErrorCode.NOT_FOUND,
+    "TooLarge": ErrorCode.TOO_LARGE,
+    "Overloaded": ErrorCode.BUSY,
     "NotOrderer": ErrorCode.NOT_ORDERER,
     "NotLeader": ErrorCode.NOT_LEADER,
     "ProposalDropped": ErrorCode.PROPOSAL_DROPPED,
