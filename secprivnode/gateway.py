@@ -206,7 +206,7 @@ class Gateway:
             reject = wire.rejection_of(exc.code)
             if reject is RejectCode.CONTRACT_ERROR:
                 raise ContractFailed(f"{peer}: {exc.message}") from exc
-            if reject is None and exc.code in (wire.ErrorCode.UNKNOWN_CHANNEL, wire.ErrorCode.CHANNEL_HALTED):
+            if reject is None and exc.code in _ENDORSER_UNAVAILABLE:
                 raise Overloaded(f"endorser {peer} unavailable: {exc.message}") from exc
             reason = reject.value if reject is not None else exc.code.name.lower()
             raise TxRejected(f"{peer} refused to endorse: {exc.message}", {"reason": reason}) from exc
@@ -397,6 +397,9 @@ class Gateway:
             raise ContractFailed(f"contract returned {response.status}: {response.message}", _response_json(response))
         return _response_json(response)
 
+
+# Endorsement refusals that say nothing against the proposal: the endorser cannot serve it now.
+_ENDORSER_UNAVAILABLE = frozenset({wire.ErrorCode.UNKNOWN_CHANNEL, wire.ErrorCode.CHANNEL_HALTED, wire.ErrorCode.BUSY})
 
 # Refusals that say nothing against the transaction: another orderer may take it.
 _TRY_ANOTHER_ORDERER = frozenset(
