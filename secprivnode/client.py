@@ -74,6 +74,7 @@ __all__ = [
     "NotLeader",
     "Overloaded",
     "ParseError",
+    "PreparedTx",
     "RpcError",
     "RpcTimeout",
     "ServerError",
@@ -237,6 +238,14 @@ def verify_inclusion(proof: Mapping[str, Any], expected_block_hash: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
+class PreparedTx:
+    """A signed proposal ready to send (``params`` of tx_submit); every resubmission reuses its id."""
+
+    tx_id: bytes
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class TxResult:
     tx_id: bytes
     block_number: int | None = None
@@ -342,11 +351,17 @@ class AsyncClient:
     async def _signed(
         self, contract: str, fn: str, args: Sequence[Any], transient: Mapping[str, bytes] | None
     ) -> dict[str, Any]:
+        return dict((await self.prepare(contract, fn, *args, transient=transient)).params)
+
+    async def prepare(
+        self, contract: str, fn: str, *args: Any, transient: Mapping[str, bytes] | None = None
+    ) -> PreparedTx:
+        """Build and sign a proposal without sending it: its transaction id is known from here on."""
         proposal, signature = build_proposal(self._need_identity(), await self.default_channel(), contract, fn, args)
         params: dict[str, Any] = {"proposal": proposal_to_hex(proposal), "signature": to_hex(signature)}
         if transient:
             params["transient"] = {k: to_hex(v) for k, v in transient.items()}
-        return params
+        return PreparedTx(proposal.tx_id, params)
 
     async def invoke(
         self,
@@ -358,7 +373,12 @@ class AsyncClient:
         timeout_s: float = 30.0,
     ) -> TxResult:
         """Submit a transaction; with ``wait`` return once it is committed (code and block number)."""
-        params = await self._signed(contract, fn, args, transient)
+        prepared = await self.prepare(contract, fn, *args, transient=transient)
+        return await self.submit(prepared, wait=wait, timeout_s=timeout_s)
+
+    async def submit(self, prepared: PreparedTx, *, wait: bool = True, timeout_s: float = 30.0) -> TxResult:
+        """Send a prepared proposal; with ``wait`` return once it is committed (code and block number)."""
+        params = dict(prepared.params)
         if not wait:
             return TxResult(from_hex(await self.call("tx_submit", params), "tx_id"))
         params["timeout_s"] = timeout_s
@@ -553,6 +573,12 @@ class Client:
         timeout_s: float = 30.0,
     ) -> TxResult:
         return self._run(self._async.invoke(contract, fn, *args, transient=transient, wait=wait, timeout_s=timeout_s))
+
+    def prepare(self, contract: str, fn: str, *args: Any, transient: Mapping[str, bytes] | None = None) -> PreparedTx:
+        return self._run(self._async.prepare(contract, fn, *args, transient=transient))
+
+    def submit(self, prepared: PreparedTx, *, wait: bool = True, timeout_s: float = 30.0) -> TxResult:
+        return self._run(self._async.submit(prepared, wait=wait, timeout_s=timeout_s))
 
     def query(self, contract: str, fn: str, *args: Any, transient: Mapping[str, bytes] | None = None) -> dict[str, Any]:
         return self._run(self._async.query(contract, fn, *args, transient=transient))

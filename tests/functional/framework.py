@@ -184,6 +184,7 @@ class TestNode:
         self.net_dir = net_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.rpc = _RpcProxy(spec.rpc_url)
+        self.exec_prefix: list[str] = []  # e.g. ``ip netns exec NS``: the node runs under it
 
     def __repr__(self) -> str:
         return f"<TestNode {self.name}>"
@@ -194,7 +195,7 @@ class TestNode:
 
     def start(self) -> None:
         assert not self.running(), f"{self.name} already running"
-        self.process = spawn_node(self.spec)
+        self.process = spawn_node(self.spec, prefix=self.exec_prefix)
 
     @property
     def pid(self) -> int | None:
