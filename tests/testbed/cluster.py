@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import atexit
 import errno
+import json
 import logging
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -37,6 +39,7 @@ from framework import CityTest, TestNode, wait_until
 
 from crypto.ca import default_org_names
 from secprivnode.network import init_network, load_network
+from testbed.checker import Report, check
 from testbed.netns import NetBed, NetnsError
 
 __all__ = ["CLIENT_HOST", "Testbed"]
@@ -48,6 +51,8 @@ CLIENT_HOST = "client"
 RAFT_OPTIONS = {"tick_ms": 100, "election_ticks": 10}
 # Size of a node's data tmpfs when its disk can be filled: a few thousand small blocks fit.
 DISK_MB = 256
+# Seconds the workload may take to finish its in-flight operations after SIGTERM (one op timeout).
+WORKLOAD_STOP_S = 60.0
 # Bytes written per call while filling a disk; the last call stops at ENOSPC.
 FILL_CHUNK_BYTES = 1024 * 1024
 BALLAST = ".ballast"
@@ -224,8 +229,72 @@ class Testbed(CityTest):
             what=f"{blocks} new blocks on {', '.join(names)}",
         )
 
+    def new_leader(self, among: list[str], old: str, timeout_s: float = 30.0) -> TestNode:
+        """The leader ``among`` agree on once it is no longer ``old``."""
+
+        def other() -> TestNode | None:
+            names = {self.node(n).rpc.raft_status().get("leader") for n in among}
+            if len(names) == 1 and None not in names and old not in names:
+                return self.node(names.pop())
+            return None
+
+        return wait_until(other, timeout_s, what=f"{', '.join(among)} agreeing on a leader other than {old}")
+
     def stalled(self, name: str, for_s: float) -> bool:
         """Whether the node's height stays put for ``for_s`` seconds."""
         h = self.node(name).height()
         time.sleep(for_s)
         return self.node(name).height() == h
+
+    # ------------------------------------------------------------------ workload and checker
+    def start_workload(self, history: Path, *, clients: int = 4, keys: int = 8, seed: int = 1) -> subprocess.Popen[str]:
+        """Start the workload in the clients' namespace, appending to ``history``."""
+        tests = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(tests / "functional")])}
+        cmd = [*self.net.exec_prefix(CLIENT_HOST), sys.executable, "-m", "testbed.workload"]
+        cmd += ["--net", str(self.dir), "--history", str(history)]
+        cmd += ["--clients", str(clients), "--keys", str(keys), "--seed", str(seed)]
+        log.info("workload: %d clients on %d keys, history %s", clients, keys, history)
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_acked(self, history: Path, more: int, timeout_s: float = 60.0) -> int:
+        """Wait until the history holds ``more`` acknowledged operations beyond those it holds now."""
+
+        def acked() -> int:
+            try:
+                return history.read_text().count('"type": "ok"')
+            except FileNotFoundError:
+                return 0
+
+        target = acked() + more
+        wait_until(lambda: acked() >= target, timeout_s, what=f"{more} more acknowledged operations")
+        return target
+
+    def stop_workload(self, proc: subprocess.Popen[str]) -> dict[str, int]:
+        """SIGTERM the workload, let its in-flight operations finish; return its outcome counts."""
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=WORKLOAD_STOP_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"the workload did not stop within {WORKLOAD_STOP_S}s:\n{err[-2000:]}") from None
+        assert proc.returncode == 0, f"workload exited with {proc.returncode}:\n{err[-3000:]}"
+        counts: dict[str, int] = json.loads(out.strip().splitlines()[-1])
+        log.info("workload outcomes: %s", counts)
+        return counts
+
+    def drain_and_check(self, history: Path, timeout_s: float = 120.0) -> Report:
+        """Wait for equal tips, stop every node, and check the history against their ledgers."""
+        for name in list(self.paused):
+            self.resume(name)
+        for n in self.nodes:
+            if not n.running():
+                self.restart(n.name)
+        height, tip = self.sync_blocks(timeout_s=timeout_s)
+        log.info("drained: every node at height %d, tip %s", height, tip[:18])
+        for n in self.nodes:
+            n.stop()
+        report = check(history, {n.name: n.spec.dir / "data" for n in self.nodes}, self.channel)
+        log.info("%s", report.text())
+        return report
