@@ -33,7 +33,7 @@ from storage.kv import Database
 from storage.ledger import ChannelLedger
 from storage.model import ValidationCode, Version
 
-__all__ = ["Op", "Report", "check", "load_history"]
+__all__ = ["Op", "Report", "check", "latency_figures", "load_history"]
 
 # Findings printed per check; the rest are counted (a broken run can produce thousands).
 FINDINGS_SHOWN_MAX = 10
@@ -229,3 +229,15 @@ def check(history: Path, data_dirs: dict[str, Path], channel: str) -> Report:
     rmw = [o for o in ops.values() if o.f == "rmw" and o.status == "ok"]
     report.figures["acknowledged read-modify-writes"] = len(rmw)
     return report
+
+
+def latency_figures(history: Path, start_ms: int, end_ms: int) -> dict[str, float]:
+    """Acknowledged operations that started in [start_ms, end_ms): throughput and latency percentiles."""
+    ops = [o for o in load_history(history).values() if o.status == "ok" and start_ms <= o.start_ms < end_ms]
+    lat = sorted((o.end_ms or o.start_ms) - o.start_ms for o in ops)
+    span_s = max(end_ms - start_ms, 1) / 1000
+
+    def pct(p: float) -> float:
+        return float(lat[min(len(lat) - 1, int(p * len(lat)))]) if lat else float("nan")
+
+    return {"acked": len(ops), "tx_per_s": round(len(ops) / span_s, 2), "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
