@@ -97,6 +97,12 @@ __all__ = [
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 # Default seconds for one HTTP round trip (tx_submitAndWait adds its own wait on top).
 DEFAULT_HTTP_TIMEOUT_S = 60.0
+# Pause between resubmissions of one proposal (and between polls of its status): a few Raft ticks,
+# short beside an election (1-2 s), so a leader change costs little latency without a busy loop.
+RESUBMIT_PAUSE_S = 0.25
+# Refusal reasons meaning "this transaction id is already ordered or committed" (the endorser's
+# replay check, the orderer's recent-id set).
+DUPLICATE_REASONS = ("duplicate_txid", "DuplicateTransaction", "duplicate")
 
 
 # ---- transport errors (JSON-RPC error objects are in secprivnode.rpc.errors) ---------------------
@@ -377,13 +383,57 @@ class AsyncClient:
         return await self.submit(prepared, wait=wait, timeout_s=timeout_s)
 
     async def submit(self, prepared: PreparedTx, *, wait: bool = True, timeout_s: float = 30.0) -> TxResult:
-        """Send a prepared proposal; with ``wait`` return once it is committed (code and block number)."""
+        """Send a prepared proposal; with ``wait`` return once it is committed (code and block number).
+
+        A refusal for want of a leader (NotLeader, Overloaded) or an unanswered request (a lost
+        connection, a commit not seen in time) is resubmitted with the SAME proposal, hence the same
+        transaction id, until ``timeout_s`` has passed: the id can be VALID only once, so a
+        resubmission can never commit twice. A resubmission refused as a duplicate means an earlier
+        attempt was ordered; the client then waits for that one's commit.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        attempt = 0
+        while True:
+            remaining = max(deadline - loop.time(), 0.0)
+            try:
+                return await self._submit_once(prepared, wait, remaining)
+            except TxRejected as exc:
+                reason = exc.data.get("reason") if isinstance(exc.data, dict) else None
+                if attempt == 0 or reason not in DUPLICATE_REASONS:
+                    raise
+                return await self._await_commit(prepared.tx_id, deadline, exc)
+            except (NotLeader, Overloaded, RpcTimeout, TransportError) as exc:
+                if isinstance(exc, SubscriptionClosed) or loop.time() + RESUBMIT_PAUSE_S >= deadline:
+                    raise
+            attempt += 1
+            await asyncio.sleep(RESUBMIT_PAUSE_S)
+
+    async def _submit_once(self, prepared: PreparedTx, wait: bool, timeout_s: float) -> TxResult:
         params = dict(prepared.params)
         if not wait:
             return TxResult(from_hex(await self.call("tx_submit", params), "tx_id"))
         params["timeout_s"] = timeout_s
         r = await self.call("tx_submitAndWait", params, timeout_s=timeout_s + self._timeout_s)
         return TxResult(from_hex(r["tx_id"], "tx_id"), r.get("block_number"), r.get("code"), _response(r["response"]))
+
+    async def _await_commit(self, tx_id: bytes, deadline: float, refusal: RpcError) -> TxResult:
+        """Poll ``tx_status`` until ``tx_id`` is committed; raise ``refusal``'s timeout if it is not in time."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                st = await self.tx_status(tx_id)
+                if st.get("status") == "committed":
+                    return TxResult(tx_id, st.get("block"), st.get("code"))
+            except (RpcError, TransportError):
+                pass  # the node is busy or restarting: ask again
+            if loop.time() + RESUBMIT_PAUSE_S >= deadline:
+                raise RpcTimeout(
+                    RpcTimeout.code,
+                    f"transaction {tx_id.hex()} was ordered by an earlier attempt but not seen committed in time",
+                    {"tx_id": to_hex(tx_id)},
+                ) from refusal
+            await asyncio.sleep(RESUBMIT_PAUSE_S)
 
     async def query(
         self, contract: str, fn: str, *args: Any, transient: Mapping[str, bytes] | None = None
