@@ -100,6 +100,10 @@ DEFAULT_HTTP_TIMEOUT_S = 60.0
 # Pause between resubmissions of one proposal (and between polls of its status): a few Raft ticks,
 # short beside an election (1-2 s), so a leader change costs little latency without a busy loop.
 RESUBMIT_PAUSE_S = 0.25
+# Seconds one attempt waits for its commit before the proposal is resubmitted: a commit takes about
+# one BatchTimeout (200 ms) with a leader up, an election 1-2 s; a submission a leader took with it
+# when it died is never committed, and only a resubmission brings it to the new leader.
+ATTEMPT_WAIT_S = 5.0
 # Refusal reasons meaning "this transaction id is already ordered or committed" (the endorser's
 # replay check, the orderer's recent-id set).
 DUPLICATE_REASONS = ("duplicate_txid", "DuplicateTransaction", "duplicate")
@@ -386,10 +390,10 @@ class AsyncClient:
         """Send a prepared proposal; with ``wait`` return once it is committed (code and block number).
 
         A refusal for want of a leader (NotLeader, Overloaded) or an unanswered request (a lost
-        connection, a commit not seen in time) is resubmitted with the SAME proposal, hence the same
-        transaction id, until ``timeout_s`` has passed: the id can be VALID only once, so a
-        resubmission can never commit twice. A resubmission refused as a duplicate means an earlier
-        attempt was ordered; the client then waits for that one's commit.
+        connection, no commit within :data:`ATTEMPT_WAIT_S`) is resubmitted with the SAME proposal,
+        hence the same transaction id, until ``timeout_s`` has passed: the id can be VALID only
+        once, so a resubmission can never commit twice. A resubmission refused as a duplicate means
+        an earlier attempt was ordered; the client then waits for that one's commit.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -397,7 +401,7 @@ class AsyncClient:
         while True:
             remaining = max(deadline - loop.time(), 0.0)
             try:
-                return await self._submit_once(prepared, wait, remaining)
+                return await self._submit_once(prepared, wait, min(remaining, ATTEMPT_WAIT_S))
             except TxRejected as exc:
                 reason = exc.data.get("reason") if isinstance(exc.data, dict) else None
                 if attempt == 0 or reason not in DUPLICATE_REASONS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -56,14 +57,17 @@ def test_kill_loop_under_load(tmp_path: Path) -> None:
 def test_paused_leader_does_not_disturb_and_catches_up(tmp_path: Path) -> None:
     history = tmp_path / "history.jsonl"
     with Testbed(tmp_path) as bed:
-        load = bed.start_workload(history, clients=2)
+        # Clients of the paused node wait out their timeout; the others must keep committing.
+        load = bed.start_workload(history, clients=4)
         bed.wait_acked(history, ACKED_BEFORE)
         old = bed.leader()
         others = [n.name for n in bed.nodes if n is not old]
         bed.pause(old.name)
+        paused_at = time.monotonic()
         new = bed.new_leader(others, old.name)
         bed.log.info("while %s is stopped, %s leads", old.name, new.name)
         bed.wait_acked(history, ACKED_PER_ROUND, timeout_s=90)
+        time.sleep(max(0.0, PAUSE_S - (time.monotonic() - paused_at)))  # the pause's length is the fault
         term = new.rpc.raft_status()["term"]
         bed.resume(old.name)
         # Pre-vote and check-quorum: the resumed node learns the new term instead of forcing one.

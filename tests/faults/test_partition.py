@@ -9,6 +9,8 @@ to state, no lost update.
 from __future__ import annotations
 
 import json
+import os
+import random
 import time
 from pathlib import Path
 
@@ -26,6 +28,10 @@ ACKED_DURING = 10
 # Blocks the majority must commit while the old leader is cut off: proof that it elected a leader
 # and orders without the minority.
 MAJORITY_BLOCKS = 3
+# Flapping partitions: seconds of flapping (scripts/faults sets a minute) and seconds per state.
+FLAP_TOTAL_S = float(os.environ.get("SECPRIVNODE_FAULT_FLAP_S", "8"))
+FLAP_S = 2.0
+SEED = int(os.environ.get("SECPRIVNODE_TEST_SEED", "1"))
 # Seconds the minority is watched for a commit it must not make: longer than an election
 # timeout (1 s) plus one tick, so a leader that kept committing alone would be seen.
 MINORITY_WATCH_S = 3.0
@@ -128,3 +134,30 @@ def _checker_catches_doctored_history(bed: Testbed, history: Path) -> None:
     assert sum(acked[1]["tx_id"] in f for f in lost) == len(bed.nodes), lost
     trace = report.findings["failed requests left no trace"]
     assert len(trace) == len(bed.nodes) and acked[0]["tx_id"] in trace[0], trace
+
+
+def test_flapping_partitions_under_load(tmp_path: Path) -> None:
+    """A random split (or a one-way cut) every FLAP_S seconds, healed in between, under load."""
+    rng = random.Random(SEED)
+    history = tmp_path / "history.jsonl"
+    with Testbed(tmp_path) as bed:
+        names = [n.name for n in bed.nodes]
+        load = bed.start_workload(history, clients=3, seed=SEED)
+        bed.wait_acked(history, ACKED_BEFORE)
+        end = time.monotonic() + FLAP_TOTAL_S
+        flaps = 0
+        while time.monotonic() < end:
+            alone = rng.choice(names)
+            rest = [n for n in names if n != alone]
+            one_way = rng.random() < 0.3
+            bed.log.info("flap %d: %s %s %s", flaps + 1, alone, "-/->" if one_way else "|", " ".join(rest))
+            bed.net.partition([alone], rest, one_way=one_way)
+            time.sleep(FLAP_S)  # the fault's duration is the point: nothing to wait for
+            bed.net.heal()
+            time.sleep(FLAP_S / 2)
+            flaps += 1
+        bed.sync_blocks(timeout_s=90)
+        bed.wait_acked(history, ACKED_DURING, timeout_s=90)
+        bed.stop_workload(load)
+        report = bed.drain_and_check(history)
+        assert report.ok, report.text()

@@ -2,6 +2,8 @@
 
     scripts/testbed up [--orgs N] [--dir D]   start a bed and read fault verbs from stdin
     scripts/testbed cleanup [--all]           remove beds whose owner died (--all: every bed)
+    scripts/testbed check --net D --history H re-run the history checker on a kept network
+                                              (its nodes stopped) and print the report
 
 Verbs at the ``bed>`` prompt (node names as printed at start-up):
 
@@ -27,6 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from secprivnode.network import load_network
+from testbed.checker import check
 from testbed.cluster import Testbed
 from testbed.netns import Netem, NetnsError, cleanup_leftovers, netns_unavailable_reason
 
@@ -106,10 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--orgs", type=int, default=3)
     up.add_argument("--dir", default=None, help="parent directory of the network (default: a temp dir)")
     up.add_argument("--disk", action="append", default=[], help="a node whose data dir is a fillable tmpfs")
+    chk = sub.add_parser("check", help="re-run the history checker on a kept network directory")
+    chk.add_argument("--net", required=True, type=Path, help="the network directory (holds network.yaml)")
+    chk.add_argument("--history", required=True, type=Path, help="the workload's history (JSON lines)")
     clean = sub.add_parser("cleanup", help="remove beds whose owning process is gone")
     clean.add_argument("--all", action="store_true", help="remove every bed, running or not")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.cmd == "check":
+        channel, nodes = load_network(args.net)
+        report = check(args.history, {n.name: n.dir / "data" for n in nodes}, channel)
+        print(report.text())
+        return 0 if report.ok else 1
     if args.cmd == "cleanup":
         removed = cleanup_leftovers(everything=args.all)
         print("removed: " + (", ".join(removed) if removed else "nothing"))

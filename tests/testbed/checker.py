@@ -122,15 +122,22 @@ def read_ledger(name: str, data_dir: Path, channel: str) -> NodeLedger:
         return NodeLedger(name, ledger.height, hashes, txs, state, stale, diff)
 
 
-def ledger_verify(data_dir: Path) -> tuple[bool, str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "secprivnode", "ledger", "verify", "--data", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=VERIFY_TIMEOUT_S,
-        check=False,
-    )
-    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+def ledger_verify(data_dirs: dict[str, Path]) -> dict[str, tuple[bool, str]]:
+    """``secprivnode ledger verify`` on every data directory (concurrently); name -> (passed, output)."""
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "secprivnode", "ledger", "verify", "--data", str(d)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name, d in data_dirs.items()
+    }
+    out = {}
+    for name, proc in procs.items():
+        text, _ = proc.communicate(timeout=VERIFY_TIMEOUT_S)
+        out[name] = (proc.returncode == 0, text.strip())
+    return out
 
 
 @dataclass
@@ -210,8 +217,7 @@ def check(history: Path, data_dirs: dict[str, Path], channel: str) -> Report:
     report.figures["height"] = {lg.name: lg.height for lg in ledgers}
     _check_chains(report, ledgers)
     report.passed("ledger verify on every node")
-    for name, d in sorted(data_dirs.items()):
-        good, out = ledger_verify(d)
+    for name, (good, out) in sorted(ledger_verify(data_dirs).items()):
         if not good:
             report.fail("ledger verify on every node", f"{name}: {out}")
     for lg in ledgers:

@@ -114,3 +114,15 @@ async def test_gives_up_at_its_timeout(scripted: Any, ident: ClientIdentity) -> 
         with pytest.raises(sdk.NotLeader):
             await c.invoke("assets", "put", "k", b"v", timeout_s=1.0)
     assert 2 <= sum(q["method"] == "tx_submitAndWait" for q in script.seen) <= 6
+
+
+async def test_an_attempt_unanswered_in_time_is_resubmitted(scripted: Any, ident: ClientIdentity) -> None:
+    """A submission lost with a dying leader never commits: only a resubmission can bring it through."""
+    script, url = scripted
+    script.replies["tx_submitAndWait"] = [_err(-32007, "not committed within 5s", {"tx_id": TX}), OK]
+    async with AsyncClient(url, ident) as c:
+        r = await c.invoke("assets", "put", "k", b"v", timeout_s=30)
+    assert r.code == "VALID"
+    sent = [q["params"] for q in script.seen if q["method"] == "tx_submitAndWait"]
+    assert len(sent) == 2 and sent[0]["proposal"] == sent[1]["proposal"]
+    assert all(p["timeout_s"] <= sdk.ATTEMPT_WAIT_S for p in sent), "each attempt waits at most ATTEMPT_WAIT_S"
