@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.functional, pytest.mark.usefixtures("netns_ok")]
 # Acknowledged operations wanted before the fault (the creates of the accounts and some load), and
 # during and after it: enough that the fault lands mid-stream and the healed network takes load.
 ACKED_BEFORE = 12
-ACKED_DURING = 10
+ACKED_DURING = 6
 # Blocks the majority must commit while the old leader is cut off: proof that it elected a leader
 # and orders without the minority.
 MAJORITY_BLOCKS = 3
