@@ -247,6 +247,14 @@ def verify_inclusion(proof: Mapping[str, Any], expected_block_hash: bytes | None
     return verify_proof(tx_hash, index, size, path, header.data_hash)
 
 
+def _unconfirmed(tx_id: bytes, timeout_s: float) -> RpcTimeout:
+    return RpcTimeout(
+        RpcTimeout.code,
+        f"transaction {tx_id.hex()} not confirmed within {timeout_s}s; an earlier attempt may still commit",
+        {"tx_id": to_hex(tx_id)},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedTx:
     """A signed proposal ready to send (``params`` of tx_submit); every resubmission reuses its id."""
@@ -392,24 +400,35 @@ class AsyncClient:
         A refusal for want of a leader (NotLeader, Overloaded) or an unanswered request (a lost
         connection, no commit within :data:`ATTEMPT_WAIT_S`) is resubmitted with the SAME proposal,
         hence the same transaction id, until ``timeout_s`` has passed: the id can be VALID only
-        once, so a resubmission can never commit twice. A resubmission refused as a duplicate means
-        an earlier attempt was ordered; the client then waits for that one's commit.
+        once, so a resubmission can never commit twice.
+
+        Once an attempt went unanswered (or was refused by an overloaded or unreachable leader,
+        which may have taken it after all), no later answer is definite on its own: a later
+        refusal (a duplicate id, or a contract that now fails on state the first attempt
+        changed) sends the client to wait for the transaction's commit, and if none is seen by
+        the timeout it raises :class:`RpcTimeout` ("it may still commit"), never the refusal.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        ambiguous = False  # an earlier attempt may have been ordered
         attempt = 0
         while True:
             remaining = max(deadline - loop.time(), 0.0)
             try:
                 return await self._submit_once(prepared, wait, min(remaining, ATTEMPT_WAIT_S))
-            except TxRejected as exc:
-                reason = exc.data.get("reason") if isinstance(exc.data, dict) else None
-                if attempt == 0 or reason not in DUPLICATE_REASONS:
-                    raise
-                return await self._await_commit(prepared.tx_id, deadline, exc)
             except (NotLeader, Overloaded, RpcTimeout, TransportError) as exc:
-                if isinstance(exc, SubscriptionClosed) or loop.time() + RESUBMIT_PAUSE_S >= deadline:
+                if isinstance(exc, SubscriptionClosed):
                     raise
+                ambiguous = ambiguous or not isinstance(exc, NotLeader)
+                if loop.time() + RESUBMIT_PAUSE_S >= deadline:
+                    if ambiguous and not isinstance(exc, RpcTimeout):
+                        raise _unconfirmed(prepared.tx_id, timeout_s) from exc
+                    raise
+            except RpcError as exc:
+                reason = exc.data.get("reason") if isinstance(exc.data, dict) else None
+                if ambiguous or (attempt > 0 and reason in DUPLICATE_REASONS):
+                    return await self._await_commit(prepared.tx_id, deadline, exc)
+                raise
             attempt += 1
             await asyncio.sleep(RESUBMIT_PAUSE_S)
 

@@ -126,3 +126,26 @@ async def test_an_attempt_unanswered_in_time_is_resubmitted(scripted: Any, ident
     sent = [q["params"] for q in script.seen if q["method"] == "tx_submitAndWait"]
     assert len(sent) == 2 and sent[0]["proposal"] == sent[1]["proposal"]
     assert all(p["timeout_s"] <= sdk.ATTEMPT_WAIT_S for p in sent), "each attempt waits at most ATTEMPT_WAIT_S"
+
+
+async def test_a_refusal_after_an_unanswered_attempt_is_not_definite(scripted: Any, ident: ClientIdentity) -> None:
+    """Found by the wiped-data-dir fault test: the first attempt committed, the resubmission went to a
+    node without that state and was refused (404); reporting the refusal would have been a lie."""
+    script, url = scripted
+    timeout = _err(-32007, "not committed within 5s", {"tx_id": TX})
+    script.replies["tx_submitAndWait"] = [timeout, _err(-32004, "asset 'acct-0' does not exist", {"status": 404})]
+    script.replies["tx_status"] = [
+        {"result": {"tx_id": TX, "status": "unknown"}},
+        {"result": {"tx_id": TX, "status": "committed", "block": 11, "index": 0, "code": "VALID"}},
+    ]
+    async with AsyncClient(url, ident) as c:
+        r = await c.invoke("assets", "update", "acct-0", 1, timeout_s=30)
+    assert (r.block_number, r.code) == (11, "VALID")
+
+
+async def test_an_outcome_never_confirmed_is_reported_unknown(scripted: Any, ident: ClientIdentity) -> None:
+    script, url = scripted
+    script.replies["tx_submitAndWait"] = [OVERLOADED] * 100
+    async with AsyncClient(url, ident) as c:
+        with pytest.raises(sdk.RpcTimeout, match="may still commit"):
+            await c.invoke("assets", "put", "k", b"v", timeout_s=1.0)
