@@ -11,9 +11,13 @@ Layout of a network directory ``D``::
     D/nodes/<node>/node.log        its log (while run by `network up`)
     D/nodes/<node>/node.pid        its process id (while running)
     D/status.json                  written by `network up`/`network status`
+    D/crypto/ca-bundle.pem         every organisation's root CA: what clients verify nodes against
 
 Ports: node ``i`` (0-based, in network.yaml order) listens for P2P on ``base_port + i``, for
-JSON-RPC on ``base_port + 1000 + i`` and for operations on ``base_port + 2000 + i``. With one host
+JSON-RPC on ``base_port + 1000 + i`` and for operations on ``base_port + 2000 + i``. With
+``rpc_tls`` both of those serve HTTPS/WSS with the node certificate (``network.yaml`` records it, so
+every helper here and the CLI then speak ``https://`` and verify against ``crypto/ca-bundle.pem``).
+With one host
 per node (``init_network(hosts=...)``), every node uses the ports of a real deployment
 (:data:`HOST_P2P_PORT`, :data:`HOST_RPC_PORT`, :data:`HOST_OPS_PORT`) on its own address, listens
 for P2P on every interface and advertises its host's address, as ``configs/deployment/`` shows.
@@ -24,9 +28,11 @@ Everything here runs in the operator's process; the nodes are separate processes
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -42,12 +48,15 @@ import yaml
 from crypto.ca import default_org_names, generate_network
 from crypto.msp import Identity, OrgMSP
 from crypto.signing import PrivateKey
+from secprivnode.client_tls import ClientTLS, network_ca_pem
 from secprivnode.genesis import genesis_block, write_genesis
 from storage.model import BatchConfig, ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
 
 __all__ = [
+    "CA_BUNDLE",
     "NetworkError",
     "NetworkNode",
+    "genesis_path",
     "init_network",
     "load_network",
     "network_down",
@@ -57,9 +66,12 @@ __all__ = [
     "rpc_call",
     "spawn_node",
     "start_node",
+    "stop_node",
+    "write_channel_genesis",
 ]
 
 NETWORK_FILE = "network.yaml"
+CA_BUNDLE = Path("crypto") / "ca-bundle.pem"
 STATUS_FILE = "status.json"
 DEFAULT_CHANNEL = "city"
 # How long `network up` waits for every node to report healthy and a Raft leader.
@@ -85,14 +97,27 @@ class NetworkNode:
     ops: str  # host:port
     config: Path
     roles: tuple[str, ...]
+    ca_bundle: Path | None = None  # set when the node serves RPC over TLS: the CAs to verify it with
+
+    @property
+    def tls(self) -> bool:
+        return self.ca_bundle is not None
 
     @property
     def rpc_url(self) -> str:
-        return f"http://{self.rpc}/"
+        return f"{'https' if self.tls else 'http'}://{self.rpc}/"
 
     @property
     def ops_url(self) -> str:
-        return f"http://{self.ops}/"
+        return f"{'https' if self.tls else 'http'}://{self.ops}/"
+
+    def client_tls(self) -> ClientTLS | None:
+        """What an SDK client of this node trusts (``None`` for plain HTTP)."""
+        return ClientTLS(self.ca_bundle.read_text()) if self.ca_bundle is not None else None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client TLS context for urllib calls to this node (``None`` for plain HTTP)."""
+        return _ssl_context(self.ca_bundle) if self.ca_bundle is not None else None
 
     @property
     def dir(self) -> Path:
@@ -107,10 +132,51 @@ class NetworkNode:
         return self.dir / "node.log"
 
 
+@functools.lru_cache(maxsize=8)  # one per network directory a process talks to
+def _ssl_context(ca_bundle: Path) -> ssl.SSLContext:
+    return ClientTLS(ca_bundle.read_text()).context()
+
+
 def _admin(crypto_dir: Path, org: str) -> tuple[bytes, PrivateKey]:
     user = crypto_dir / org / "users" / "admin"
     cert = Identity.from_cert((user / "cert.pem").read_bytes()).cert_der
     return cert, PrivateKey.from_pem((user / "key.pem").read_bytes())
+
+
+def genesis_path(directory: Path, channel: str) -> Path:
+    return directory / "channel" / f"{channel}.block"
+
+
+def write_channel_genesis(
+    directory: Path,
+    channel: str,
+    orgs: Sequence[str],
+    nodes: Sequence[NetworkNode],
+    *,
+    batch: BatchConfig | None = None,
+    now: int,
+) -> Path:
+    """Write the genesis block of ``channel`` for ``orgs`` and their ``nodes`` (the ones with the
+    orderer role order it), signed by the first org's admin; return its path."""
+    crypto_dir = directory / "crypto"
+    any_org_node = "OR(" + ", ".join(f"'{o}.node'" for o in orgs) + ")"
+    config = ChannelConfig(
+        channel=channel,
+        sequence=0,
+        orgs=tuple(
+            OrgConfig(o, OrgMSP.from_pem((crypto_dir / o / "ca" / "ca.pem").read_bytes()).ca_cert_der) for o in orgs
+        ),
+        nodes=tuple(ChannelNode(n.name, n.org, n.p2p, orderer="orderer" in n.roles) for n in nodes),
+        batch=batch or BatchConfig(),
+        contracts=(ContractDefinition("assets", "1.0", any_org_node),),
+        admin_policy="MAJORITY(admin)",
+    )
+    admin_cert, admin_key = _admin(crypto_dir, orgs[0])
+    block = genesis_block(config, admin_cert_der=admin_cert, admin_key=admin_key, timestamp_ms=now * 1000)
+    path = genesis_path(directory, channel)
+    path.parent.mkdir(exist_ok=True)
+    write_genesis(path, block)
+    return path
 
 
 def init_network(
@@ -123,11 +189,13 @@ def init_network(
     host: str = "127.0.0.1",
     batch: BatchConfig | None = None,
     now: int | None = None,
+    rpc_tls: bool = False,
     hosts: Sequence[str] | None = None,
     node_options: dict[str, Any] | None = None,
 ) -> list[NetworkNode]:
     """Create the PKI, the genesis block and one node configuration per node.
 
+    With ``rpc_tls`` every node serves JSON-RPC and operations over HTTPS with its node certificate.
     ``hosts`` gives each node (in order) a host address of its own: the node then listens on the
     deployment ports of that address instead of ``host:base_port + i``. ``node_options`` are extra
     top-level sections merged into every node.yaml (``raft``, ``logging``...).
@@ -143,6 +211,8 @@ def init_network(
     if hosts is not None and len(hosts) != orgs * nodes_per_org:
         raise NetworkError(f"{len(hosts)} hosts given for {orgs * nodes_per_org} nodes")
     generate_network(crypto_dir, names, nodes_per_org, 2, now=now)
+    (directory / CA_BUNDLE).write_text(network_ca_pem(directory))
+    bundle = directory / CA_BUNDLE if rpc_tls else None
 
     nodes: list[NetworkNode] = []
     for i, (org, k) in enumerate((o, k) for o in names for k in range(1, nodes_per_org + 1)):
@@ -162,50 +232,24 @@ def init_network(
                 ops=ops,
                 config=cfg,
                 roles=("orderer", "endorser", "committer", "gateway"),
+                ca_bundle=bundle,
             )
         )
 
-    any_org_node = "OR(" + ", ".join(f"'{o}.node'" for o in names) + ")"
-    config = ChannelConfig(
-        channel=channel,
-        sequence=0,
-        orgs=tuple(
-            OrgConfig(o, OrgMSP.from_pem((crypto_dir / o / "ca" / "ca.pem").read_bytes()).ca_cert_der) for o in names
-        ),
-        nodes=tuple(ChannelNode(n.name, n.org, n.p2p, orderer=True) for n in nodes),
-        batch=batch or BatchConfig(),
-        contracts=(ContractDefinition("assets", "1.0", any_org_node),),
-        admin_policy="MAJORITY(admin)",
-    )
-    admin_cert, admin_key = _admin(crypto_dir, names[0])
-    block = genesis_block(config, admin_cert_der=admin_cert, admin_key=admin_key, timestamp_ms=now * 1000)
-    (directory / "channel").mkdir(exist_ok=True)
-    genesis_path = directory / "channel" / f"{channel}.block"
-    write_genesis(genesis_path, block)
+    genesis_path = write_channel_genesis(directory, channel, names, nodes, batch=batch, now=now)
 
     for n in nodes:
         n.dir.mkdir(parents=True, exist_ok=True)
         node_dir = crypto_dir / n.org / "nodes" / n.name
-        doc = {
-            "node": {"name": n.name, "org": n.org, "data_dir": "data", "roles": list(n.roles)},
-            "identity": {
-                "cert": os.path.relpath(node_dir / "cert.pem", n.dir),
-                "key": os.path.relpath(node_dir / "key.pem", n.dir),
-            },
-            "channels": [{"name": channel, "genesis": os.path.relpath(genesis_path, n.dir)}],
-            "p2p": {
-                "listen": n.p2p if hosts is None else f"0.0.0.0:{HOST_P2P_PORT}",
-                **({} if hosts is None else {"advertise": n.p2p}),
-                "bootstrap": [f"{m.name}@{m.p2p}" for m in nodes if m is not n],
-                "network_id": f"secprivnode-{channel}",
-            },
-            "rpc": {"listen": n.rpc, "operations_listen": n.ops},
-            **(node_options or {}),
-        }
+        doc = node_config_doc(n, node_dir, channel, genesis_path, [f"{m.name}@{m.p2p}" for m in nodes if m is not n])
+        if hosts is not None:  # one host per node: listen on every interface, advertise the host
+            doc["p2p"] = {**doc["p2p"], "listen": f"0.0.0.0:{HOST_P2P_PORT}", "advertise": n.p2p}
+        doc.update(node_options or {})
         n.config.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     manifest = {
         "channel": channel,
+        "rpc_tls": rpc_tls,
         "nodes": [
             {"name": n.name, "org": n.org, "p2p": n.p2p, "rpc": n.rpc, "ops": n.ops, "roles": list(n.roles)}
             for n in nodes
@@ -213,6 +257,25 @@ def init_network(
     }
     (directory / NETWORK_FILE).write_text(yaml.safe_dump(manifest, sort_keys=False))
     return nodes
+
+
+def node_config_doc(
+    n: NetworkNode, node_crypto: Path, channel: str, genesis: Path, bootstrap: list[str]
+) -> dict[str, Any]:
+    """The ``node.yaml`` of a local network's node (paths relative to its directory)."""
+    rpc: dict[str, Any] = {"listen": n.rpc, "operations_listen": n.ops}
+    if n.tls:
+        rpc["tls"] = {"enabled": True}  # the node certificate: SANs localhost and the host's IP
+    return {
+        "node": {"name": n.name, "org": n.org, "data_dir": "data", "roles": list(n.roles)},
+        "identity": {
+            "cert": os.path.relpath(node_crypto / "cert.pem", n.dir),
+            "key": os.path.relpath(node_crypto / "key.pem", n.dir),
+        },
+        "channels": [{"name": channel, "genesis": os.path.relpath(genesis, n.dir)}],
+        "p2p": {"listen": n.p2p, "bootstrap": bootstrap, "network_id": f"secprivnode-{channel}"},
+        "rpc": rpc,
+    }
 
 
 def load_network(directory: Path) -> tuple[str, list[NetworkNode]]:
@@ -231,17 +294,20 @@ def load_network(directory: Path) -> tuple[str, list[NetworkNode]]:
             ops=d["ops"],
             config=directory / "nodes" / d["name"] / "node.yaml",
             roles=tuple(d.get("roles", ())),
+            ca_bundle=directory / CA_BUNDLE if doc.get("rpc_tls") else None,
         )
         for d in doc["nodes"]
     ]
     return doc["channel"], nodes
 
 
-def rpc_call(url: str, method: str, params: Any = None, *, timeout_s: float = 5.0) -> Any:
-    """One JSON-RPC call over HTTP; raises NetworkError with the server's message on error."""
+def rpc_call(
+    url: str, method: str, params: Any = None, *, timeout_s: float = 5.0, context: ssl.SSLContext | None = None
+) -> Any:
+    """One JSON-RPC call over HTTP(S); raises NetworkError with the server's message on error."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode()
     req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+    with urllib.request.urlopen(req, timeout=timeout_s, context=context) as resp:
         reply = json.loads(resp.read())
     if "error" in reply:
         err = reply["error"]
@@ -272,7 +338,7 @@ def _pid(node: NetworkNode) -> int | None:
 def node_healthy(node: NetworkNode, *, timeout_s: float = 2.0) -> bool:
     """Whether the node's operations endpoint answers /healthz with 200."""
     try:
-        with urllib.request.urlopen(node.ops_url + "healthz", timeout=timeout_s) as resp:
+        with urllib.request.urlopen(node.ops_url + "healthz", timeout=timeout_s, context=node.ssl_context()) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -326,7 +392,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
 def _leader(nodes: Sequence[NetworkNode]) -> str | None:
     for n in nodes:
         try:
-            status = rpc_call(n.rpc_url, "raft_status", timeout_s=2.0)
+            status = rpc_call(n.rpc_url, "raft_status", timeout_s=2.0, context=n.ssl_context())
         except (NetworkError, urllib.error.URLError, OSError, ValueError):
             continue
         if status.get("leader"):

@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import signal
+import ssl
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from aiohttp import web
 from crypto.batch import BatchVerifier
 from crypto.msp import MSP, Identity, IdentityError, Role
 from crypto.signing import BACKEND_ENV, PrivateKey, PublicKey
+from crypto.tls import TLS_VERSIONS, build_context
 from p2p.gossip.core import GossipCore
 from p2p.gossip.service import GossipService
 from p2p.transport import Transport
@@ -44,6 +46,7 @@ from secprivnode.ops import create_ops_app
 from secprivnode.rpc.server import RpcLimits, create_rpc_app, run_rpc_server
 from secprivnode.service import LocalNodeService
 from storage.kv import Database
+from storage.model import ChannelConfig
 from storage.writer import set_write_failure_handler
 
 __all__ = ["Node", "NodeStartError", "run_node"]
@@ -82,6 +85,33 @@ class _GossipStore:
         self._ch.gossip_deliver(blocks)
 
 
+def rpc_tls_context(config: NodeConfig) -> ssl.SSLContext | None:
+    """The server context of the RPC and operations listeners (``rpc.tls``), or ``None`` for plain HTTP.
+
+    The certificate defaults to the node's own (its SANs name the host clients dial); with
+    ``client_ca`` clients must present a certificate that CA bundle issued (mutual TLS).
+    """
+    tls = config.rpc.tls
+    if not tls.enabled:
+        return None
+    cert_path = tls.cert or config.identity.cert
+    key_path = tls.key or config.identity.key
+    try:
+        cert_pem = cert_path.read_bytes()
+        key = PrivateKey.from_pem(key_path.read_bytes())
+        client_cas = tls.client_ca.read_text() if tls.client_ca is not None else ""
+        return build_context(
+            server=True,
+            cas_pem=client_cas,
+            cert_pem=cert_pem,
+            key=key,
+            require_peer_cert=tls.client_ca is not None,
+            minimum=TLS_VERSIONS[tls.min_version],
+        )
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise NodeStartError(f"rpc.tls: cannot load the TLS certificate, key or client CA: {exc}") from exc
+
+
 def _load_identity(config: NodeConfig) -> tuple[Identity, PrivateKey, bytes]:
     try:
         cert_pem = config.identity.cert.read_bytes()
@@ -107,6 +137,7 @@ class Node:
         self.config = config
         self.metrics = NodeMetrics()
         self.channels: dict[str, ChannelRuntime] = {}
+        self._members: dict[str, tuple[ChannelConfig, frozenset[str]]] = {}  # channel -> (config, node names)
         self.rpc_port = 0
         self.ops_port = 0
         self.p2p_port = 0
@@ -227,6 +258,7 @@ class Node:
             resolve_key=self._orderer_key,
             validate_cert=self._validate_node_cert,
             rng=random.Random(rng.getrandbits(64)),
+            is_member=self._channel_member,
         )
         # Wall-clock milliseconds: the core also judges certificate validity with this clock.
         gossip = GossipService(transport, core, clock_ms=lambda: time.time_ns() // 1_000_000, connect_discovered=True)
@@ -241,22 +273,25 @@ class Node:
         # RPC and operations
         self.service = LocalNodeService(cfg, self.channels, self.gateway, transport, lambda: (ident.cert_der, key))
         limits = RpcLimits(max_body_bytes=cfg.rpc.max_body_bytes, max_batch_len=cfg.rpc.max_batch)
-        await self._serve(create_rpc_app(self.service, limits=limits, metrics=self.metrics), cfg.rpc.listen, "rpc")
-        await self._serve(create_ops_app(self.service, self.metrics.registry), cfg.rpc.operations_listen, "ops")
+        tls = rpc_tls_context(cfg)
+        rpc_app = create_rpc_app(self.service, limits=limits, metrics=self.metrics)
+        await self._serve(rpc_app, cfg.rpc.listen, "rpc", tls)
+        await self._serve(create_ops_app(self.service, self.metrics.registry), cfg.rpc.operations_listen, "ops", tls)
         log.info(
-            "node %s (%s) up: p2p :%d, rpc :%d, ops :%d, channels %s",
+            "node %s (%s) up: p2p :%d, rpc :%d, ops :%d (%s), channels %s",
             ident.name,
             ident.org,
             self.p2p_port,
             self.rpc_port,
             self.ops_port,
+            "https" if tls is not None else "http",
             ", ".join(self.channels),
         )
 
-    async def _serve(self, app: web.Application, listen: str, which: str) -> None:
+    async def _serve(self, app: web.Application, listen: str, which: str, tls: ssl.SSLContext | None) -> None:
         host, port = parse_hostport(listen, which)
         try:
-            runner, bound = await run_rpc_server(app, host, port)
+            runner, bound = await run_rpc_server(app, host, port, ssl_context=tls)
         except OSError as exc:
             raise NodeStartError(f"cannot listen for {which} on {listen}: {exc.strerror}") from exc
         self._stack.push_async_callback(runner.cleanup)
@@ -287,6 +322,19 @@ class Node:
         if node is None or not node.orderer or node.org != ident.org:
             return None
         return ident.public_key
+
+    def _channel_member(self, channel: str, node_id: str) -> bool:
+        """Whether ``node_id`` is listed in ``channel``'s latest configuration (gossip serves and
+        accepts a channel's blocks only between its members)."""
+        ch = self.channels.get(channel)
+        cfg = None if ch is None else ch.view.config()
+        if cfg is None:
+            return False
+        cached = self._members.get(channel)
+        if cached is None or cached[0] is not cfg:
+            cached = (cfg, frozenset(n.name for n in cfg.nodes))
+            self._members[channel] = cached
+        return node_id in cached[1]
 
     def _on_raft(self, peer: str, payload: Any) -> None:
         try:

@@ -31,7 +31,7 @@ from typing import Any
 
 from storage.kv import Database
 from storage.ledger import ChannelLedger
-from storage.model import ValidationCode, Version
+from storage.model import ReadWriteSet, ValidationCode, Version
 
 __all__ = ["Op", "Report", "check", "latency_figures", "load_history"]
 
@@ -83,6 +83,28 @@ class NodeLedger:
     replay_diff: list[str]  # world state entries the replay does not reproduce
 
 
+def _replay_rwset(
+    rwset: ReadWriteSet,
+    tid: str,
+    number: int,
+    index: int,
+    replay: dict[tuple[str, str], tuple[bytes, Version]],
+    stale: list[str],
+) -> None:
+    """Check a VALID transaction's reads against the replay, then apply its writes."""
+    ns = rwset.namespace
+    for r in rwset.reads:
+        seen = replay.get((ns, r.key))
+        expected = seen[1] if seen else None
+        if (tuple(r.version) if r.version is not None else None) != expected:
+            stale.append(f"{tid} in block {number} read {ns}/{r.key} at {r.version}, replay has {expected}")
+    for w in rwset.writes:
+        if w.value is None:
+            replay.pop((ns, w.key), None)
+        else:
+            replay[(ns, w.key)] = (w.value, (number, index))
+
+
 def read_ledger(name: str, data_dir: Path, channel: str) -> NodeLedger:
     """Read a stopped node's chain, replay it, and compare the replay with its world state."""
     with Database(data_dir / "ledger", create=False) as db:
@@ -99,17 +121,8 @@ def read_ledger(name: str, data_dir: Path, channel: str) -> NodeLedger:
                 txs.append((number, index, tid, code))
                 if code is not ValidationCode.VALID:
                     continue
-                ns = tx.rwset.namespace
-                for r in tx.rwset.reads:
-                    seen = replay.get((ns, r.key))
-                    expected = seen[1] if seen else None
-                    if (tuple(r.version) if r.version is not None else None) != expected:
-                        stale.append(f"{tid} in block {number} read {ns}/{r.key} at {r.version}, replay has {expected}")
-                for w in tx.rwset.writes:
-                    if w.value is None:
-                        replay.pop((ns, w.key), None)
-                    else:
-                        replay[(ns, w.key)] = (w.value, (number, index))
+                for rwset in (tx.rwset, *tx.extra_rwsets):  # the called contracts' namespaces too
+                    _replay_rwset(rwset, tid, number, index, replay, stale)
         state: dict[tuple[str, str], tuple[bytes, Version]] = {}
         for ns in {ns for ns, _ in replay}:
             for key, value, version in ledger.get_range(ns, "", ""):
