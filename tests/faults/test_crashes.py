@@ -49,9 +49,7 @@ def test_kill_loop_under_load(tmp_path: Path) -> None:
             bed.wait_acked(history, ACKED_PER_ROUND, timeout_s=90)
             bed.restart(victim.name)
         bed.wait_acked(history, ACKED_PER_ROUND, timeout_s=90)
-        bed.stop_workload(load)
-        report = bed.drain_and_check(history)
-        assert report.ok, report.text()
+        bed.finish(load, history)
 
 
 def test_paused_leader_does_not_disturb_and_catches_up(tmp_path: Path) -> None:
@@ -77,9 +75,7 @@ def test_paused_leader_does_not_disturb_and_catches_up(tmp_path: Path) -> None:
         wait_until(lambda: old.rpc.raft_status().get("leader") == new.name, 30, what=f"{old.name} follows {new.name}")
         bed.sync_blocks(timeout_s=60)
         bed.wait_acked(history, ACKED_PER_ROUND, timeout_s=90)
-        bed.stop_workload(load)
-        report = bed.drain_and_check(history)
-        assert report.ok, report.text()
+        bed.finish(load, history)
 
 
 def test_wiped_data_dir_catches_up(tmp_path: Path) -> None:
@@ -94,6 +90,4 @@ def test_wiped_data_dir_catches_up(tmp_path: Path) -> None:
         bed.log.info("%s restarted with an empty data directory", victim.name)
         bed.sync_blocks(timeout_s=90)
         bed.wait_acked(history, ACKED_PER_ROUND, timeout_s=90)
-        bed.stop_workload(load)
-        report = bed.drain_and_check(history)
-        assert report.ok, report.text()
+        bed.finish(load, history)

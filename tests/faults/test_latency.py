@@ -48,6 +48,4 @@ def test_latency_and_loss_keep_committing(tmp_path: Path) -> None:
         print(f"\nclean link:            {clean}\n100±50 ms, 5% loss:    {slow}")
         bed.log.info("clean %s; impaired %s", clean, slow)
         assert slow["acked"] > 0
-        bed.stop_workload(load)
-        report = bed.drain_and_check(history)
-        assert report.ok, report.text()
+        bed.finish(load, history)

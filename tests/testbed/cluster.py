@@ -284,6 +284,13 @@ class Testbed(CityTest):
         log.info("workload outcomes: %s", counts)
         return counts
 
+    def finish(self, load: subprocess.Popen[str], history: Path) -> Report:
+        """Stop the workload, drain, check the history; fail the test with the report if it fails."""
+        self.stop_workload(load)
+        report = self.drain_and_check(history)
+        assert report.ok, report.text()
+        return report
+
     def drain_and_check(self, history: Path, timeout_s: float = 120.0) -> Report:
         """Wait for equal tips, kill every node, and check the history against their ledgers."""
         for name in list(self.paused):
