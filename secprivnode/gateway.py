@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from consensus.orderer.errors import OrdererError
@@ -50,6 +51,10 @@ from storage.model import (
     Response,
     Transaction,
 )
+from storage.privstate import WriteSet
+
+# Sends an endorsement's private write sets to member nodes; raises Overloaded when too few took them.
+Disseminate = Callable[[str, Sequence[WriteSet]], Awaitable[None]]
 
 __all__ = ["Gateway", "rejection_to_error"]
 
@@ -114,6 +119,7 @@ class Gateway:
         *,
         gateway: bool = True,
         endorser: bool = True,
+        disseminate: Disseminate | None = None,
     ) -> None:
         self._name = node_name
         self._org = org
@@ -123,6 +129,7 @@ class Gateway:
         self._plans: dict[tuple[str, int, str, frozenset[str]], tuple[str, ...]] = {}
         self._is_gateway = gateway  # accepts client submissions
         self._is_endorser = endorser  # runs contracts for proposals
+        self._disseminate = disseminate  # private write sets to member nodes (secprivnode.privnet)
 
     def channel(self, name: str) -> ChannelRuntime:
         ch = self._channels.get(name)
@@ -191,8 +198,11 @@ class Gateway:
                 raise MalformedError("transient map must map strings to bytes")
             proposal = Proposal(proposal.header, proposal.contract, proposal.function, proposal.args, transient)
             res = ch.endorser.endorse(proposal, sig)
+            await self._private(ch, res)
         except ProposalRejected as exc:
             return wire.err(exc.code.value, exc.message)
+        except Overloaded as exc:
+            return wire.err("Overloaded", exc.message)
         except (MalformedError, EncodingError, ValueError, TypeError) as exc:
             return wire.err(RejectCode.BAD_PROPOSAL.value, str(exc))
         except ServiceError as exc:
@@ -242,9 +252,16 @@ class Gateway:
 
     async def _endorse_local(self, ch: ChannelRuntime, proposal: Proposal, sig: bytes) -> EndorsementResult:
         try:
-            return ch.endorser.endorse(proposal, sig)
+            res = ch.endorser.endorse(proposal, sig)
         except ProposalRejected as exc:
             raise rejection_to_error(exc) from exc
+        await self._private(ch, res)
+        return res
+
+    async def _private(self, ch: ChannelRuntime, res: EndorsementResult) -> None:
+        """Disseminate the endorsement's private writes before it is answered (required peers)."""
+        if res.private and self._disseminate is not None:
+            await self._disseminate(ch.name, res.private)
 
     # ------------------------------------------------------------------ ordering
     async def order(self, ch: ChannelRuntime, tx_bytes: bytes) -> None:
