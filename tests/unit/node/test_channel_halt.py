@@ -61,6 +61,7 @@ class Setup:
 @pytest.fixture
 async def setup(chain: Chain, tmp_path: Path) -> AsyncIterator[Setup]:
     member = chain.pki[NODE]
+    (tmp_path / "node").mkdir()  # the data directory, whose free space the health check reads
     cfg = NodeConfig(
         node=NodeSection(member.identity.name, member.identity.org, tmp_path / "node", roles=("committer",)),
         identity=IdentitySection(tmp_path / "unused.pem", tmp_path / "unused.key"),
