@@ -55,11 +55,13 @@ from secprivnode.api import Event
 from secprivnode.config import NodeConfig
 from secprivnode.contracts.runtime import ContractRegistry
 from secprivnode.metrics import NodeMetrics
+from secprivnode.metrics_feed import LeaderChanges
 from secprivnode.pipeline.committer import CommitResult, Committer
 from secprivnode.pipeline.endorser import Endorser
 from secprivnode.pipeline.errors import AlreadyCommitted, BlockRejected
 from secprivnode.pipeline.membership import ChannelView
 from secprivnode.pipeline.sigcache import SigCache
+from secprivnode.pipeline.standing import ever_listed, exclusion_reason
 from secprivnode.pipeline.validator import BlockValidator
 from storage.errors import StorageError
 from storage.kv import Database
@@ -84,6 +86,11 @@ SUBSCRIBER_QUEUE_MAX = 1024
 MEMBERSHIP_CHECK_S = 0.5
 # A learner is promoted once it is within this many entries of the leader's commit index.
 PROMOTE_LAG_ENTRIES = 8
+# How long a node keeps its link to a node the configuration just removed: long enough for the
+# removed node to receive the block that removes it (a Raft heartbeat carries the commit index
+# every few hundred ms; gossip pulls every second), so it can tell it was removed. New connections
+# from it are refused at once: the transport validates peers against the current MSP.
+REMOVED_PEER_LINGER_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +191,9 @@ class ChannelRuntime:
         self.orderer: OrderingService | None = None
         self._publish: Callable[[str, int, bytes], None] | None = None
         self._config_nodes: set[str] = set()
+        # Why this node is no longer a member of the channel (removed or revoked), or None.
+        self.excluded: str | None = None
+        self._was_member = False  # listed by some committed configuration (set by _apply_config)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, publish: Callable[[str, int, bytes], None] | None) -> None:
@@ -242,6 +252,7 @@ class ChannelRuntime:
             self._cfg.raft.tick_ms / 1000,
             restore=self._restore_raft,
             on_violation=lambda peer, exc: self._transport.penalise(peer, f"Raft protocol violation: {exc}"),
+            on_leader=LeaderChanges(self._metrics, self.name),
         )
         self.orderer = OrderingService(
             channel=self.name,
@@ -513,15 +524,34 @@ class ChannelRuntime:
         """Dial the channel's other nodes; drop removed ones; trust the orgs' current CAs and CRLs."""
         me = self._identity.name
         names = {n.name for n in cfg.nodes}
+        if initial:
+            self._was_member = ever_listed(self.ledger, me)
+        self._was_member = self._was_member or cfg.node(me) is not None
+        reason = exclusion_reason(cfg, self._identity, int(time.time()), was_member=self._was_member)
+        if reason is not None:
+            if self.excluded is None:
+                log.error("channel %s: %s; this node no longer accepts transactions for it", self.name, reason)
+            self.excluded = reason
+            for n in self._config_nodes | names:
+                self._transport.remove_peer(n)  # nobody will talk to us: stop dialling them
+            self._config_nodes = set()
+            return
         for n in cfg.nodes:
             if n.name != me:
                 self._transport.add_peer(n.name, n.address)
-        for gone in self._config_nodes - names:
-            self._transport.remove_peer(gone)
+        gone = self._config_nodes - names
+        if gone and not initial:
+            self._tasks.append(asyncio.create_task(self._drop_later(gone), name=f"{self.name}-drop-removed"))
         self._config_nodes = names
         if not initial:
             self._transport.refresh_trust()
             log.info("channel %s: configuration sequence %d applied", self.name, cfg.sequence)
+
+    async def _drop_later(self, gone: set[str]) -> None:
+        await asyncio.sleep(REMOVED_PEER_LINGER_S)
+        for name in gone:
+            if name not in self._config_nodes:
+                self._transport.remove_peer(name)
 
     # ------------------------------------------------------------------ waiting and events
     def wait_for(self, tx_id: bytes) -> asyncio.Future[TxOutcome]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from consensus.orderer.errors import OrdererError
@@ -40,6 +41,7 @@ from secprivnode.api import (
 from secprivnode.channel import ChannelRuntime
 from secprivnode.contracts.config_contract import contract_policy
 from secprivnode.contracts.policy import PolicyUnsatisfiable, plan
+from secprivnode.metrics import NodeMetrics
 from secprivnode.pipeline.endorser import EndorsementResult
 from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
 from storage.model import (
@@ -97,6 +99,7 @@ class Gateway:
         *,
         gateway: bool = True,
         endorser: bool = True,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self._name = node_name
         self._org = org
@@ -106,6 +109,7 @@ class Gateway:
         self._plans: dict[tuple[str, int, str, frozenset[str]], tuple[str, ...]] = {}
         self._is_gateway = gateway  # accepts client submissions
         self._is_endorser = endorser  # runs contracts for proposals
+        self._metrics = metrics
 
     def channel(self, name: str) -> ChannelRuntime:
         ch = self._channels.get(name)
@@ -164,13 +168,14 @@ class Gateway:
         try:
             channel, prop_obj, sig, transient = payload
             ch = self.channel(channel)
+            self.require_member(ch)
             proposal = Proposal.from_obj(prop_obj)
             if not isinstance(sig, bytes) or not isinstance(transient, dict):
                 raise MalformedError("bad signature or transient map")
             if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in transient.items()):
                 raise MalformedError("transient map must map strings to bytes")
             proposal = Proposal(proposal.header, proposal.contract, proposal.function, proposal.args, transient)
-            res = ch.endorser.endorse(proposal, sig)
+            res = self._timed_endorse(ch, proposal, sig)
         except ProposalRejected as exc:
             return wire.err(exc.code.value, exc.message)
         except (MalformedError, EncodingError, ValueError, TypeError) as exc:
@@ -200,9 +205,17 @@ class Gateway:
         stored = Proposal(proposal.header, proposal.contract, proposal.function, proposal.args)
         return Transaction(stored, sig, first.response, first.rwset, tuple(r.endorsement for r in results))
 
+    def _timed_endorse(self, ch: ChannelRuntime, proposal: Proposal, sig: bytes) -> EndorsementResult:
+        """Endorse with this node's endorser, timing successful endorsements."""
+        t0 = time.perf_counter()
+        res = ch.endorser.endorse(proposal, sig)
+        if self._metrics is not None:
+            self._metrics.endorse_latency.labels(channel=ch.name).observe(time.perf_counter() - t0)
+        return res
+
     async def _endorse_local(self, ch: ChannelRuntime, proposal: Proposal, sig: bytes) -> EndorsementResult:
         try:
-            return ch.endorser.endorse(proposal, sig)
+            return self._timed_endorse(ch, proposal, sig)
         except ProposalRejected as exc:
             raise rejection_to_error(exc) from exc
 
@@ -263,14 +276,25 @@ class Gateway:
         if not self._is_gateway:
             raise Unauthorized(f"{self._name} does not have the gateway role: submit through a gateway node")
 
+    @staticmethod
+    def require_member(ch: ChannelRuntime) -> None:
+        """Refuse writes on a channel this node was removed from (or whose CRL revokes it)."""
+        if ch.excluded is not None:
+            raise TxRejected(
+                f"this node no longer serves writes on channel {ch.name}: {ch.excluded}",
+                {"reason": "node_not_member", "detail": ch.excluded},
+            )
+
     async def submit(self, proposal: Proposal, sig: bytes, *, wait: bool, timeout_s: float) -> SubmitResult:
         self.require_gateway()
         ch = self.channel(proposal.header.channel)
+        self.require_member(ch)
         tx = await self.endorse(proposal, sig)
         tx_bytes = tx.encode()
         tx_id = tx.tx_id
         fut = ch.wait_for(tx_id) if wait else None
         try:
+            t0 = time.perf_counter()
             await self.order(ch, tx_bytes)
             if fut is None:
                 return SubmitResult(tx_id, response=_response_json(tx.response))
@@ -278,9 +302,11 @@ class Gateway:
                 outcome = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
             except TimeoutError as exc:
                 raise TimeoutError_(
-                    f"transaction {tx_id.hex()} not committed within {timeout_s}s (it may still commit)",
+                    f"transaction 0x{tx_id.hex()} not committed within {timeout_s}s (it may still commit)",
                     {"tx_id": "0x" + tx_id.hex()},
                 ) from exc
+            if self._metrics is not None:
+                self._metrics.order_latency.labels(channel=ch.name).observe(time.perf_counter() - t0)
             return SubmitResult(tx_id, outcome.block_number, outcome.code, _response_json(tx.response))
         finally:
             if fut is not None:

@@ -54,6 +54,7 @@ __all__ = [
     "rpc_call",
     "spawn_node",
     "start_node",
+    "stop_node",
 ]
 
 NETWORK_FILE = "network.yaml"

@@ -40,6 +40,7 @@ from secprivnode.gateway import Gateway
 from secprivnode.genesis import read_genesis
 from secprivnode.memory import tune_allocator
 from secprivnode.metrics import NodeMetrics
+from secprivnode.metrics_feed import feed_channel, feed_node
 from secprivnode.ops import create_ops_app
 from secprivnode.rpc.server import RpcLimits, create_rpc_app, run_rpc_server
 from secprivnode.service import LocalNodeService
@@ -189,6 +190,9 @@ class Node:
                 verifier=verifier,
                 rng=rng,
             )
+        feed_node(self.metrics, transport.connected_peers)
+        for name, ch in self.channels.items():
+            feed_channel(self.metrics, name, ch.raft_status)
         self.gateway = Gateway(
             ident.name,
             ident.org,
@@ -196,6 +200,7 @@ class Node:
             transport,
             gateway=cfg.has_role("gateway"),
             endorser=cfg.has_role("endorser"),
+            metrics=self.metrics,
         )
         transport.register_app_handler(wire.RAFT, self._on_raft)
         transport.register_request_handler(wire.SUBMIT, self._on_submit)

@@ -100,11 +100,13 @@ class LocalNodeService:
         return self._ch(channel).raft_status()
 
     async def health(self) -> dict[str, tuple[bool, str]]:
-        """Liveness of what clients rely on: ledgers open, a Raft leader known where this node
-        orders (without one, submissions fail), and peers connected when the channel has any."""
+        """Liveness of what clients rely on: ledgers open, still a member of each channel (not
+        removed, not revoked), a Raft leader known where this node orders (without one,
+        submissions fail), and peers connected when the channel has any."""
         checks: dict[str, tuple[bool, str]] = {}
         for name, ch in self._channels.items():
             checks[f"ledger:{name}"] = (True, f"height {ch.ledger.height}")
+            checks[f"membership:{name}"] = (ch.excluded is None, ch.excluded or "a member of the channel")
             if ch.orderer is not None:
                 st = ch.raft_status()
                 leader = st["leader"]
@@ -230,6 +232,7 @@ class LocalNodeService:
         """Order a channel config update approved by ``signatures`` of channel admins."""
         self._gateway.require_gateway()
         ch = self._ch(channel)
+        self._gateway.require_member(ch)
         try:
             new = decode_config(config_obj)
             check_config(new, channel=ch.name)

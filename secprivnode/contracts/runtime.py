@@ -161,11 +161,13 @@ def simulate(
     proposal: Proposal,
     state: StateReader,
     caller: Caller,
-    block_timestamp_ms: int,
+    last_block_time_ms: int,
     *,
     read_only: bool = False,
 ) -> tuple[Response, ReadWriteSet]:
-    """Run ``proposal`` on committed ``state``; an error response comes with an empty rwset."""
+    """Run ``proposal`` on committed ``state``; an error response comes with an empty rwset.
+
+    ``last_block_time_ms`` is the timestamp of the latest block committed to ``state``."""
     ns = contract.name
     where = f"{ns}.{proposal.function}"
     spec = contract.functions.get(proposal.function)
@@ -185,7 +187,7 @@ def simulate(
         ns,
         tx_id=proposal.tx_id,
         caller=caller,
-        block_timestamp_ms=block_timestamp_ms,
+        last_block_time_ms=last_block_time_ms,
         args=proposal.args,
         transient=proposal.transient,
         read_only=read_only or spec.read_only,

@@ -10,8 +10,12 @@ re-run them and detect phantoms; history reads are not recorded (history is appe
 protected by MVCC, as in Fabric).
 
 Everything a contract sees is deterministic: committed state, the proposal's canonical args and
-transient map, the creator's identity, the tx id and the timestamp of the latest committed block
-(set by the ordering leader). Contracts must not read the wall clock, use randomness, floats,
+transient map, the creator's identity, the tx id and ``last_block_time_ms``: the timestamp (set by
+the ordering leader) of the latest block the endorser had committed when it ran the proposal. It
+is *not* the time of the block the transaction will land in: under execute-order-validate that
+block does not exist yet when the contract runs. Block times never decrease, so the
+transaction's own block time is at or after ``last_block_time_ms``; every endorser of a policy
+must have the same tip for their results to match. Contracts must not read the wall clock, use randomness, floats,
 threads, I/O or global mutable state: two endorsers running the same proposal on the same state
 must produce byte-identical read/write sets, or their endorsements cannot be combined. Python
 cannot enforce that; the stub refuses what it can (floats in values, bad keys, oversized data).
@@ -144,7 +148,7 @@ class Stub:
         *,
         tx_id: bytes,
         caller: Caller,
-        block_timestamp_ms: int,
+        last_block_time_ms: int,
         args: tuple[Any, ...],
         transient: Mapping[str, bytes] | None = None,
         read_only: bool = False,
@@ -153,7 +157,7 @@ class Stub:
         self.namespace = namespace
         self.tx_id = tx_id
         self.caller = caller
-        self.block_timestamp_ms = block_timestamp_ms
+        self.last_block_time_ms = last_block_time_ms
         self.args = args
         self.transient: Mapping[str, bytes] = dict(transient or {})
         self.read_only = read_only
@@ -162,6 +166,12 @@ class Stub:
         self._ranges: list[RangeRead] = []
         self._range_keys = 0
         self._events: list[tuple[str, bytes]] = []
+
+    @property
+    def block_timestamp_ms(self) -> int:
+        """The same value as :attr:`last_block_time_ms` (its earlier name): the latest committed
+        block's time when the proposal was simulated, not the transaction's own block time."""
+        return self.last_block_time_ms
 
     # ---- reads ------------------------------------------------------------------------------
 

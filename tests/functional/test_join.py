@@ -4,17 +4,21 @@ An org admin issues a node certificate, the channel admins admit the node by a c
 update (as a peer and an orderer), and the new node starts with only its identity, the channel's
 genesis block and a seed peer. It catches up by state transfer, becomes a Raft voter, and serves
 queries and endorsements. Removing it and revoking its certificate cuts it off: the others drop it
-from Raft, refuse its connections, and it receives no further blocks.
+from Raft, refuse its connections, and it receives no further blocks; a removed node left running
+says so in its log and /healthz and refuses transactions. By default `node remove` stops a local
+node and takes it out of network.yaml, so `network up` afterwards starts only the members.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 from framework import CityTest, TestNode, wait_until
 
+from secprivnode.client import TxRejected
 from secprivnode.network import load_network
 
 pytestmark = pytest.mark.functional
@@ -62,9 +66,10 @@ class JoinAndRemoveTest(CityTest):
         assert any(e.startswith("transport/transport-node2") for e in tx["endorsers"]), tx["endorsers"]
         self.sync_blocks()
 
-        self.log.info("remove it and revoke its certificate")
-        out = self.cli("node", "remove", "--dir", str(self.dir), "--name", "transport-node2")
+        self.log.info("remove it and revoke its certificate, leaving its process running")
+        out = self.cli("node", "remove", "--dir", str(self.dir), "--name", "transport-node2", "--keep-running")
         assert out.returncode == 0, out.stderr
+        assert new.running(), "--keep-running leaves the process alone"
         others = [n for n in self.nodes if n is not new]
         leader = self.leader(among=others)
         wait_until(
@@ -75,6 +80,22 @@ class JoinAndRemoveTest(CityTest):
             lambda: all("transport-node2" not in {p["name"] for p in n.rpc.node_peers()} for n in others),
             what="every node dropping the removed node",
         )
+        self.log.info("the removed node knows: a failing membership check, writes refused, one log line")
+        _status, body = wait_until(
+            lambda: (r := new.ops_get("/healthz"))[0] == 503 and r, what="removed node unhealthy"
+        )
+        health = json.loads(body)
+        assert "membership:city" in health["failing"], health
+        assert (
+            "removed from channel city" in health["checks"]["membership:city"]["detail"]
+            or "revoked" in (health["checks"]["membership:city"]["detail"])
+        ), health
+        with new.client(self.identity("transport")) as c, pytest.raises(TxRejected) as refused:
+            c.invoke("assets", "put", "after-removal", b"\x01")
+        assert "no longer serves writes on channel city" in str(refused.value), refused.value
+        assert new.log_tail(400).count("no longer accepts transactions") == 1, new.log_tail()
+        assert wait_until(lambda: new.rpc.node_peers() == [], what="the removed node stops dialling")
+
         cut_at = new.height()
         with others[0].client(self.identity("council")) as c:
             for i in range(3):
@@ -83,7 +104,63 @@ class JoinAndRemoveTest(CityTest):
         assert final >= cut_at + 3
         assert new.height() == cut_at, "a removed, revoked node must not receive new blocks"
         self.log.info("others at height %d, the removed node stays at %d", final, cut_at)
+        new.stop()
+        for n in others:
+            refusals = [ln for ln in n.log_tail(5000).splitlines() if "refusing connection" in ln and "node2" in ln]
+            assert len(refusals) <= 1, f"{n.name} keeps logging refusals of the removed node: {refusals}"
+
+
+class RemoveThenRestartTest(CityTest):
+    """`node remove` stops a local node and forgets it, so the network restarts without it."""
+
+    def run_test(self) -> None:
+        d = str(self.dir)
+        self.log.info("admit health-node2 as an orderer and start it with `network up`")
+        out = self.cli("node", "join", "--dir", d, "--org", "health", "--orderer")
+        assert out.returncode == 0, out.stderr
+        out = self.cli("network", "up", "--dir", d)
+        assert out.returncode == 0, out.stderr
+        spec = next(s for s in load_network(self.dir)[1] if s.name == "health-node2")
+        pid = int(spec.pid_file.read_text())
+        assert pid_alive(pid)
+        leader = self.leader()
+        wait_until(lambda: "health-node2" in leader.rpc.raft_status()["voters"], what="promotion to voter")
+
+        self.log.info("remove it: its process stops and the network files forget it")
+        out = self.cli("node", "remove", "--dir", d, "--name", "health-node2")
+        assert out.returncode == 0, out.stderr
+        wait_until(lambda: not pid_alive(pid), what="the removed node's process exiting")
+        assert "health-node2" not in {s.name for s in load_network(self.dir)[1]}
+        out = self.cli("network", "status", "--dir", d, "--json")
+        assert out.returncode == 0, out.stderr
+        assert "health-node2" not in {n["name"] for n in json.loads(out.stdout)["nodes"]}
+
+        self.log.info("`network down` then `network up` brings the remaining nodes back")
+        out = self.cli("network", "down", "--dir", d)
+        assert out.returncode == 0, out.stderr
+        for n in self.nodes:
+            n.wait_exit()
+        try:
+            out = self.cli("network", "up", "--dir", d, "--timeout", "90")
+            assert out.returncode == 0, out.stdout + out.stderr
+            with self.nodes[0].client(self.identity("council")) as c:
+                assert c.invoke("assets", "put", "after-restart", b"\x02").valid
+        finally:
+            self.cli("network", "down", "--dir", d)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie awaiting its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def test_join_with_certificate_then_remove(tmp_path: Path) -> None:
     JoinAndRemoveTest().main(tmp_path)
+
+
+def test_remove_stops_the_node_and_network_up_succeeds(tmp_path: Path) -> None:
+    RemoveThenRestartTest().main(tmp_path)
