@@ -218,8 +218,22 @@ class LocalNodeService:
         return {"tx_id": tx_id, "status": "pending" if ch.is_awaited(tx_id) else "unknown"}
 
     async def contract_list(self, channel: str | None) -> list[dict[str, Any]]:
-        cfg = self._ch(channel).view.require_config()
-        return [{"name": c.name, "version": c.version, "policy": c.policy} for c in cfg.contracts]
+        """The channel's contract definitions, with what this node has installed of each: its
+        version (``None`` when not installed here) and its functions."""
+        ch = self._ch(channel)
+        out = []
+        for c in ch.view.require_config().contracts:
+            installed = ch.endorser.contracts.get(c.name)
+            out.append(
+                {
+                    "name": c.name,
+                    "version": c.version,
+                    "policy": c.policy,
+                    "installed": None if installed is None else (installed.version or c.version),
+                    "functions": [] if installed is None else [f.describe() for f in installed.functions.values()],
+                }
+            )
+        return out
 
     async def config_get(self, channel: str | None) -> dict[str, Any]:
         ch = self._ch(channel)

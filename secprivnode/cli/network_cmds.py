@@ -34,7 +34,7 @@ def register(cli: click.Group) -> None:
     @network_group.command("init")
     @_DIR
     @click.option("--orgs", type=click.IntRange(1, 32), default=3, show_default=True, help="Organisations.")
-    @click.option("--nodes-per-org", type=click.IntRange(1, 8), default=1, show_default=True)
+    @click.option("--nodes-per-org", type=click.IntRange(1, 8), default=1, show_default=True, help="Nodes per org.")
     @click.option("--channel", default="city", show_default=True, help="Channel name.")
     @click.option(
         "--base-port",

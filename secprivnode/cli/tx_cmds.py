@@ -32,8 +32,15 @@ def _target_options(fn: F) -> F:
 
 def _identity_options(fn: F) -> F:
     fn = click.option("--identity", default=None, help="org/user inside --dir (default: first org's client1).")(fn)
-    fn = click.option("--cert", type=click.Path(dir_okay=False, path_type=Path), default=None)(fn)
-    fn = click.option("--key", type=click.Path(dir_okay=False, path_type=Path), default=None)(fn)
+    fn = click.option(
+        "--cert",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Client certificate (PEM) instead of --identity; with --key.",
+    )(fn)
+    fn = click.option(
+        "--key", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Private key (PEM) of --cert."
+    )(fn)
     return fn
 
 
@@ -171,7 +178,7 @@ def register(cli: click.Group) -> None:
         with Client(_url(directory, node_name, url), ident, channel) as c:
             res = _run(lambda: c.invoke(contract, function, *args, wait=wait))
         out = {
-            "tx_id": res.tx_id.hex(),
+            "tx_id": "0x" + res.tx_id.hex(),  # the form chain block / chain tx / JSON-RPC use
             "block": res.block_number,
             "code": res.code,
             "response": _decoded(res.response),
@@ -213,13 +220,35 @@ def register(cli: click.Group) -> None:
         with Client(_url(directory, node_name, url), None, channel) as c:
             click.echo(_run(c.height))
 
-    @chain_group.command("block")
+    # "-1" must reach NUMBER as an argument, not be taken for an unknown option.
+    @chain_group.command("block", context_settings={"ignore_unknown_options": True})
     @_target_options
-    @click.argument("number", type=click.IntRange(0))
+    @click.argument("number", type=int)
     def block(directory: Path, node_name: str | None, url: str | None, channel: str | None, number: int) -> None:
-        """Show block NUMBER."""
+        """Show block NUMBER; a negative NUMBER counts back from the tip (-1 is the latest block)."""
         with Client(_url(directory, node_name, url), None, channel) as c:
+            if number < 0:
+                height = _run(c.height)
+                if height + number < 0:
+                    raise click.ClickException(f"block {number}: the chain has only {height} blocks")
+                number += height
             _show(_run(lambda: c.get_block(number)))
+
+    @chain_group.command("contracts")
+    @_target_options
+    @click.option("--json", "as_json", is_flag=True, help="Print the node's contract_list answer as JSON.")
+    def contracts(directory: Path, node_name: str | None, url: str | None, channel: str | None, as_json: bool) -> None:
+        """List the channel's contracts (definition and policy) and their functions on the node."""
+        with Client(_url(directory, node_name, url), None, channel) as c:
+            listed = _run(lambda: c.call("contract_list", {"channel": channel} if channel else {}))
+        if as_json:
+            _show(listed)
+            return
+        for item in listed:
+            where = f"installed {item['installed']}" if item.get("installed") else "NOT installed on this node"
+            click.echo(f"{item['name']} {item['version']} ({where}); endorsement policy {item['policy']}")
+            for f in item.get("functions", ()):
+                click.echo(f"  {f['kind']:<11} {f['name']}({', '.join(f['params'])})")
 
     @chain_group.command("tx")
     @_target_options

@@ -74,6 +74,12 @@ class FunctionSpec:
     def read_only(self) -> bool:
         return self.kind == "query"
 
+    def describe(self) -> dict[str, Any]:
+        """``{name, kind, params}``: the arguments after the stub, optional ones as ``name?``."""
+        params = list(self.signature.parameters.values())[2:]  # after self and the stub
+        names = [p.name + ("?" if p.default is not inspect.Parameter.empty else "") for p in params]
+        return {"name": self.name, "kind": self.kind, "params": names}
+
 
 class Contract:
     """Base class of contracts; subclasses set ``name`` and decorate their functions."""

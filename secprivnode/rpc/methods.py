@@ -544,7 +544,14 @@ def _methods() -> tuple[Method, ...]:
             _tx_status,
             (NotFoundError, UnknownChannel),
         ),
-        Method("contract_list", "Contracts defined on the channel.", (CHANNEL,), S_ARR_OBJ, _contract_list, _CH),
+        Method(
+            "contract_list",
+            "Contracts defined on the channel, with the version and functions installed on this node.",
+            (CHANNEL,),
+            S_ARR_OBJ,
+            _contract_list,
+            _CH,
+        ),
         Method("config_get", "The channel's current configuration.", (CHANNEL,), S_OBJ, _config_get, _CH),
         Method(
             "config_update",
