@@ -532,8 +532,8 @@ class ChannelRuntime:
             if self.excluded is None:
                 log.error("channel %s: %s; this node no longer accepts transactions for it", self.name, reason)
             self.excluded = reason
-            for n in self._config_nodes | names:
-                self._transport.remove_peer(n)  # nobody will talk to us: stop dialling them
+            for peer in self._config_nodes | names:
+                self._transport.remove_peer(peer)  # nobody will talk to us: stop dialling them
             self._config_nodes = set()
             return
         for n in cfg.nodes:
