@@ -41,6 +41,8 @@ def register(cli: click.Group) -> None:
         type=click.IntRange(1024, 60000),
         default=7051,
         show_default=True,
+        envvar="SECPRIVNODE_BASE_PORT",
+        show_envvar=True,
         help="P2P ports start here; JSON-RPC at +1000, operations at +2000.",
     )
     def init(directory: Path, orgs: int, nodes_per_org: int, channel: str, base_port: int) -> None:
