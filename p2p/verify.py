@@ -28,7 +28,7 @@ from crypto.hashing import Tag, digest_bytes
 from crypto.merkle import merkle_root
 from crypto.signing import PublicKey, get_backend
 from p2p.errors import RemoteProtocolError
-from storage.model import BLOCK_VERSION, Block, BlockHeader
+from storage.model import BLOCK_VERSIONS, Block, BlockHeader
 
 __all__ = ["InvalidBlock", "OrdererKeyResolver", "VerifiedBlock", "verify_block", "verify_chain_segment"]
 
@@ -153,7 +153,7 @@ def verify_block(
         header = BlockHeader.from_obj(decode(data[h0:h1]))
     except EncodingError as exc:
         raise InvalidBlock(number, f"header: {exc}") from exc
-    if header.version != BLOCK_VERSION:
+    if header.version not in BLOCK_VERSIONS:
         raise InvalidBlock(number, f"version {header.version}")
     if header.channel != channel:
         raise InvalidBlock(number, f"channel {header.channel!r}, expected {channel!r}")

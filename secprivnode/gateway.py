@@ -150,9 +150,12 @@ class Gateway:
         payload = [ch.name, proposal.to_obj(), sig, dict(proposal.transient)]
         try:
             answer = await self._transport.request(peer, wire.ENDORSE, payload, ENDORSE_TIMEOUT_S)
-            resp_obj, rwset_obj, end_obj = wire.unpack_answer(answer)
+            values = wire.unpack_answer(answer)
+            if len(values) not in (3, 4):
+                raise MalformedError("endorsement answer: expected 3 or 4 values")
+            extra = tuple(ReadWriteSet.from_obj(rw) for rw in values[3]) if len(values) == 4 else ()
             return EndorsementResult(
-                Response.from_obj(resp_obj), ReadWriteSet.from_obj(rwset_obj), Endorsement.from_obj(end_obj)
+                Response.from_obj(values[0]), ReadWriteSet.from_obj(values[1]), Endorsement.from_obj(values[2]), extra
             )
         except wire.RemoteRefusal as exc:
             if exc.kind == RejectCode.CONTRACT_ERROR.value:
@@ -182,28 +185,48 @@ class Gateway:
             return wire.err(RejectCode.BAD_PROPOSAL.value, str(exc))
         except ServiceError as exc:
             return wire.err(RejectCode.BAD_CHANNEL.value, exc.message)
-        return wire.ok(res.response.to_obj(), res.rwset.to_obj(), res.endorsement.to_obj())
+        extra = [[rw.to_obj() for rw in res.extra_rwsets]] if res.extra_rwsets else []
+        return wire.ok(res.response.to_obj(), res.rwset.to_obj(), res.endorsement.to_obj(), *extra)
 
-    async def endorse(self, proposal: Proposal, sig: bytes) -> Transaction:
-        ch = self.channel(proposal.header.channel)
-        peers = self._endorsers(ch, proposal.contract)
+    async def _endorse_all(
+        self, ch: ChannelRuntime, peers: list[str], proposal: Proposal, sig: bytes
+    ) -> list[EndorsementResult]:
         jobs = []
         for p in peers:
             if p == self._name:
                 jobs.append(self._endorse_local(ch, proposal, sig))
             else:
                 jobs.append(self._endorse_remote(p, ch, proposal, sig))
-        results = await asyncio.gather(*jobs)
+        return list(await asyncio.gather(*jobs))
+
+    async def endorse(self, proposal: Proposal, sig: bytes) -> Transaction:
+        ch = self.channel(proposal.header.channel)
+        peers = self._endorsers(ch, proposal.contract)
+        results = await self._endorse_all(ch, peers, proposal, sig)
+        # A contract that called others and wrote in their namespaces needs their endorsement
+        # policies satisfied too: add the nodes a plan for each of those would pick.
+        more: list[str] = []
+        for rw in results[0].extra_rwsets:
+            if rw.writes:
+                more.extend(p for p in self._endorsers(ch, rw.namespace) if p not in peers and p not in more)
+        if more:
+            results += await self._endorse_all(ch, more, proposal, sig)
+            peers = peers + more
         first = results[0]
-        ref = encode([first.response.to_obj(), first.rwset.to_obj()]) if len(results) > 1 else b""
+
+        def outcome(r: EndorsementResult) -> bytes:
+            return encode([r.response.to_obj(), r.rwset.to_obj(), [rw.to_obj() for rw in r.extra_rwsets]])
+
+        ref = outcome(first) if len(results) > 1 else b""
         for p, r in zip(peers[1:], results[1:], strict=True):
-            if encode([r.response.to_obj(), r.rwset.to_obj()]) != ref:
+            if outcome(r) != ref:
                 raise TxRejected(
                     f"endorsements disagree ({peers[0]} vs {p}): the endorsers' states or contracts differ",
                     {"reason": "endorsement_mismatch"},
                 )
         stored = Proposal(proposal.header, proposal.contract, proposal.function, proposal.args)
-        return Transaction(stored, sig, first.response, first.rwset, tuple(r.endorsement for r in results))
+        ends = tuple(r.endorsement for r in results)
+        return Transaction(stored, sig, first.response, first.rwset, ends, first.extra_rwsets)
 
     def _timed_endorse(self, ch: ChannelRuntime, proposal: Proposal, sig: bytes) -> EndorsementResult:
         """Endorse with this node's endorser, timing successful endorsements."""
@@ -317,7 +340,7 @@ class Gateway:
             raise Unauthorized(f"{self._name} does not have the endorser role: it runs no contracts")
         ch = self.channel(proposal.header.channel)
         try:
-            response, _ = ch.endorser.evaluate(proposal, sig)
+            response = ch.endorser.evaluate(proposal, sig).response
         except ProposalRejected as exc:
             raise rejection_to_error(exc) from exc
         if response.status >= 400:

@@ -45,6 +45,7 @@ from storage.model import BatchConfig, ChannelConfig, ChannelNode, ContractDefin
 __all__ = [
     "NetworkError",
     "NetworkNode",
+    "genesis_path",
     "init_network",
     "load_network",
     "network_down",
@@ -55,6 +56,7 @@ __all__ = [
     "spawn_node",
     "start_node",
     "stop_node",
+    "write_channel_genesis",
 ]
 
 NETWORK_FILE = "network.yaml"
@@ -107,6 +109,42 @@ def _admin(crypto_dir: Path, org: str) -> tuple[bytes, PrivateKey]:
     return cert, PrivateKey.from_pem((user / "key.pem").read_bytes())
 
 
+def genesis_path(directory: Path, channel: str) -> Path:
+    return directory / "channel" / f"{channel}.block"
+
+
+def write_channel_genesis(
+    directory: Path,
+    channel: str,
+    orgs: Sequence[str],
+    nodes: Sequence[NetworkNode],
+    *,
+    batch: BatchConfig | None = None,
+    now: int,
+) -> Path:
+    """Write the genesis block of ``channel`` for ``orgs`` and their ``nodes`` (the ones with the
+    orderer role order it), signed by the first org's admin; return its path."""
+    crypto_dir = directory / "crypto"
+    any_org_node = "OR(" + ", ".join(f"'{o}.node'" for o in orgs) + ")"
+    config = ChannelConfig(
+        channel=channel,
+        sequence=0,
+        orgs=tuple(
+            OrgConfig(o, OrgMSP.from_pem((crypto_dir / o / "ca" / "ca.pem").read_bytes()).ca_cert_der) for o in orgs
+        ),
+        nodes=tuple(ChannelNode(n.name, n.org, n.p2p, orderer="orderer" in n.roles) for n in nodes),
+        batch=batch or BatchConfig(),
+        contracts=(ContractDefinition("assets", "1.0", any_org_node),),
+        admin_policy="MAJORITY(admin)",
+    )
+    admin_cert, admin_key = _admin(crypto_dir, orgs[0])
+    block = genesis_block(config, admin_cert_der=admin_cert, admin_key=admin_key, timestamp_ms=now * 1000)
+    path = genesis_path(directory, channel)
+    path.parent.mkdir(exist_ok=True)
+    write_genesis(path, block)
+    return path
+
+
 def init_network(
     directory: Path,
     *,
@@ -145,23 +183,7 @@ def init_network(
             )
         )
 
-    any_org_node = "OR(" + ", ".join(f"'{o}.node'" for o in names) + ")"
-    config = ChannelConfig(
-        channel=channel,
-        sequence=0,
-        orgs=tuple(
-            OrgConfig(o, OrgMSP.from_pem((crypto_dir / o / "ca" / "ca.pem").read_bytes()).ca_cert_der) for o in names
-        ),
-        nodes=tuple(ChannelNode(n.name, n.org, n.p2p, orderer=True) for n in nodes),
-        batch=batch or BatchConfig(),
-        contracts=(ContractDefinition("assets", "1.0", any_org_node),),
-        admin_policy="MAJORITY(admin)",
-    )
-    admin_cert, admin_key = _admin(crypto_dir, names[0])
-    block = genesis_block(config, admin_cert_der=admin_cert, admin_key=admin_key, timestamp_ms=now * 1000)
-    (directory / "channel").mkdir(exist_ok=True)
-    genesis_path = directory / "channel" / f"{channel}.block"
-    write_genesis(genesis_path, block)
+    genesis_path = write_channel_genesis(directory, channel, names, nodes, batch=batch, now=now)
 
     for n in nodes:
         n.dir.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,7 @@ from secprivnode.ops import create_ops_app
 from secprivnode.rpc.server import RpcLimits, create_rpc_app, run_rpc_server
 from secprivnode.service import LocalNodeService
 from storage.kv import Database
+from storage.model import ChannelConfig
 
 __all__ = ["Node", "NodeStartError", "run_node"]
 
@@ -104,6 +105,7 @@ class Node:
         self.config = config
         self.metrics = NodeMetrics()
         self.channels: dict[str, ChannelRuntime] = {}
+        self._members: dict[str, tuple[ChannelConfig, frozenset[str]]] = {}  # channel -> (config, node names)
         self.rpc_port = 0
         self.ops_port = 0
         self.p2p_port = 0
@@ -228,6 +230,7 @@ class Node:
             resolve_key=self._orderer_key,
             validate_cert=self._validate_node_cert,
             rng=random.Random(rng.getrandbits(64)),
+            is_member=self._channel_member,
         )
         # Wall-clock milliseconds: the core also judges certificate validity with this clock.
         gossip = GossipService(transport, core, clock_ms=lambda: time.time_ns() // 1_000_000, connect_discovered=True)
@@ -288,6 +291,19 @@ class Node:
         if node is None or not node.orderer or node.org != ident.org:
             return None
         return ident.public_key
+
+    def _channel_member(self, channel: str, node_id: str) -> bool:
+        """Whether ``node_id`` is listed in ``channel``'s latest configuration (gossip serves and
+        accepts a channel's blocks only between its members)."""
+        ch = self.channels.get(channel)
+        cfg = None if ch is None else ch.view.config()
+        if cfg is None:
+            return False
+        cached = self._members.get(channel)
+        if cached is None or cached[0] is not cfg:
+            cached = (cfg, frozenset(n.name for n in cfg.nodes))
+            self._members[channel] = cached
+        return node_id in cached[1]
 
     def _on_raft(self, peer: str, payload: Any) -> None:
         try:

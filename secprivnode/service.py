@@ -161,6 +161,7 @@ class LocalNodeService:
             "timestamp_ms": tx.proposal.header.timestamp_ms,
             "response": tx.response,
             "rwset": tx.rwset,
+            "extra_rwsets": list(tx.extra_rwsets),
             "endorsers": [_creator_name(e.endorser) for e in tx.endorsements],
         }
 

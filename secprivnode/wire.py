@@ -11,7 +11,10 @@ kind   style       payload → answer
 1      one-way     RAFT: ``[channel, raft_message.to_wire()]``
 2      request     SUBMIT: ``[channel, tx_bytes]`` → ``["ok", tx_id]`` or ``["err", kind, message]``
 3      request     ENDORSE: ``[channel, proposal_obj, signature, transient]`` →
-                   ``["ok", response_obj, rwset_obj, endorsement_obj]`` or ``["err", code, message]``
+                   ``["ok", response_obj, rwset_obj, endorsement_obj]``, with a fifth element
+                   ``[rwset_obj...]`` (the called contracts' namespaces, as
+                   ``Transaction.extra_rwsets``) when the contract called others; or
+                   ``["err", code, message]``
 =====  ==========  ===========================================================================
 
 Errors travel as values, not exceptions, so the asking node can tell a refusal (the client's

@@ -231,15 +231,21 @@ class BlockStore:
             raise CorruptionError(f"block {b} tx {i} does not decode: {exc}", height=b) from exc
         return TxRecord(tx, b, i, code)
 
-    def rwset_writes(self, number: int, index: int) -> tuple[str, tuple[tuple[str, bytes | None], ...]]:
-        """Namespace and writes of transaction ``index`` of block ``number``, from its bytes."""
+    def rwset_writes(self, number: int, index: int, ns: str) -> tuple[tuple[str, bytes | None], ...] | None:
+        """The writes in namespace ``ns`` of transaction ``index`` of block ``number``, from its
+        bytes; None when the transaction has no read/write set in ``ns``."""
         data, ts = self.locate(number, index)
         s, e = ts.rwset_range
         try:
-            ns, _reads, writes, _ranges = msgpack.unpackb(data[s:e], raw=False, use_list=False)
+            rwsets = [msgpack.unpackb(data[s:e], raw=False, use_list=False)]
+            if ts.extra_range is not None:
+                rwsets.extend(msgpack.unpackb(data[ts.extra_range[0] : ts.extra_range[1]], raw=False, use_list=False))
+            for rw_ns, _reads, writes, *_rest in rwsets:
+                if rw_ns == ns:
+                    return writes
         except Exception as exc:  # ValueError, ExtraData, TypeError on a damaged rwset
             raise CorruptionError(f"block {number} tx {index}: rwset does not parse", height=number) from exc
-        return ns, writes
+        return None
 
     def tx_proof(self, tx_id: bytes) -> TxProof:
         loc = self.tx_location(tx_id)

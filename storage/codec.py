@@ -1,11 +1,12 @@
 """Slicing canonical block bytes into the byte ranges that are hashed, without re-encoding.
 
 A block's canonical encoding is ``[header, [tx...], orderer, signature]`` and a transaction's is
-``[proposal, signature, response, rwset, endorsements]`` with ``proposal = [header, ...]`` (see
-:mod:`storage.model`). Because the encoding is canonical, the sub-range of the block bytes that
-holds a transaction *is* that transaction's canonical encoding, so its Merkle leaf and tx id can be
-hashed straight from the slice: no Python object walk, no second ``encode``. This is what keeps
-the commit path close to the cost of the raw write.
+``[proposal, signature, response, rwset, endorsements]``, or with a sixth element ``[rwset...]``
+when the contract called others, with ``proposal = [header, ...]`` (see :mod:`storage.model`).
+Because the encoding is canonical, the sub-range of the block bytes that holds a transaction *is*
+that transaction's canonical encoding, so its Merkle leaf and tx id can be hashed straight from
+the slice: no Python object walk, no second ``encode``. This is what keeps the commit path close
+to the cost of the raw write.
 
 This module must never accept bytes as a block just because they slice: callers check the
 resulting hashes (header hash, Merkle root) against what they expect.
@@ -26,6 +27,7 @@ __all__ = ["BlockSlices", "CommitSlices", "TxSlice", "commit_slices", "slice_blo
 
 _BLOCK_FIELDS = 4
 _TX_FIELDS = 5
+_TX_FIELDS_WITH_CALLS = 6  # the trailing array of the called contracts' read/write sets
 _PROPOSAL_FIELDS = 4
 
 
@@ -58,6 +60,7 @@ class CommitSlices:
     leaves: PendingRoot  # tx hashes (Merkle leaves), their root, the block's CRC-32: maybe in progress
     tx_ids: list[bytes]
     rwsets: list[Any]  # each rwset as msgpack decodes it (tuples); the committer checks what it uses
+    extra_rwsets: dict[int, Any]  # tx index -> its called contracts' rwsets, for the txs that have any
 
     @property
     def tx_hashes(self) -> list[bytes]:
@@ -126,6 +129,7 @@ def commit_slices(data: bytes) -> CommitSlices:
     view = memoryview(data)
     up = _unpacker(data)
     rwsets: list[Any] = []
+    extra: dict[int, Any] = {}
     try:
         if up.read_array_header() != _BLOCK_FIELDS:
             raise CorruptionError("block: expected an array of 4")
@@ -140,9 +144,10 @@ def commit_slices(data: bytes) -> CommitSlices:
         tx_bounds: list[int] = []
         id_bounds: list[int] = []
         tx_mark, id_mark, rw_append = tx_bounds.append, id_bounds.append, rwsets.append
-        for _ in range(n):
+        for i in range(n):
             tx_mark(tell())
-            if read_arr() != _TX_FIELDS or read_arr() != _PROPOSAL_FIELDS:
+            fields = read_arr()
+            if (fields != _TX_FIELDS and fields != _TX_FIELDS_WITH_CALLS) or read_arr() != _PROPOSAL_FIELDS:
                 raise CorruptionError("transaction: unexpected shape")
             id_mark(tell())
             skip()  # proposal header: the tx id is its digest
@@ -154,6 +159,8 @@ def commit_slices(data: bytes) -> CommitSlices:
             skip()  # response
             rw_append(unpack())
             skip()  # endorsements
+            if fields == _TX_FIELDS_WITH_CALLS:
+                extra[i] = unpack()
             tx_mark(tell())
         t0 = tell()
         orderer, signature = unpack(), unpack()
@@ -169,7 +176,7 @@ def commit_slices(data: bytes) -> CommitSlices:
         raise _bad(exc) from exc
     leaves = root_of_ranges(Tag.TRANSACTION, data, tx_bounds, crc32=True)  # on another core, where it can
     tx_ids = digest_ranges(Tag.PROPOSAL_HEADER, data, id_bounds)
-    return CommitSlices(header_hash, leaves, tx_ids, rwsets)
+    return CommitSlices(header_hash, leaves, tx_ids, rwsets, extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +186,7 @@ class TxSlice:
     tx_range: tuple[int, int]
     header_range: tuple[int, int]  # its proposal header: the tx id is the digest of these bytes
     rwset_range: tuple[int, int]
+    extra_range: tuple[int, int] | None = None  # the called contracts' rwsets, where there are any
 
     def tx_id(self, data: bytes) -> bytes:
         h = _ID_TAG.copy()
@@ -214,7 +222,8 @@ def tx_slices(data: bytes, only: int | None = None) -> list[TxSlice]:
 def _tx_slice(up: Any) -> TxSlice:
     tell, skip = up.tell, up.skip
     start = tell()
-    if up.read_array_header() != _TX_FIELDS or up.read_array_header() != _PROPOSAL_FIELDS:
+    fields = up.read_array_header()
+    if fields not in (_TX_FIELDS, _TX_FIELDS_WITH_CALLS) or up.read_array_header() != _PROPOSAL_FIELDS:
         raise CorruptionError("transaction: unexpected shape")
     p0 = tell()
     skip()
@@ -225,4 +234,9 @@ def _tx_slice(up: Any) -> TxSlice:
     skip()
     r1 = tell()
     skip()  # endorsements
-    return TxSlice((start, tell()), (p0, p1), (r0, r1))
+    extra = None
+    if fields == _TX_FIELDS_WITH_CALLS:
+        e0 = tell()
+        skip()
+        extra = (e0, tell())
+    return TxSlice((start, tell()), (p0, p1), (r0, r1), extra)

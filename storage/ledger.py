@@ -223,7 +223,7 @@ class ChannelLedger:
         pack_loc, pack_ver, u32 = keys.LOC_STRUCT.pack, keys.VERSION_STRUCT.pack, keys.U32.pack
         ns_prefix = self._state.ns_prefix
         absent_get = self._absent.get
-        rwsets = sl.rwsets
+        rwsets, extra_rwsets = sl.rwsets, sl.extra_rwsets
         tx_ids = sl.tx_ids
         # Ids taken by a VALID transaction earlier in this block (only needed when ids repeat).
         taken_here: set[bytes] | None = set() if len(set(tx_ids)) != len(tx_ids) else None
@@ -253,25 +253,27 @@ class ChannelLedger:
                 taken_here.add(tx_id)
             ver = pack_ver(n, i)
             try:
-                ns, _reads, writes, _ranges = rwsets[i]
-                if ns != last_ns:  # consecutive txs mostly share a contract
-                    sp = ns_prefix(ns)
-                    nsb = sp[len(cp) + 1 :]  # u16 length ‖ namespace, shared with the history key
-                    last_ns = ns
-                for key, value in writes:
-                    kb = key.encode("utf-8")
-                    hk = hist_prefix + nsb + u32(len(kb)) + kb + ver
-                    if type(value) is bytes:
-                        put(sp + kb, ver + value)
-                        put(hk, tx_id + _FLAG_PUT)
-                    elif value is None:
-                        delete(sp + kb)
-                        put(hk, tx_id + _FLAG_DELETE)
-                    else:
-                        raise TypeError("write value must be bytes or nil")
-                    if type(key) is not str:
-                        raise TypeError("write key must be str")
-            except (TypeError, ValueError, AttributeError, UnicodeEncodeError, StorageError) as exc:
+                # The called contract's namespace, then (rarely) those of the contracts it called.
+                for rw in (rwsets[i],) if i not in extra_rwsets else (rwsets[i], *extra_rwsets[i]):
+                    ns, writes = rw[0], rw[2]
+                    if ns != last_ns:  # consecutive txs mostly share a contract
+                        sp = ns_prefix(ns)
+                        nsb = sp[len(cp) + 1 :]  # u16 length ‖ namespace, shared with the history key
+                        last_ns = ns
+                    for key, value in writes:
+                        kb = key.encode("utf-8")
+                        hk = hist_prefix + nsb + u32(len(kb)) + kb + ver
+                        if type(value) is bytes:
+                            put(sp + kb, ver + value)
+                            put(hk, tx_id + _FLAG_PUT)
+                        elif value is None:
+                            delete(sp + kb)
+                            put(hk, tx_id + _FLAG_DELETE)
+                        else:
+                            raise TypeError("write value must be bytes or nil")
+                        if type(key) is not str:
+                            raise TypeError("write key must be str")
+            except (TypeError, ValueError, AttributeError, IndexError, UnicodeEncodeError, StorageError) as exc:
                 # a read/write set the validator should have refused: the whole block is refused
                 raise ChainError(f"block {n} tx {i}: VALID tx with a malformed rwset: {exc}", height=n) from exc
         # Last: the checksum was being computed on another core meanwhile (see commit_slices).

@@ -12,7 +12,8 @@ What is hashed and signed:
 
 * tx id          = digest(PROPOSAL_HEADER, header)               -- a replay has the same id
 * creator signs    digest(PROPOSAL, proposal)                    -- transient inputs excluded
-* endorser signs   digest(ENDORSEMENT, [proposal hash, response, rwset])
+* endorser signs   digest(ENDORSEMENT, [proposal hash, response, rwset])  -- one namespace
+                   digest(ENDORSEMENT, [proposal hash, response, rwset, [rwset...]])  -- with calls
 * Merkle leaf    = digest(TRANSACTION, transaction)
 * block hash     = digest(BLOCK_HEADER, header); the orderer signs it
 
@@ -31,6 +32,7 @@ from crypto.hashing import Tag, digest
 
 __all__ = [
     "BLOCK_VERSION",
+    "BLOCK_VERSIONS",
     "CONFIG_CONTRACT",
     "GENESIS_PREVIOUS_HASH",
     "BatchConfig",
@@ -56,7 +58,10 @@ __all__ = [
     "endorsement_digest",
 ]
 
-BLOCK_VERSION = 1
+# Version 2 blocks may hold transactions with read/write sets in several namespaces (a contract
+# that called other contracts: Transaction.extra_rwsets); version 1 blocks never do. Both are read.
+BLOCK_VERSION = 2
+BLOCK_VERSIONS = (1, 2)
 GENESIS_PREVIOUS_HASH = b"\x00" * 32
 NONCE_BYTES = 24  # enough that random nonces never collide across a city's lifetime (2^-96 scale)
 
@@ -257,9 +262,15 @@ class ReadWriteSet:
         return cls(_typed(ns, str, "namespace"), _reads_from(reads, "reads"), tuple(ws), tuple(rr))
 
 
-def endorsement_digest(proposal_hash: bytes, response: Response, rwset: ReadWriteSet) -> bytes:
-    """What an endorser signs: the proposal it ran and exactly what running it produced."""
-    return digest(Tag.ENDORSEMENT, [proposal_hash, response.to_obj(), rwset.to_obj()])
+def endorsement_digest(
+    proposal_hash: bytes, response: Response, rwset: ReadWriteSet, extra_rwsets: tuple[ReadWriteSet, ...] = ()
+) -> bytes:
+    """What an endorser signs: the proposal it ran and exactly what running it produced (the
+    called contract's read/write set, then those of the contracts it called, if any)."""
+    obj = [proposal_hash, response.to_obj(), rwset.to_obj()]
+    if extra_rwsets:
+        obj.append([rw.to_obj() for rw in extra_rwsets])
+    return digest(Tag.ENDORSEMENT, obj)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,29 +294,51 @@ class Transaction:
     proposal: Proposal
     signature: bytes  # creator's signature over proposal.hash()
     response: Response
-    rwset: ReadWriteSet
+    rwset: ReadWriteSet  # the namespace of proposal.contract
     endorsements: tuple[Endorsement, ...]
+    # The namespaces of the contracts that proposal.contract called (directly or not), sorted by
+    # namespace, none of them proposal.contract's. A trailing field left out when empty, so a
+    # transaction that called no other contract encodes as in version 1 blocks.
+    extra_rwsets: tuple[ReadWriteSet, ...] = ()
 
     def to_obj(self) -> list[Any]:
-        return [
+        obj = [
             self.proposal.to_obj(),
             self.signature,
             self.response.to_obj(),
             self.rwset.to_obj(),
             [e.to_obj() for e in self.endorsements],
         ]
+        if self.extra_rwsets:
+            obj.append([rw.to_obj() for rw in self.extra_rwsets])
+        return obj
 
     @classmethod
     def from_obj(cls, obj: Any) -> Transaction:
-        p, s, r, rw, ends = _seq(obj, 5, "transaction")
+        _check(isinstance(obj, (tuple, list)) and len(obj) in (5, 6), "transaction: expected an array of 5 or 6")
+        p, s, r, rw, ends = obj[:5]
         _check(isinstance(ends, (tuple, list)), "endorsements: expected an array")
+        extra: tuple[ReadWriteSet, ...] = ()
+        if len(obj) == 6:
+            _check(isinstance(obj[5], (tuple, list)) and len(obj[5]) > 0, "extra rwsets: expected a non-empty array")
+            extra = tuple(ReadWriteSet.from_obj(x) for x in obj[5])
         return cls(
             Proposal.from_obj(p),
             _typed(s, bytes, "signature"),
             Response.from_obj(r),
             ReadWriteSet.from_obj(rw),
             tuple(Endorsement.from_obj(e) for e in ends),
+            extra,
         )
+
+    @property
+    def rwsets(self) -> tuple[ReadWriteSet, ...]:
+        """Every namespace's read/write set: the called contract's first."""
+        return (self.rwset, *self.extra_rwsets)
+
+    def endorsement_digest(self) -> bytes:
+        """What each endorsement of this transaction signs."""
+        return endorsement_digest(self.proposal.hash(), self.response, self.rwset, self.extra_rwsets)
 
     def encode(self) -> bytes:
         return encode(self.to_obj())

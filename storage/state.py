@@ -111,12 +111,12 @@ class StateStore:
 
     def _written_value(self, ns: str, key: str, version: Version) -> bytes:
         b, i = version
-        wns, writes = self._blocks.rwset_writes(b, i)
+        writes = self._blocks.rwset_writes(b, i, ns)
         value: bytes | None = None
         found = False
-        for w in writes:  # the last write of the key in the tx is the one that took effect
+        for w in writes or ():  # the last write of the key in the tx is the one that took effect
             if w[0] == key:
                 value, found = w[1], True
-        if wns != ns or not found or value is None:
+        if not found or value is None:
             raise CorruptionError(f"history of {ns!r}/{key!r} at {version} does not match its block", height=b)
         return value

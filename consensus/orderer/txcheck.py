@@ -145,9 +145,9 @@ def _shape_ok(obj: Any) -> tuple[Any, ...]:
     The common case (no events, reads, ranges or endorsements; scalar arguments) costs a few
     type tests; the loops only run for what is there. Checks are inlined: this runs per tx.
     """
-    if type(obj) is not tuple or len(obj) != 5:
-        raise _Bad("transaction: expected an array of 5")
-    proposal, sig, response, rwset, ends = obj
+    if type(obj) is not tuple or not 5 <= len(obj) <= 6:
+        raise _Bad("transaction: expected an array of 5 or 6")
+    proposal, sig, response, rwset, ends = obj[:5]
     if type(proposal) is not tuple or len(proposal) != 4:
         raise _Bad("proposal: expected an array of 4")
     header, contract, function, args = proposal
@@ -172,6 +172,23 @@ def _shape_ok(obj: Any) -> tuple[Any, ...]:
         name, data = _arr(ev, 2)
         if type(name) is not str or type(data) is not bytes:
             raise _Bad("event")
+    _rwset_ok(rwset)
+    if type(ends) is not tuple:
+        raise _Bad("endorsements: expected an array")
+    for en in ends:
+        who, esig = _arr(en, 2)
+        if type(who) is not bytes or type(esig) is not bytes:
+            raise _Bad("endorsement")
+    if len(obj) == 6:  # the read/write sets of the contracts the called contract called
+        extra = obj[5]
+        if type(extra) is not tuple or not extra:
+            raise _Bad("extra rwsets: expected a non-empty array")
+        for rw in extra:
+            _rwset_ok(rw)
+    return header
+
+
+def _rwset_ok(rwset: Any) -> None:
     if type(rwset) is not tuple or len(rwset) != 4:
         raise _Bad("rwset: expected an array of 4")
     ns, reads, writes, ranges = rwset
@@ -188,13 +205,6 @@ def _shape_ok(obj: Any) -> tuple[Any, ...]:
         if type(s) is not str or type(e) is not str:
             raise _Bad("range bounds")
         _reads_ok(rd)
-    if type(ends) is not tuple:
-        raise _Bad("endorsements: expected an array")
-    for en in ends:
-        who, esig = _arr(en, 2)
-        if type(who) is not bytes or type(esig) is not bytes:
-            raise _Bad("endorsement")
-    return header
 
 
 def inspect_tx(data: bytes, channel: str, max_bytes: int) -> TxInfo:

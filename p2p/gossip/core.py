@@ -8,7 +8,9 @@ driver tells it which peers are connected (``peer_up`` / ``peer_down``), feeds i
 :class:`Discovered` (a member worth connecting to).
 
 Every message a peer sends is checked against what that peer may do: block messages only on
-channels both serve, private data only for collections both orgs belong to. Verification failures
+channels both serve and whose current configuration admits the peer (the injected ``is_member``:
+a node cannot claim its way into a channel in its hello), private data only for collections both
+orgs belong to. Verification failures
 become penalties for the peer that sent the bad data, never exceptions out of the core.
 
 The core never reads the clock, never touches sockets or disk (storage is reached through the
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from crypto.signing import PrivateKey
@@ -41,7 +43,7 @@ from p2p.messages import (
 )
 from p2p.verify import OrdererKeyResolver
 
-__all__ = ["GOSSIP_MESSAGES", "GossipCore", "PeerView"]
+__all__ = ["GOSSIP_MESSAGES", "ChannelMember", "GossipCore", "PeerView"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,14 @@ GOSSIP_MESSAGES: tuple[type[Message], ...] = (
     PvtInventory,
     PvtRequest,
 )
+
+
+# Whether node ``node_id`` is a member of ``channel`` in the channel's current configuration.
+ChannelMember = Callable[[str, str], bool]
+
+
+def _everyone(channel: str, node_id: str) -> bool:
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +94,10 @@ class GossipCore:
         config: GossipConfig = GossipConfig(),
         private_store: PrivateStore | None = None,
         collections: Collections | None = None,
+        is_member: ChannelMember = _everyone,
     ) -> None:
         self.node_id = node_id
+        self._is_member = is_member
         self.org = org
         self.config = config
         self._rng = rng
@@ -120,11 +132,17 @@ class GossipCore:
         for ch in self.channels.values():
             ch.forget_peer(node_id)
 
+    def _shares(self, view: PeerView, channel: str) -> bool:
+        """Both serve ``channel`` and its configuration admits the peer (checked on every use:
+        membership changes with configuration blocks)."""
+        return channel in view.channels and self._is_member(channel, view.node_id)
+
     def _channel_peers(self, channel: str) -> list[str]:
-        return sorted(p for p, v in self.peers.items() if channel in v.channels)
+        return sorted(p for p, v in self.peers.items() if self._shares(v, channel))
 
     def _heights_to(self, peer: str) -> Send:
-        shared = sorted(self.peers[peer].channels)
+        view = self.peers[peer]
+        shared = sorted(c for c in view.channels if self._shares(view, c))
         return Send(peer, Heights(tuple((c, self.channels[c].next_number) for c in shared)))
 
     def _penalise(self, peer: str, reason: str) -> list[Output]:
@@ -152,12 +170,12 @@ class GossipCore:
             return self.membership.on_alive(now_ms, peer, msg, sorted(self.peers))
         if isinstance(msg, Heights):
             for c, h in msg.heights:
-                if c in view.channels:
+                if self._shares(view, c):
                     self.channels[c].on_height(peer, h)
             return self._plan(now_ms)
         if isinstance(msg, (BlockPush, BlockRequest, BlockBatch)):
-            if msg.channel not in view.channels:
-                return []  # not a channel we share: ignore, as after a membership change
+            if not self._shares(view, msg.channel):
+                return []  # not a channel we share (or no longer): ignore, never serve
             ch = self.channels[msg.channel]
             if isinstance(msg, BlockPush):
                 return ch.on_push(peer, msg, self._channel_peers(msg.channel))

@@ -1,4 +1,5 @@
-"""``secprivnode channel``: inspect a channel's configuration and define contracts on it."""
+"""``secprivnode channel``: create channels, list them, inspect a channel's configuration and
+define contracts on it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import click
 
 from secprivnode.cli.options import network_dir_option
 from secprivnode.network import NetworkError, load_network, rpc_call
+from secprivnode.network_channels import create_channel, list_channels
 
 
 def register(cli: click.Group) -> None:
@@ -18,16 +20,63 @@ def register(cli: click.Group) -> None:
 
     @channel_group.command("show")
     @network_dir_option
-    def show(directory: Path) -> None:
+    @click.option("--channel", default=None, help="Channel name (default: the network's default channel).")
+    def show(directory: Path, channel: str | None) -> None:
         """Print the channel's current configuration as a node reports it."""
         try:
-            _, nodes = load_network(directory)
-            got = rpc_call(nodes[0].rpc_url, "config_get")
+            default, nodes = load_network(directory)
+            members = {c["name"]: c["orgs"] for c in list_channels(directory)}
+            name = channel or default
+            if name not in members:
+                raise NetworkError(f"no channel {name!r} in {directory} (see `secprivnode channel list`)")
+            node = next(n for n in nodes if n.org in members[name])
+            got = rpc_call(node.rpc_url, "config_get", {"channel": name})
         except (NetworkError, OSError) as exc:
             raise click.ClickException(str(exc)) from exc
         cfg = dict(got["config"])
         cfg.pop("encoded", None)
         click.echo(json.dumps(cfg, indent=2))
+
+    @channel_group.command("create")
+    @network_dir_option
+    @click.option("--name", required=True, help="New channel's name (lower-case letters, digits, '-').")
+    @click.option("--orgs", required=True, help="Comma-separated member organisations, e.g. council,health.")
+    @click.option(
+        "--restart/--no-restart",
+        default=True,
+        show_default=True,
+        help="Restart the member nodes that are running, one at a time, so they join the channel.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    def create(directory: Path, name: str, orgs: str, restart: bool, as_json: bool) -> None:
+        """Create a channel among a subset of the organisations: its genesis block, its own Raft
+        group and ledger on the member nodes; other organisations' nodes never hold its blocks."""
+        try:
+            path, members = create_channel(
+                directory, name, [o.strip() for o in orgs.split(",") if o.strip()], restart=restart
+            )
+        except (NetworkError, OSError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        result = {"channel": name, "genesis": str(path), "nodes": [n.name for n in members]}
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        else:
+            click.echo(f"channel {name} created: genesis {path}; member nodes {', '.join(result['nodes'])}")
+
+    @channel_group.command("list")
+    @network_dir_option
+    @click.option("--json", "as_json", is_flag=True, help="Print the channels as JSON.")
+    def list_cmd(directory: Path, as_json: bool) -> None:
+        """The network's channels and their member organisations."""
+        try:
+            channels = list_channels(directory)
+        except (NetworkError, OSError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        if as_json:
+            click.echo(json.dumps(channels, indent=2))
+            return
+        for c in channels:
+            click.echo(f"{c['name']}{' (default)' if c['default'] else ''}: {', '.join(c['orgs'])}")
 
     @channel_group.command("define-contract")
     @network_dir_option

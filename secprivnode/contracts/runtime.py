@@ -15,9 +15,11 @@ values: ``None``, bool, int, str, bytes, tuples, dicts — never floats) and ret
 response payload) or ``None``. Raising :class:`ContractError` gives a 4xx response with its
 message; any other exception is a bug in the contract and gives 500 without harming the node.
 
-:func:`simulate` runs one proposal and returns its response and read/write set. Contracts must be
-deterministic (see :mod:`secprivnode.contracts.stub`); the node only runs contracts that are both
-installed in the local :class:`ContractRegistry` and defined in the channel configuration.
+:func:`simulate` runs one proposal and returns its response and read/write sets: the called
+contract's, and one for each other contract it called through ``stub.invoke_contract`` (found by
+the ``resolve`` function the endorser passes in). Contracts must be deterministic (see
+:mod:`secprivnode.contracts.stub`); the node only runs contracts that are both installed in the
+local :class:`ContractRegistry` and defined in the channel configuration.
 
 This module never writes to the ledger; contract exceptions never escape :func:`simulate`.
 """
@@ -27,7 +29,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from crypto.encoding import EncodingError, encode
 from secprivnode.contracts.stub import Caller, ContractError, ReadOnlyViolation, StateReader, Stub
@@ -39,6 +41,8 @@ __all__ = [
     "ContractError",
     "ContractRegistry",
     "FunctionSpec",
+    "Resolver",
+    "Simulated",
     "query",
     "simulate",
     "transaction",
@@ -162,6 +166,67 @@ class _GuardedState:
         return self._call(self._inner.get_history, ns, key, limit)
 
 
+# The contract a call names, as the channel defines it at the simulated state; raises
+# ContractError (404) when no such contract may run there.
+Resolver = Callable[[str], Contract]
+
+
+class Simulated(NamedTuple):
+    """A simulation's outcome: an error response comes with an empty rwset and no extra ones."""
+
+    response: Response
+    rwset: ReadWriteSet
+    extra_rwsets: tuple[ReadWriteSet, ...] = ()
+
+
+class _CallError(Exception):
+    """A call that cannot start (no such function, bad arguments): the caller's 4xx."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _function(contract: Contract, function: str, args: tuple[Any, ...]) -> FunctionSpec:
+    """The spec of ``contract.function`` if ``args`` fit it; raise _CallError otherwise."""
+    where = f"{contract.name}.{function}"
+    spec = contract.functions.get(function)
+    if spec is None:
+        raise _CallError(404, f"contract {contract.name!r} has no function {function!r}")
+    try:
+        encode(list(args))
+    except EncodingError as exc:
+        raise _CallError(400, f"{where}: arguments are not canonical values: {exc}") from exc
+    try:
+        spec.signature.bind(contract, None, *args)
+    except TypeError as exc:
+        raise _CallError(400, f"{where}: bad arguments: {exc}") from exc
+    return spec
+
+
+def _result_bytes(result: Any, where: str) -> bytes:
+    if result is None:
+        return b""
+    if type(result) is not bytes:
+        raise TypeError(f"{where} returned {type(result).__name__}, expected bytes or None")
+    return result
+
+
+def _invoker(resolve: Resolver | None) -> Callable[[Stub, str, str, tuple[Any, ...]], bytes]:
+    def invoke(stub: Stub, name: str, function: str, args: tuple[Any, ...]) -> bytes:
+        if resolve is None:
+            raise ContractError("contract calls are not available in this simulation")
+        callee = resolve(name)
+        try:
+            spec = _function(callee, function, args)
+        except _CallError as exc:
+            raise ContractError(exc.message, exc.status) from exc
+        child = stub.callee(callee.name, args, read_only=spec.read_only)
+        return _result_bytes(spec.fn(callee, child, *args), f"{callee.name}.{function}")
+
+    return invoke
+
+
 def simulate(
     contract: Contract,
     proposal: Proposal,
@@ -170,23 +235,19 @@ def simulate(
     last_block_time_ms: int,
     *,
     read_only: bool = False,
-) -> tuple[Response, ReadWriteSet]:
+    resolve: Resolver | None = None,
+) -> Simulated:
     """Run ``proposal`` on committed ``state``; an error response comes with an empty rwset.
 
-    ``last_block_time_ms`` is the timestamp of the latest block committed to ``state``."""
+    ``last_block_time_ms`` is the timestamp of the latest block committed to ``state``.
+    ``resolve`` finds the contracts that ``contract`` calls; without it, calls fail with a 4xx.
+    """
     ns = contract.name
     where = f"{ns}.{proposal.function}"
-    spec = contract.functions.get(proposal.function)
-    if spec is None:
-        return Response(404, _clip(f"contract {ns!r} has no function {proposal.function!r}")), _empty(ns)
     try:
-        encode(list(proposal.args))
-    except EncodingError as exc:
-        return Response(400, _clip(f"{where}: arguments are not canonical values: {exc}")), _empty(ns)
-    try:
-        spec.signature.bind(contract, None, *proposal.args)
-    except TypeError as exc:
-        return Response(400, _clip(f"{where}: bad arguments: {exc}")), _empty(ns)
+        spec = _function(contract, proposal.function, proposal.args)
+    except _CallError as exc:
+        return Simulated(Response(exc.status, _clip(exc.message)), _empty(ns))
     guarded = _GuardedState(state)
     stub = Stub(
         guarded,
@@ -197,23 +258,22 @@ def simulate(
         args=proposal.args,
         transient=proposal.transient,
         read_only=read_only or spec.read_only,
+        invoker=_invoker(resolve),
     )
     error: Response | None = None
-    result: Any = None
+    result = b""
     try:
-        result = spec.fn(contract, stub, *proposal.args)
+        result = _result_bytes(spec.fn(contract, stub, *proposal.args), where)
     except ContractError as exc:
         error = Response(exc.status, _clip(exc.message))
     except ReadOnlyViolation as exc:
         error = Response(500, _clip(f"{where}: {exc}"))
+    except RecursionError:
+        error = Response(500, _clip(f"{where} failed: recursion too deep"))
     except Exception as exc:  # contract code is untrusted in its correctness: a bug must not crash the node
         error = Response(500, _clip(f"{where} failed: {type(exc).__name__}: {exc}"))
     if guarded.failure is not None:  # the ledger failed, not the contract: that is the node's problem
         raise guarded.failure
     if error is not None:
-        return error, _empty(ns)
-    if result is None:
-        result = b""
-    if type(result) is not bytes:
-        return Response(500, _clip(f"{where} returned {type(result).__name__}, expected bytes or None")), _empty(ns)
-    return Response(200, "", result, stub.events), stub.rwset()
+        return Simulated(error, _empty(ns))
+    return Simulated(Response(200, "", result, stub.events), stub.rwset(), stub.extra_rwsets())

@@ -9,6 +9,13 @@ once the transaction commits. Range scans are recorded whole (keys and versions)
 re-run them and detect phantoms; history reads are not recorded (history is append-only and not
 protected by MVCC, as in Fabric).
 
+A contract may call another contract's function inside the same transaction
+(:meth:`Stub.invoke_contract`, as Fabric's chaincode-to-chaincode invocation): the callee runs on
+the same committed state with a stub of its own namespace, under the same caller, and what it reads
+and writes is recorded in a read/write set of its own namespace. The transaction then carries one
+read/write set per namespace, validated (MVCC, endorsement policy of every namespace written) and
+committed together: both namespaces commit or neither does.
+
 Everything a contract sees is deterministic: committed state, the proposal's canonical args and
 transient map, the creator's identity, the tx id and ``last_block_time_ms``: the timestamp (set by
 the ordering leader) of the latest block the endorser had committed when it ran the proposal. It
@@ -26,7 +33,7 @@ uncommitted data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,16 +41,19 @@ from crypto.encoding import EncodingError, decode, encode
 from storage.model import KVRead, KVWrite, RangeRead, ReadWriteSet, Version
 
 __all__ = [
+    "MAX_CALL_DEPTH",
     "MAX_EVENTS",
     "MAX_EVENT_BYTES",
     "MAX_HISTORY",
     "MAX_KEY_BYTES",
+    "MAX_NAMESPACES",
     "MAX_RANGE_KEYS",
     "MAX_READS",
     "MAX_VALUE_BYTES",
     "MAX_WRITES",
     "Caller",
     "ContractError",
+    "Invoker",
     "ReadOnlyViolation",
     "StateReader",
     "Stub",
@@ -68,6 +78,13 @@ MAX_HISTORY = 1000
 # Events per transaction and bytes per event payload: events are notifications, not data.
 MAX_EVENTS = 16
 MAX_EVENT_BYTES = 64 * 1024
+# Nested contract calls in one transaction. An application's contracts call one or two others (access
+# control reads the user registry and the key directory, then writes an audit entry); the bound
+# stops call cycles between contracts from running until the interpreter's recursion limit.
+MAX_CALL_DEPTH = 8
+# Namespaces one transaction may read or write (the called contract's and its callees'): each is
+# one more read/write set to MVCC-check and one more endorsement policy to satisfy.
+MAX_NAMESPACES = 16
 
 
 class ContractError(Exception):
@@ -138,8 +155,46 @@ class Caller:
         return f"{self.org}/{self.name}"
 
 
+class _Recording:
+    """What one simulation read and would write, per namespace, and the events it emitted: shared
+    by the stubs of the contract a proposal called and of the contracts that one called."""
+
+    __slots__ = ("events", "range_keys", "ranges", "reads", "writes")
+
+    def __init__(self) -> None:
+        self.reads: dict[str, dict[str, Version | None]] = {}
+        self.writes: dict[str, dict[str, bytes | None]] = {}
+        self.ranges: dict[str, list[RangeRead]] = {}
+        self.range_keys = 0  # keys returned by all range scans, in every namespace
+        self.events: list[tuple[str, bytes]] = []
+
+    def rwset(self, ns: str) -> ReadWriteSet:
+        reads, writes = self.reads.get(ns, {}), self.writes.get(ns, {})
+        return ReadWriteSet(
+            ns,
+            tuple(KVRead(k, reads[k]) for k in sorted(reads)),
+            tuple(KVWrite(k, writes[k]) for k in sorted(writes)),
+            tuple(self.ranges.get(ns, ())),
+        )
+
+    def snapshot(self) -> tuple[dict[str, dict[str, bytes | None]], int]:
+        return {ns: dict(w) for ns, w in self.writes.items()}, len(self.events)
+
+    def restore(self, snap: tuple[dict[str, dict[str, bytes | None]], int]) -> None:
+        """Drop the writes and events made since ``snap`` (reads stay: they only add checks)."""
+        writes, n_events = snap
+        for ns, w in self.writes.items():
+            w.clear()
+            w.update(writes.get(ns, {}))
+        del self.events[n_events:]
+
+
+# Runs ``function(*args)`` of contract ``name`` for the calling stub (see secprivnode.contracts.runtime).
+Invoker = Callable[["Stub", str, str, tuple[Any, ...]], bytes]
+
+
 class Stub:
-    """One simulation's view of the ledger. Create one per proposal; never reuse."""
+    """One contract call's view of the ledger. Create one per proposal; never reuse."""
 
     def __init__(
         self,
@@ -152,6 +207,10 @@ class Stub:
         args: tuple[Any, ...],
         transient: Mapping[str, bytes] | None = None,
         read_only: bool = False,
+        invoker: Invoker | None = None,
+        calling_contract: str | None = None,
+        depth: int = 0,
+        recording: _Recording | None = None,
     ) -> None:
         self._state = state
         self.namespace = namespace
@@ -161,11 +220,14 @@ class Stub:
         self.args = args
         self.transient: Mapping[str, bytes] = dict(transient or {})
         self.read_only = read_only
-        self._reads: dict[str, Version | None] = {}
-        self._writes: dict[str, bytes | None] = {}
-        self._ranges: list[RangeRead] = []
-        self._range_keys = 0
-        self._events: list[tuple[str, bytes]] = []
+        # The contract whose call this is, None for the contract the proposal named.
+        self.calling_contract = calling_contract
+        self.depth = depth
+        self._invoker = invoker
+        rec = self._rec = recording if recording is not None else _Recording()
+        self._reads: dict[str, Version | None] = rec.reads.setdefault(namespace, {})
+        self._writes: dict[str, bytes | None] = rec.writes.setdefault(namespace, {})
+        self._ranges: list[RangeRead] = rec.ranges.setdefault(namespace, [])
 
     @property
     def block_timestamp_ms(self) -> int:
@@ -191,11 +253,11 @@ class Stub:
         check_key(start)
         if end != "":
             check_key(end)
-        budget = MAX_RANGE_KEYS - self._range_keys
+        budget = MAX_RANGE_KEYS - self._rec.range_keys
         rows = self._state.get_range(self.namespace, start, end, budget + 1)
         if len(rows) > budget:
             raise ContractError(f"range scans returned more than {MAX_RANGE_KEYS} keys in one transaction")
-        self._range_keys += len(rows)
+        self._rec.range_keys += len(rows)
         self._ranges.append(RangeRead(start, end, tuple(KVRead(k, v) for k, _val, v in rows)))
         return [(k, val) for k, val, _v in rows]
 
@@ -250,21 +312,70 @@ class Stub:
         if not isinstance(name, str) or not name or len(name) > 256:
             raise ContractError("event name must be a non-empty string of at most 256 characters")
         _check_bytes(payload, MAX_EVENT_BYTES, "event payload")
-        if len(self._events) >= MAX_EVENTS:
+        if len(self._rec.events) >= MAX_EVENTS:
             raise ContractError(f"more than {MAX_EVENTS} events in one transaction")
-        self._events.append((name, payload))
+        self._rec.events.append((name, payload))
+
+    # ---- calls ------------------------------------------------------------------------------
+
+    def invoke_contract(self, contract: str, function: str, *args: Any) -> bytes:
+        """Run ``contract.function(*args)`` in this transaction and return its payload.
+
+        The callee sees the same committed state, caller, block time and transient map, and
+        ``calling_contract`` set to this contract's name; its reads and writes go to its own
+        namespace. A query may only call functions that do not write. If the callee raises, its
+        writes and events are dropped and the exception reaches this contract (a ContractError can
+        be caught; left uncaught, it is the transaction's answer).
+        """
+        if self._invoker is None:
+            raise ContractError("contract calls are not available in this simulation")
+        if not isinstance(contract, str) or not contract or not isinstance(function, str) or not function:
+            raise ContractError("contract and function names must be non-empty strings")
+        if self.depth + 1 > MAX_CALL_DEPTH:
+            raise ContractError(f"contract calls nested deeper than {MAX_CALL_DEPTH}")
+        snap = self._rec.snapshot()
+        try:
+            return self._invoker(self, contract, function, args)
+        except BaseException:
+            self._rec.restore(snap)
+            raise
+
+    def callee(self, namespace: str, args: tuple[Any, ...], *, read_only: bool) -> Stub:
+        """The stub for a call from this contract into ``namespace`` (used by the runtime)."""
+        if namespace not in self._rec.reads and len(self._rec.reads) >= MAX_NAMESPACES:
+            raise ContractError(f"more than {MAX_NAMESPACES} contracts in one transaction")
+        return Stub(
+            self._state,
+            namespace,
+            tx_id=self.tx_id,
+            caller=self.caller,
+            last_block_time_ms=self.last_block_time_ms,
+            args=args,
+            transient=self.transient,
+            read_only=self.read_only or read_only,
+            invoker=self._invoker,
+            calling_contract=self.namespace,
+            depth=self.depth + 1,
+            recording=self._rec,
+        )
 
     # ---- results ----------------------------------------------------------------------------
 
     @property
     def events(self) -> tuple[tuple[str, bytes], ...]:
-        return tuple(self._events)
+        """Every event of the transaction, from this contract and the ones it called, in order."""
+        return tuple(self._rec.events)
 
     def rwset(self) -> ReadWriteSet:
-        """What the simulation read and would write; reads and writes sorted by key."""
-        return ReadWriteSet(
-            self.namespace,
-            tuple(KVRead(k, self._reads[k]) for k in sorted(self._reads)),
-            tuple(KVWrite(k, self._writes[k]) for k in sorted(self._writes)),
-            tuple(self._ranges),
+        """What this contract's call read and would write; reads and writes sorted by key."""
+        return self._rec.rwset(self.namespace)
+
+    def extra_rwsets(self) -> tuple[ReadWriteSet, ...]:
+        """The read/write sets of the other namespaces the transaction's calls touched, sorted by
+        namespace; a namespace whose calls read and wrote nothing is left out."""
+        rec = self._rec
+        return tuple(
+            rec.rwset(ns)
+            for ns in sorted(rec.reads)
+            if ns != self.namespace and (rec.reads[ns] or rec.writes[ns] or rec.ranges[ns])
         )

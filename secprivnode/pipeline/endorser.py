@@ -34,8 +34,8 @@ from crypto.batch import BatchVerifier
 from crypto.encoding import EncodingError
 from crypto.msp import MSP, Expired, Identity, IdentityError, Revoked
 from crypto.signing import PrivateKey, get_backend
-from secprivnode.contracts.runtime import Contract, ContractRegistry, simulate
-from secprivnode.contracts.stub import Caller, StateReader
+from secprivnode.contracts.runtime import Contract, ContractRegistry, Simulated, simulate
+from secprivnode.contracts.stub import Caller, ContractError, StateReader
 from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
 from secprivnode.pipeline.membership import ChannelView, ConfigSource
 from secprivnode.pipeline.sigcache import SigCache
@@ -72,6 +72,7 @@ class EndorsementResult:
     response: Response
     rwset: ReadWriteSet
     endorsement: Endorsement
+    extra_rwsets: tuple[ReadWriteSet, ...] = ()  # of the contracts the called contract called
 
 
 class Endorser:
@@ -156,6 +157,15 @@ class Endorser:
             )
         return contract
 
+    def _callee(self, name: str) -> Contract:
+        """The contract a contract calls (stub.invoke_contract): defined and installed, as for a proposal."""
+        if name == CONFIG_CONTRACT:
+            raise ContractError(f"contract {CONFIG_CONTRACT!r} cannot be called by a contract", 403)
+        try:
+            return self._contract(name)
+        except ProposalRejected as exc:
+            raise ContractError(exc.message, 404) from exc
+
     @staticmethod
     def _caller(ident: Identity) -> Caller:
         return Caller(ident.org, ident.role.value, ident.name, ident.cert_der)
@@ -175,22 +185,30 @@ class Endorser:
                 RejectCode.UNAUTHORIZED, "config updates are approved by channel admins' signatures, not endorsed"
             )
         contract = self._contract(proposal.contract)
-        response, rwset = simulate(contract, proposal, self.ledger, self._caller(creator), self._block_time_ms())
+        response, rwset, extra = simulate(
+            contract, proposal, self.ledger, self._caller(creator), self._block_time_ms(), resolve=self._callee
+        )
         if response.status >= 400:
             raise ContractRejected(response)
-        msg = endorsement_digest(phash, response, rwset)
+        msg = endorsement_digest(phash, response, rwset, extra)
         sig = get_backend().sign(self._key, msg)
         self.sigcache.add(self.identity.public_key, sig, msg)  # validating our own endorsement is free
-        return EndorsementResult(response, rwset, Endorsement(self.identity.cert_der, sig))
+        return EndorsementResult(response, rwset, Endorsement(self.identity.cert_der, sig), extra)
 
-    def evaluate(self, proposal: Proposal, signature: bytes) -> tuple[Response, ReadWriteSet]:
+    def evaluate(self, proposal: Proposal, signature: bytes) -> Simulated:
         """Run the proposal read-only (a query, or a dry run of a config update); sign nothing."""
         creator, _ = self._creator(proposal, signature)
         contract = self._contract(proposal.contract)
         read_only = proposal.contract != CONFIG_CONTRACT
-        response, rwset = simulate(
-            contract, proposal, self.ledger, self._caller(creator), self._block_time_ms(), read_only=read_only
+        sim = simulate(
+            contract,
+            proposal,
+            self.ledger,
+            self._caller(creator),
+            self._block_time_ms(),
+            read_only=read_only,
+            resolve=self._callee,
         )
-        if response.status >= 400:
-            raise ContractRejected(response)
-        return response, rwset
+        if sim.response.status >= 400:
+            raise ContractRejected(sim.response)
+        return sim

@@ -20,14 +20,19 @@ transaction earlier in the same block changes the MSP and policies for the trans
    REVOKED_IDENTITY          the creator's certificate is on its org's CRL
    BAD_CREATOR_SIGNATURE     the creator's signature over ``proposal.hash()`` does not verify
    DUPLICATE_TXID            the id is taken by a VALID transaction, committed or earlier in this block
-   BAD_PAYLOAD               namespace is not the contract, error status, bad keys, oversized
+   BAD_PAYLOAD               namespace is not the contract, error status, bad keys, oversized;
+                             called contracts' read/write sets not sorted, repeated, in the
+                             contract's own or the config namespace, or in a version 1 block
    BAD_ENDORSEMENT_SIGNATURE an endorsement's certificate or signature is bad
-   UNKNOWN_CONTRACT          the contract is not defined in the channel config
-   ENDORSEMENT_POLICY_FAILURE the valid endorsers (nodes of member orgs) do not satisfy it
+   UNKNOWN_CONTRACT          the contract, or a called contract that was written, is not
+                             defined in the channel config
+   ENDORSEMENT_POLICY_FAILURE the valid endorsers (nodes of member orgs) do not satisfy the
+                             contract's policy and that of every other namespace written
    INVALID_CONFIG            config tx: wrong sequence/channel, malformed config, rwset not
                              the config write, or admins not satisfying the current admin policy
-   MVCC_READ_CONFLICT        a read's version is not the committed one, or an earlier VALID
-                             transaction of this block wrote the key
+   MVCC_READ_CONFLICT        a read's version (in any of the tx's namespaces) is not the
+                             committed one, or an earlier VALID transaction of this block wrote
+                             the key
    PHANTOM_READ_CONFLICT     a range scan, re-run now, differs (or an earlier VALID tx of the
                              block wrote into the range)
    ========================  ===============================================================
@@ -60,7 +65,7 @@ from secprivnode.contracts.config_contract import (
     msp_from_config,
 )
 from secprivnode.contracts.policy import Policy
-from secprivnode.contracts.stub import MAX_KEY_BYTES, MAX_RANGE_KEYS, MAX_READS, MAX_WRITES
+from secprivnode.contracts.stub import MAX_KEY_BYTES, MAX_NAMESPACES, MAX_RANGE_KEYS, MAX_READS, MAX_WRITES
 from secprivnode.pipeline.errors import AlreadyCommitted, BlockRejected, GenesisError
 from secprivnode.pipeline.membership import ConfigSource
 from secprivnode.pipeline.sigcache import SigCache, Verifier
@@ -148,18 +153,28 @@ def _key_ok(key: str) -> bool:
     return 0 < len(key) <= MAX_KEY_BYTES and "\x00" not in key and len(key.encode("utf-8")) <= MAX_KEY_BYTES
 
 
-def _payload_code(tx: Transaction) -> ValidationCode | None:
-    """BAD_PAYLOAD unless the response and rwset are what an honest endorser could have signed."""
-    rw, p = tx.rwset, tx.proposal
+def _rwset_ok(rw: ReadWriteSet) -> bool:
+    if len(rw.reads) > MAX_READS or len(rw.writes) > MAX_WRITES:
+        return False
+    if not all(_key_ok(r.key) for r in rw.reads) or not all(_key_ok(w.key) for w in rw.writes):
+        return False
+    return all(_key_ok(q.start) and (q.end == "" or _key_ok(q.end)) for q in rw.range_reads)
+
+
+def _payload_code(tx: Transaction, calls_allowed: bool) -> ValidationCode | None:
+    """BAD_PAYLOAD unless the response and rwsets are what an honest endorser could have signed."""
+    rw, p, extra = tx.rwset, tx.proposal, tx.extra_rwsets
     if rw.namespace != p.contract or tx.response.status >= 400:
         return V.BAD_PAYLOAD
-    if len(rw.reads) > MAX_READS or len(rw.writes) > MAX_WRITES:
+    if extra:
+        names = [x.namespace for x in extra]
+        if not calls_allowed or len(extra) + 1 > MAX_NAMESPACES or names != sorted(set(names)):
+            return V.BAD_PAYLOAD
+        if p.contract in names or CONFIG_CONTRACT in names:
+            return V.BAD_PAYLOAD
+    if sum(len(q.reads) for x in tx.rwsets for q in x.range_reads) > MAX_RANGE_KEYS:
         return V.BAD_PAYLOAD
-    if sum(len(q.reads) for q in rw.range_reads) > MAX_RANGE_KEYS:
-        return V.BAD_PAYLOAD
-    if not all(_key_ok(r.key) for r in rw.reads) or not all(_key_ok(w.key) for w in rw.writes):
-        return V.BAD_PAYLOAD
-    if not all(_key_ok(q.start) and (q.end == "" or _key_ok(q.end)) for q in rw.range_reads):
+    if not all(_rwset_ok(x) for x in tx.rwsets):
         return V.BAD_PAYLOAD
     return None
 
@@ -218,7 +233,9 @@ class BlockValidator:
 
     # ---- pass 1 -----------------------------------------------------------------------------
 
-    def _prepare(self, tx: Transaction, channel: str, items: list[tuple[PublicKey, bytes, bytes]]) -> _Prepared:
+    def _prepare(
+        self, tx: Transaction, channel: str, items: list[tuple[PublicKey, bytes, bytes]], calls_allowed: bool
+    ) -> _Prepared:
         t = _Prepared(tx)
         if tx.channel != channel:
             t.early = V.BAD_CHANNEL
@@ -244,10 +261,10 @@ class BlockValidator:
                 return t
             msg = config_update_digest(t.config)
         else:
-            t.payload = _payload_code(tx)
+            t.payload = _payload_code(tx, calls_allowed)
             if t.payload is not None:
                 return t
-            msg = endorsement_digest(phash, tx.response, tx.rwset)
+            msg = endorsement_digest(phash, tx.response, tx.rwset, tx.extra_rwsets)
         for e in tx.endorsements:
             ident = self._parse(e.endorser)
             if ident is None:
@@ -278,7 +295,8 @@ class BlockValidator:
         if cfg is None:
             raise BlockRejected(block.number, "the ledger has no channel configuration")
         items: list[tuple[PublicKey, bytes, bytes]] = []
-        prepared = [self._prepare(tx, block.header.channel, items) for tx in block.transactions]
+        calls_allowed = block.header.version >= 2  # version 1 blocks predate contract calls
+        prepared = [self._prepare(tx, block.header.channel, items, calls_allowed) for tx in block.transactions]
         orderer = self._parse(block.orderer) if self.check_orderer else None
         if self.check_orderer:
             if orderer is None:
@@ -296,7 +314,8 @@ class BlockValidator:
             code = self._decide(t, duplicate, ok, st)
             if code is V.VALID:
                 st.seen.add(tx_id)  # only a VALID transaction takes its id, as in the ledger's tx index
-                self._record_writes(t.tx.rwset, st)
+                for rw in t.tx.rwsets:
+                    self._record_writes(rw, st)
                 if t.config is not None:
                     st.set_config(t.config)
             codes.append(code)
@@ -332,7 +351,13 @@ class BlockValidator:
         if any(ident is None or not ok[i] for ident, i in t.endorsers):
             return V.BAD_ENDORSEMENT_SIGNATURE
         code = self._config_code(t, t.config, st) if t.config is not None else self._endorsement_code(t, st)
-        return code if code is not None else self._mvcc(t.tx.rwset, st)
+        if code is not None:
+            return code
+        for rw in t.tx.rwsets:
+            code = self._mvcc(rw, st)
+            if code is not V.VALID:
+                return code
+        return V.VALID
 
     def _members(self, t: _Prepared, st: _BlockState, roles: frozenset[Role]) -> list[Identity]:
         out = []
@@ -345,10 +370,14 @@ class BlockValidator:
         return out
 
     def _endorsement_code(self, t: _Prepared, st: _BlockState) -> ValidationCode | None:
-        policy = st.policy(t.tx.proposal.contract)
-        if policy is None:
+        # The contract's own policy always; a called contract's where the transaction writes in
+        # its namespace (its reads alone change nothing it guards). Each is judged on its own.
+        names = [t.tx.proposal.contract, *(rw.namespace for rw in t.tx.extra_rwsets if rw.writes)]
+        policies = [st.policy(n) for n in names]
+        if any(p is None for p in policies):
             return V.UNKNOWN_CONTRACT
-        if not policy.evaluate(self._members(t, st, _NODE)):
+        members = self._members(t, st, _NODE)
+        if not all(p is not None and p.evaluate(members) for p in policies):
             return V.ENDORSEMENT_POLICY_FAILURE
         return None
 
@@ -357,7 +386,7 @@ class BlockValidator:
         if new.channel != cur.channel or new.sequence != cur.sequence + 1 or t.tx.response.status != 200:
             return V.INVALID_CONFIG
         rw = t.tx.rwset
-        if len(rw.reads) != 1 or rw != config_rwset(new, rw.reads[0].version):
+        if len(rw.reads) != 1 or rw != config_rwset(new, rw.reads[0].version) or t.tx.extra_rwsets:
             return V.INVALID_CONFIG
         try:
             check_config(new, channel=cur.channel)
@@ -413,6 +442,6 @@ class BlockValidator:
             check_config(cfg, channel=self.ledger.channel)
         except ConfigError as exc:
             raise GenesisError(n, f"genesis config is invalid: {exc}") from exc
-        if tx.rwset != config_rwset(cfg, None):
+        if tx.rwset != config_rwset(cfg, None) or tx.extra_rwsets:
             raise GenesisError(n, "the genesis transaction must write exactly the config and read nothing committed")
         return [V.VALID]

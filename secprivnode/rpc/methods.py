@@ -455,7 +455,8 @@ def _methods() -> tuple[Method, ...]:
         ),
         Method(
             "chain_getTransaction",
-            "A committed transaction: creator, contract, function, args, response, rwset, position, validation code.",
+            "A committed transaction: creator, contract, function, args, response, rwset, extra_rwsets"
+            " (the called contracts' namespaces), position, validation code.",
             (tx_id, CHANNEL),
             S_OBJ,
             _get_tx,

@@ -23,7 +23,7 @@ from crypto.msp import Identity
 from crypto.signing import PrivateKey, get_backend
 from secprivnode.contracts.assets import AssetsContract
 from secprivnode.contracts.config_contract import ConfigContract
-from secprivnode.contracts.runtime import ContractRegistry
+from secprivnode.contracts.runtime import Contract, ContractRegistry
 from secprivnode.contracts.stub import Caller
 from secprivnode.genesis import admin_signature, config_transaction, genesis_block
 from secprivnode.pipeline.committer import CommitResult, Committer
@@ -161,7 +161,9 @@ def channel_config(pki: Pki, sequence: int = 0, **changes: Any) -> ChannelConfig
 class Chain:
     """A channel on a real ChannelLedger with endorsers for every node, a validator and a committer."""
 
-    def __init__(self, pki: Pki, path: Path, config: ChannelConfig | None = None) -> None:
+    def __init__(
+        self, pki: Pki, path: Path, config: ChannelConfig | None = None, contracts: Sequence[Contract] = ()
+    ) -> None:
         self.pki = pki
         self.db = Database(path)
         self.ledger = ChannelLedger(self.db, CHANNEL)
@@ -170,7 +172,7 @@ class Chain:
         self.validator = BlockValidator(self.ledger, self.verifier, sigcache=self.sigcache)
         self.committer = Committer(self.ledger, self.validator)
         self.view = ChannelView(self.ledger)
-        self.registry = ContractRegistry([AssetsContract(), ConfigContract()])
+        self.registry = ContractRegistry([AssetsContract(), ConfigContract(), *contracts])
         self.clock = NOW + 100
         self.endorsers = {
             ident: Endorser(
@@ -211,17 +213,20 @@ class Chain:
     def endorse(self, p: Proposal, sig: bytes, nodes: Sequence[str]) -> Transaction:
         results = [self.endorsers[n].endorse(p, sig) for n in nodes]
         r0 = results[0]
-        assert all((r.response, r.rwset) == (r0.response, r0.rwset) for r in results), "endorsers disagree"
-        return Transaction(p, sig, r0.response, r0.rwset, tuple(r.endorsement for r in results))
+        outcome = (r0.response, r0.rwset, r0.extra_rwsets)
+        assert all((r.response, r.rwset, r.extra_rwsets) == outcome for r in results), "endorsers disagree"
+        return Transaction(p, sig, r0.response, r0.rwset, tuple(r.endorsement for r in results), r0.extra_rwsets)
 
     def tx(self, who: str, function: str, *args: Any, nodes: Sequence[str] | None = None) -> Transaction:
         p, sig = self.propose(who, "assets", function, *args)
         return self.endorse(p, sig, nodes or ["council/council-node1", "transport/transport-node1"])
 
-    def block(self, txs: Sequence[Transaction], *, orderer: str = ORDERER, ms: int | None = None) -> Block:
+    def block(
+        self, txs: Sequence[Transaction], *, orderer: str = ORDERER, ms: int | None = None, version: int = BLOCK_VERSION
+    ) -> Block:
         h = self.ledger.height
         header = BlockHeader(
-            BLOCK_VERSION,
+            version,
             CHANNEL,
             h,
             self.ledger.tip_hash or GENESIS_PREVIOUS_HASH,

@@ -59,7 +59,7 @@ def test_genesis_config_and_assets(pki: Pki, tmp_path: Path) -> None:
 
         # the contract's own history query sees the same
         p, sig = chain.propose("health/alice", "assets", "history", "car")
-        resp, _ = chain.endorsers["health/health-node1"].evaluate(p, sig)
+        resp = chain.endorsers["health/health-node1"].evaluate(p, sig).response
         assert [(e["block"], e["value"]["owner"]) for e in decode(resp.payload)] == [(2, "council"), (3, "transport")]
 
         # an invalid tx commits with its code, writes nothing, and emits no contract events

@@ -99,7 +99,9 @@ def run(
     state: FakeState, c: Contract, fn: str, *args: Any, pki: Pki | None = None, **kw: Any
 ) -> tuple[Response, ReadWriteSet]:
     caller = pki["council/alice"].caller if pki else _caller()
-    return simulate(c, proposal(c.name, fn, *args, **kw), state, caller, BLOCK_MS)
+    sim = simulate(c, proposal(c.name, fn, *args, **kw), state, caller, BLOCK_MS)
+    assert sim.extra_rwsets == ()
+    return sim.response, sim.rwset
 
 
 def _caller() -> Any:
@@ -147,7 +149,7 @@ def test_delete_and_events(state: FakeState) -> None:
 
 def test_caller_tx_time_and_transient(state: FakeState, pki: Pki) -> None:
     p = proposal("probe", "whoami", transient={"t": b"secret"})
-    resp, _ = simulate(Probe(), p, state, pki["health/alice"].caller, BLOCK_MS)
+    resp = simulate(Probe(), p, state, pki["health/alice"].caller, BLOCK_MS).response
     assert decode(resp.payload) == ("health/alice", "client", p.tx_id, BLOCK_MS, b"secret")
 
 
@@ -194,7 +196,7 @@ def test_floats_and_bad_keys_are_refused(state: FakeState) -> None:
     resp, _ = run(state, Probe(), "bad_key", "\ud800")
     assert resp.status == 400 and "surrogate" in resp.message
     # float arguments never reach the contract
-    resp, _ = simulate(Probe(), proposal("probe", "bad_key", 1.5), state, _caller(), BLOCK_MS)
+    resp = simulate(Probe(), proposal("probe", "bad_key", 1.5), state, _caller(), BLOCK_MS).response
     assert resp.status == 400 and "canonical" in resp.message
 
 
@@ -207,7 +209,7 @@ def test_functions_args_and_read_only(state: FakeState) -> None:
     resp, _ = run(state, Probe(), "sneaky")
     assert resp.status == 500 and "query function wrote" in resp.message
     # a transaction function run through the read-only (evaluate) path cannot write either
-    resp, _ = simulate(Probe(), proposal("probe", "remove", "k"), state, _caller(), BLOCK_MS, read_only=True)
+    resp = simulate(Probe(), proposal("probe", "remove", "k"), state, _caller(), BLOCK_MS, read_only=True).response
     assert resp.status == 500
     assert set(Probe.functions) == {
         "write_then_read", "scan", "remove", "whoami", "history", "fail", "crash",
@@ -285,13 +287,13 @@ def test_only_the_owner_organisation_may_change_an_asset(
     resp, rw = run(state, c, "create", "lamp-7", "council", pki=pki)
     state.set("assets", "asset/lamp-7", rw.writes[0].value or b"", (1, 0))
     caller = pki[who].caller
-    resp, rw = simulate(c, proposal("assets", fn, "lamp-7", *args), state, caller, BLOCK_MS)
+    resp, rw, _ = simulate(c, proposal("assets", fn, "lamp-7", *args), state, caller, BLOCK_MS)
     assert resp.status == 403, resp
     assert f"{who} may not {fn} asset 'lamp-7'" in resp.message and "'council'" in resp.message
     assert rw.writes == ()  # an error response carries no writes: nothing can be ordered
     # any identity of the owner organisation may, whatever its role
     for member in ("council/alice", "council/admin", "council/council-node2"):
-        ok, _ = simulate(c, proposal("assets", fn, "lamp-7", *args), state, pki[member].caller, BLOCK_MS)
+        ok = simulate(c, proposal("assets", fn, "lamp-7", *args), state, pki[member].caller, BLOCK_MS).response
         assert ok.status == 200, (member, ok)
 
 

@@ -112,7 +112,7 @@ def test_config_updates_are_not_endorsed_but_can_be_dry_run(chain: Chain) -> Non
     new = channel_config(chain.pki, 1)
     p, sig = chain.propose("council/admin", "_config", "update", new.to_obj())
     assert reject(chain, p, sig).code is RejectCode.UNAUTHORIZED
-    resp, rw = chain.endorsers[NODE].evaluate(p, sig)
+    resp, rw, _extra = chain.endorsers[NODE].evaluate(p, sig)
     assert resp.status == 200 and rw.reads == (KVRead("channel", (0, 0)),)
     stale = channel_config(chain.pki, 5)
     p, sig = chain.propose("council/admin", "_config", "update", stale.to_obj())
@@ -123,7 +123,7 @@ def test_config_updates_are_not_endorsed_but_can_be_dry_run(chain: Chain) -> Non
 def test_evaluate_runs_queries(chain: Chain) -> None:
     assert chain.codes([chain.tx("council/alice", "put", "k", b"hello")]) == [0]
     p, sig = chain.propose("transport/alice", "assets", "get", "k")
-    resp, _ = chain.endorsers["health/health-node2"].evaluate(p, sig)
+    resp = chain.endorsers["health/health-node2"].evaluate(p, sig).response
     assert resp.payload == b"hello"
     p, sig = chain.propose("transport/alice", "assets", "get", "missing")
     with pytest.raises(ContractRejected):

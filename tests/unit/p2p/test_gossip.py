@@ -57,6 +57,7 @@ class SimNet:
     drop_pushes: float = 0.0  # probability that a BlockPush is lost in transit
     loss_rng: random.Random = field(default_factory=lambda: random.Random(99))
     lost: int = 0
+    members: set[str] | None = None  # the channel's member nodes; None: every node
 
     def add(self, name: str, org: str, seed: int) -> GossipCore:
         creds = self.pki.node(org, name)
@@ -79,6 +80,7 @@ class SimNet:
             config=CFG,
             private_store=priv,
             collections=lambda: self.collections,
+            is_member=lambda ch, node: self.members is None or node in self.members,
         )
         self.cores[name], self.stores[name], self.private[name] = core, store, priv
         return core
@@ -231,6 +233,24 @@ def test_lagging_peer_catches_up_by_state_transfer_from_several_peers() -> None:
     assert len(served_by) >= 2, served_by  # the range was pulled from several peers
     batches = [m for _, dst, m in net.log if dst == "n4" and isinstance(m, BlockBatch)]
     assert all(len(b.blocks) <= CFG.state_batch_blocks for b in batches)
+
+
+def test_a_node_outside_the_channel_gets_none_of_its_blocks_until_admitted() -> None:
+    net = make_net(4)
+    net.members = {"n0", "n1", "n2"}  # n3 claims the channel in its hello but is not in its config
+    net.connect_all()
+    for _ in range(10):
+        net.produce("n0", 1)
+        net.step()
+    net.run_until(lambda: all(net.stores[n].height == 10 for n in ("n0", "n1", "n2")))
+    for _ in range(40):  # anti-entropy rounds: n3's height announcements and requests go unanswered
+        net.step()
+    assert net.stores["n3"].height == 0
+    to_outsider = [m for _, dst, m in net.log if dst == "n3" and isinstance(m, (BlockPush, BlockBatch))]
+    assert to_outsider == [] and not net.penalties
+    net.members.add("n3")  # a configuration block admits it
+    net.run_until(lambda: net.stores["n3"].height == 10)
+    assert len(net.tips()) == 1
 
 
 def _tamper(kind: str, block: Block, prev_builder: ChainBuilder) -> bytes:
