@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from framework import free_base_port, wait_until
+from framework import free_base_port, pid_alive, wait_until
 
 pytestmark = pytest.mark.functional
 
@@ -171,15 +171,7 @@ def _stop_everything(work: Path, env: dict[str, str]) -> None:
             os.kill(pid, signal.SIGTERM)
         except (OSError, ValueError):
             continue
-        wait_until(lambda pid=pid: not _alive(pid), 30, what=f"node process {pid} to exit")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+        wait_until(lambda pid=pid: not pid_alive(pid), 30, what=f"node process {pid} to exit")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from framework import CityTest, TestNode, wait_until
+from framework import CityTest, TestNode, pid_alive, wait_until
 
 from secprivnode.client import TxRejected
 from secprivnode.network import load_network
@@ -147,15 +147,6 @@ class RemoveThenRestartTest(CityTest):
                 assert c.invoke("assets", "put", "after-restart", b"\x02").valid
         finally:
             self.cli("network", "down", "--dir", d)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie awaiting its reaper counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def test_join_with_certificate_then_remove(tmp_path: Path) -> None:
