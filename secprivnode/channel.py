@@ -48,7 +48,7 @@ from crypto.batch import BatchVerifier
 from crypto.msp import Identity
 from crypto.signing import PrivateKey, PublicKey
 from p2p.api import PeerTransport
-from p2p.messages import AppMessage
+from p2p.messages import AppMessage, BlockPush
 from p2p.verify import VerifiedBlock
 from secprivnode import wire
 from secprivnode.api import Event
@@ -87,9 +87,9 @@ MEMBERSHIP_CHECK_S = 0.5
 # A learner is promoted once it is within this many entries of the leader's commit index.
 PROMOTE_LAG_ENTRIES = 8
 # How long a node keeps its link to a node the configuration just removed: long enough for the
-# removed node to receive the block that removes it (a Raft heartbeat carries the commit index
-# every few hundred ms; gossip pulls every second), so it can tell it was removed. New connections
-# from it are refused at once: the transport validates peers against the current MSP.
+# block that removes it (pushed to it by every member, and on orderers carried by Raft, whose
+# heartbeats bring the commit index every 100 ms) to arrive, so it can tell it was removed. New
+# connections from it are refused at once: the transport validates peers against the current MSP.
 REMOVED_PEER_LINGER_S = 3.0
 
 
@@ -474,7 +474,7 @@ class ChannelRuntime:
             self._publish(self.name, result.number, data)
         self._notify(result)
         if result.config is not None:
-            self._apply_config(result.config, initial=False)
+            self._apply_config(result.config, initial=False, block=(result.number, data))
             self._tasks = [t for t in self._tasks if not t.done()]
             self._tasks.append(asyncio.create_task(self._maybe_start_orderer(), name=f"{self.name}-orderer-start"))
 
@@ -520,8 +520,9 @@ class ChannelRuntime:
             for ev in events:
                 sub.offer(ev)
 
-    def _apply_config(self, cfg: ChannelConfig, *, initial: bool) -> None:
-        """Dial the channel's other nodes; drop removed ones; trust the orgs' current CAs and CRLs."""
+    def _apply_config(self, cfg: ChannelConfig, *, initial: bool, block: tuple[int, bytes] | None = None) -> None:
+        """Dial the channel's other nodes; drop removed ones (after handing them ``block``, the one
+        that removed them, so they can tell); trust the orgs' current CAs and CRLs."""
         me = self._identity.name
         names = {n.name for n in cfg.nodes}
         if initial:
@@ -540,6 +541,10 @@ class ChannelRuntime:
             if n.name != me:
                 self._transport.add_peer(n.name, n.address)
         gone = self._config_nodes - names
+        if block is not None:
+            # Gossip no longer serves a node the configuration dropped; this push is its last block.
+            for name in gone:
+                self._transport.send(name, BlockPush(self.name, block[0], block[1]))
         if gone and not initial:
             self._tasks.append(asyncio.create_task(self._drop_later(gone), name=f"{self.name}-drop-removed"))
         self._config_nodes = names
