@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
 from pathlib import Path
 
@@ -35,10 +34,19 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from crypto.ca import CertificateAuthority, Role, write_identity
 from crypto.encoding import decode
 from secprivnode.client import AsyncClient, Client, ClientIdentity
-from secprivnode.network import NETWORK_FILE, NetworkError, NetworkNode, load_network, node_healthy, stop_node
+from secprivnode.network import (
+    NETWORK_FILE,
+    NetworkError,
+    NetworkNode,
+    genesis_path,
+    load_network,
+    node_config_doc,
+    node_healthy,
+    stop_node,
+)
 from storage.model import ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
 
-__all__ = ["admit_node", "define_contract", "remove_node"]
+__all__ = ["admit_node", "define_contract", "remove_node", "revoke_user"]
 
 
 def _admins(directory: Path, orgs: list[str]) -> list[ClientIdentity]:
@@ -58,12 +66,12 @@ def current_config(client: Client) -> ChannelConfig:
     return ChannelConfig.from_obj(decode(bytes.fromhex(raw.removeprefix("0x"))))
 
 
-def _propose(directory: Path, url: str, cfg: ChannelConfig) -> None:
+def _propose(directory: Path, seed: NetworkNode, cfg: ChannelConfig) -> None:
     """Submit ``cfg`` approved by every admin in the network directory; raise unless it commits VALID."""
     admins = _admins(directory, [o.name for o in cfg.orgs])
 
     async def go() -> dict[str, object]:
-        async with AsyncClient(url) as client:
+        async with AsyncClient(seed.rpc_url, tls=seed.client_tls()) as client:
             return await client.config_update(cfg, admins)
 
     result = asyncio.run(go())
@@ -74,7 +82,7 @@ def _propose(directory: Path, url: str, cfg: ChannelConfig) -> None:
 def _current(nodes: list[NetworkNode]) -> tuple[NetworkNode, ChannelConfig]:
     """A running node to submit to, and the channel configuration it reports."""
     seed = _first_running(nodes)
-    with Client(seed.rpc_url) as client:
+    with Client(seed.rpc_url, tls=seed.client_tls()) as client:
         return seed, current_config(client)
 
 
@@ -113,6 +121,7 @@ def admit_node(directory: Path, org: str, *, orderer: bool = False, name: str | 
         ops=f"{host}:{base + 2000 + i}",
         config=directory / "nodes" / name / "node.yaml",
         roles=("orderer", "endorser", "committer", "gateway") if orderer else ("endorser", "committer", "gateway"),
+        ca_bundle=nodes[0].ca_bundle,
     )
     now = int(time.time())
     ca = CertificateAuthority.load(ca_dir)
@@ -122,21 +131,10 @@ def admit_node(directory: Path, org: str, *, orderer: bool = False, name: str | 
 
     seed, cfg = _current(nodes)
     nodes_after = (*cfg.nodes, ChannelNode(name, org, new.p2p, orderer))
-    _propose(directory, seed.rpc_url, dataclasses.replace(cfg, sequence=cfg.sequence + 1, nodes=nodes_after))
+    _propose(directory, seed, dataclasses.replace(cfg, sequence=cfg.sequence + 1, nodes=nodes_after))
 
     new.dir.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "node": {"name": name, "org": org, "data_dir": "data", "roles": list(new.roles)},
-        "identity": {
-            "cert": os.path.relpath(node_crypto / "cert.pem", new.dir),
-            "key": os.path.relpath(node_crypto / "key.pem", new.dir),
-        },
-        "channels": [
-            {"name": channel, "genesis": os.path.relpath(directory / "channel" / f"{channel}.block", new.dir)}
-        ],
-        "p2p": {"listen": new.p2p, "bootstrap": [f"{seed.name}@{seed.p2p}"], "network_id": f"secprivnode-{channel}"},
-        "rpc": {"listen": new.rpc, "operations_listen": new.ops},
-    }
+    doc = node_config_doc(new, node_crypto, channel, genesis_path(directory, channel), [f"{seed.name}@{seed.p2p}"])
     new.config.write_text(yaml.safe_dump(doc, sort_keys=False))
     manifest = yaml.safe_load((directory / NETWORK_FILE).read_text())
     manifest["nodes"].append(
@@ -144,6 +142,17 @@ def admit_node(directory: Path, org: str, *, orderer: bool = False, name: str | 
     )
     (directory / NETWORK_FILE).write_text(yaml.safe_dump(manifest, sort_keys=False))
     return new
+
+
+def _revoke(directory: Path, cfg: ChannelConfig, org: str, cert_path: Path) -> tuple[OrgConfig, ...]:
+    """Revoke the certificate at ``cert_path`` with ``org``'s CA; the channel's orgs with the new CRL."""
+    ca_dir = directory / "crypto" / org / "ca"
+    ca = CertificateAuthority.load(ca_dir)
+    _, crl_pem = ca.revoke_certificate(cert_path.read_bytes(), now=int(time.time()))
+    ca.save(ca_dir)
+    crl = x509.load_pem_x509_crl(crl_pem).public_bytes(Encoding.DER)
+    # The CA's CRL lists everything it ever revoked, so it replaces the org's previous one.
+    return tuple(OrgConfig(o.name, o.ca_cert, (crl,)) if o.name == org else o for o in cfg.orgs)
 
 
 def remove_node(directory: Path, name: str, *, revoke: bool = True, stop: bool = True) -> ChannelConfig:
@@ -159,20 +168,29 @@ def remove_node(directory: Path, name: str, *, revoke: bool = True, stop: bool =
         raise NetworkError(f"{name} is not a node of channel {cfg.channel}")
     orgs = cfg.orgs
     if revoke:
-        ca_dir = directory / "crypto" / target.org / "ca"
-        ca = CertificateAuthority.load(ca_dir)
-        cert_pem = (directory / "crypto" / target.org / "nodes" / name / "cert.pem").read_bytes()
-        _, crl_pem = ca.revoke_certificate(cert_pem, now=int(time.time()))
-        ca.save(ca_dir)
-        crl = x509.load_pem_x509_crl(crl_pem).public_bytes(Encoding.DER)
-        orgs = tuple(OrgConfig(o.name, o.ca_cert, (crl,)) if o.name == target.org else o for o in cfg.orgs)
+        orgs = _revoke(directory, cfg, target.org, directory / "crypto" / target.org / "nodes" / name / "cert.pem")
     nodes_after = tuple(n for n in cfg.nodes if n.name != name)
     updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, orgs=orgs, nodes=nodes_after)
-    _propose(directory, seed.rpc_url, updated)
+    _propose(directory, seed, updated)
     _forget_node(directory, name)
     local = next((n for n in nodes if n.name == name), None)
     if stop and local is not None:
         stop_node(local)
+    return updated
+
+
+def revoke_user(directory: Path, org: str, user: str) -> ChannelConfig:
+    """Revoke the user identity ``org/user`` and publish the CRL to the channel: from the block that
+    commits it, every node refuses the identity in proposals and signed reads."""
+    _, nodes = load_network(directory)
+    seed, cfg = _current(nodes)
+    cert_path = directory / "crypto" / org / "users" / user / "cert.pem"
+    if cfg.org(org) is None:
+        raise NetworkError(f"{org} is not an organisation of channel {cfg.channel}")
+    if not cert_path.exists():
+        raise NetworkError(f"no identity {org}/{user} in {directory / 'crypto'}")
+    updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, orgs=_revoke(directory, cfg, org, cert_path))
+    _propose(directory, seed, updated)
     return updated
 
 
@@ -188,5 +206,5 @@ def define_contract(directory: Path, name: str, version: str, policy: str) -> Ch
     seed, cfg = _current(nodes)
     contracts = (*(c for c in cfg.contracts if c.name != name), ContractDefinition(name, version, policy))
     updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, contracts=contracts)
-    _propose(directory, seed.rpc_url, updated)
+    _propose(directory, seed, updated)
     return updated

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from secprivnode.signed_read import SignedRead
 from storage.blockstore import BlockSummary
 from storage.model import Proposal, ValidationCode
 
@@ -30,6 +31,7 @@ __all__ = [
     "SubmitResult",
     "TimeoutError_",
     "TxRejected",
+    "Unauthenticated",
     "Unauthorized",
     "UnknownChannel",
 ]
@@ -102,6 +104,13 @@ class BadRequest(ServiceError):
     name = "BadRequest"
 
 
+class Unauthenticated(ServiceError):
+    """The method needs a signed request identifying the caller, and none valid came with it."""
+
+    code = -32010
+    name = "Unauthenticated"
+
+
 ERROR_CODES: dict[int, str] = {
     cls.code: cls.name
     for cls in (
@@ -115,6 +124,7 @@ ERROR_CODES: dict[int, str] = {
         TimeoutError_,
         Unauthorized,
         BadRequest,
+        Unauthenticated,
     )
 }
 
@@ -159,6 +169,11 @@ class NodeService(Protocol):
     async def get_transaction(self, channel: str | None, tx_id: bytes) -> dict[str, Any]: ...
 
     async def get_tx_proof(self, channel: str | None, tx_id: bytes) -> dict[str, Any]: ...
+
+    async def authorize_read(self, read: SignedRead) -> str:
+        """Check a signed read (identity, freshness, replay, the namespace's read policy) and return
+        the reader's id; raise :class:`Unauthenticated`, :class:`Unauthorized` or :class:`Overloaded`."""
+        ...
 
     async def state_get(self, channel: str | None, contract: str, key: str) -> dict[str, Any] | None: ...
 

@@ -13,8 +13,13 @@ Errors from the node arrive as :class:`RpcError` subclasses chosen by code (the 
 mirror :data:`secprivnode.api.ERROR_CODES`). Contract arguments are Python values the canonical
 encoding accepts; floats are refused (nothing hashed may hold a float).
 
-This module must never sign anything but ``Proposal.hash()`` / ``config_update_digest`` and must
-never send a private key anywhere.
+State reads (``state_get``, ``state_get_range``, ``state_get_history``) are signed read requests
+(:mod:`secprivnode.signed_read`) with a fresh nonce each. ``https://`` URLs take a
+:class:`ClientTLS` naming the CAs to trust (the channel organisations' root CAs) and, for nodes that
+require mutual TLS, the identity to present.
+
+This module must never sign anything but ``Proposal.hash()``, ``config_update_digest`` and read
+request digests, and must never send a private key anywhere.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import itertools
 import json
 import os
+import ssl
 import threading
 import time
 from collections.abc import Coroutine, Generator, Iterator, Mapping, Sequence
@@ -37,6 +43,7 @@ from cryptography.x509.oid import NameOID
 
 from crypto.encoding import EncodingError, encode
 from crypto.signing import PrivateKey, PublicKey, sign
+from secprivnode.client_tls import ClientTLS
 from secprivnode.rpc.codec import CodecError, from_hex, header_from_json, proposal_to_hex, to_hex
 from secprivnode.rpc.errors import (
     BadRequest,
@@ -53,10 +60,12 @@ from secprivnode.rpc.errors import (
     RpcTimeout,
     ServerError,
     TxRejected,
+    Unauthenticated,
     Unauthorized,
     UnknownChannel,
     rpc_error,
 )
+from secprivnode.signed_read import SIGNED_READ_PARAMS, auth_to_json, sign_read
 from storage.model import NONCE_BYTES, ChannelConfig, Proposal, ProposalHeader, config_update_digest
 
 __all__ = [
@@ -65,6 +74,7 @@ __all__ = [
     "BadRequest",
     "Client",
     "ClientIdentity",
+    "ClientTLS",
     "ContractFailed",
     "InternalError",
     "InvalidParams",
@@ -83,6 +93,7 @@ __all__ = [
     "TransportError",
     "TxRejected",
     "TxResult",
+    "Unauthenticated",
     "Unauthorized",
     "UnknownChannel",
     "build_proposal",
@@ -263,6 +274,13 @@ def _response(obj: Any) -> dict[str, Any]:
     return out
 
 
+def _state_row(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    if isinstance(out.get("value"), str):
+        out["value"] = from_hex(out["value"], "value")
+    return out
+
+
 # ---- async client ---------------------------------------------------------------------------------
 
 
@@ -276,12 +294,16 @@ class AsyncClient:
         channel: str | None = None,
         *,
         timeout_s: float = DEFAULT_HTTP_TIMEOUT_S,
+        tls: ClientTLS | None = None,
     ) -> None:
         self.url = url.rstrip("/") + "/"
         self.ws_url = "ws" + self.url.removeprefix("http") + "ws"
         self.identity = identity
         self.channel = channel
         self._timeout_s = timeout_s
+        # https:// without ClientTLS verifies against the system's CAs, which do not issue node
+        # certificates: the connection then fails rather than trust an unknown server.
+        self._ssl: ssl.SSLContext | None = tls.context() if tls is not None else None
         self._session: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)
 
@@ -298,7 +320,10 @@ class AsyncClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
+            connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout_s), connector=connector
+            )
         return self._session
 
     async def call(
@@ -386,6 +411,10 @@ class AsyncClient:
     async def height(self) -> int:
         return int(await self.call("chain_height", self._ch({})))
 
+    async def contracts(self) -> list[dict[str, Any]]:
+        """The channel's contract definitions with the functions the node has installed."""
+        return list(await self.call("contract_list", self._ch({})))
+
     async def get_block(self, number: int) -> dict[str, Any]:
         return dict(await self.call("chain_getBlockByNumber", self._ch({"number": number})))
 
@@ -401,14 +430,30 @@ class AsyncClient:
     async def get_tx_proof(self, tx_id: bytes) -> dict[str, Any]:
         return dict(await self.call("chain_getTxProof", self._ch({"tx_id": to_hex(tx_id)})))
 
+    async def _signed_read(self, method: str, params: dict[str, Any]) -> Any:
+        """Call a state read with ``auth``: a fresh read request signed by this client's identity."""
+        ident = self._need_identity()
+        channel = await self.default_channel()
+        signed_params = [params[name] for name in SIGNED_READ_PARAMS[method]]
+        read = sign_read(ident.cert_der, ident.sign, channel, method, signed_params)
+        return await self.call(method, {**params, "channel": channel, "auth": auth_to_json(read)})
+
     async def state_get(self, contract: str, key: str) -> dict[str, Any] | None:
-        r = await self.call("state_get", self._ch({"contract": contract, "key": key}))
-        if r is None:
-            return None
-        out = dict(r)
-        if isinstance(out.get("value"), str):
-            out["value"] = from_hex(out["value"], "value")
-        return out
+        """A key's committed value and version, or ``None`` (a read signed with this identity)."""
+        r = await self._signed_read("state_get", {"contract": contract, "key": key})
+        return None if r is None else _state_row(r)
+
+    async def state_get_range(self, contract: str, start: str, end: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Committed keys in [start, end) with values and versions (a signed read)."""
+        rows = await self._signed_read(
+            "state_getRange", {"contract": contract, "start": start, "end": end, "limit": limit}
+        )
+        return [_state_row(r) for r in rows]
+
+    async def state_get_history(self, contract: str, key: str, limit: int = 100) -> list[dict[str, Any]]:
+        """A key's committed history, newest first (a signed read)."""
+        rows = await self._signed_read("state_getHistory", {"contract": contract, "key": key, "limit": limit})
+        return [_state_row(r) for r in rows]
 
     async def node_status(self) -> dict[str, Any]:
         return dict(await self.call("node_status"))
@@ -518,11 +563,12 @@ class Client:
         channel: str | None = None,
         *,
         timeout_s: float = DEFAULT_HTTP_TIMEOUT_S,
+        tls: ClientTLS | None = None,
     ) -> None:
+        self._async = AsyncClient(url, identity, channel, timeout_s=timeout_s, tls=tls)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="secprivnode-client", daemon=True)
         self._thread.start()
-        self._async = AsyncClient(url, identity, channel, timeout_s=timeout_s)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -565,6 +611,9 @@ class Client:
     def height(self) -> int:
         return self._run(self._async.height())
 
+    def contracts(self) -> list[dict[str, Any]]:
+        return self._run(self._async.contracts())
+
     def get_block(self, number: int) -> dict[str, Any]:
         return self._run(self._async.get_block(number))
 
@@ -579,6 +628,12 @@ class Client:
 
     def state_get(self, contract: str, key: str) -> dict[str, Any] | None:
         return self._run(self._async.state_get(contract, key))
+
+    def state_get_range(self, contract: str, start: str, end: str, limit: int = 100) -> list[dict[str, Any]]:
+        return self._run(self._async.state_get_range(contract, start, end, limit))
+
+    def state_get_history(self, contract: str, key: str, limit: int = 100) -> list[dict[str, Any]]:
+        return self._run(self._async.state_get_history(contract, key, limit))
 
     def node_status(self) -> dict[str, Any]:
         return self._run(self._async.node_status())

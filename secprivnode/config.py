@@ -10,13 +10,17 @@ Errors name the offending option (``ConfigError: p2p.listen: expected host:port`
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar, Union, get_type_hints
 
 import yaml
 
+from crypto.tls import TLS_VERSIONS
+from secprivnode.contracts.policy import PolicyError
+from secprivnode.contracts.policy import parse as policy_parse
 from storage import kv
 
 __all__ = [
@@ -31,7 +35,9 @@ __all__ = [
     "NodeSection",
     "P2PSection",
     "RaftSection",
+    "ReadPolicySpec",
     "RpcSection",
+    "RpcTlsSection",
     "StorageSection",
     "load_config",
     "parse_hostport",
@@ -101,15 +107,55 @@ class P2PSection:
 
 
 @dataclass(frozen=True)
+class RpcTlsSection:
+    """HTTPS/WSS on the JSON-RPC and operations listeners (one block serves both)."""
+
+    enabled: bool = False
+    cert: Path | None = None  # PEM certificate; default: identity.cert (the node's own)
+    key: Path | None = None  # PEM private key; default: identity.key
+    client_ca: Path | None = None  # PEM CA bundle: when set, clients must present a certificate it issued
+    min_version: str = "1.2"  # 1.2 or 1.3
+
+    def __post_init__(self) -> None:
+        if self.min_version not in TLS_VERSIONS:
+            raise ConfigError(f"rpc.tls.min_version: expected one of {sorted(TLS_VERSIONS)}, got {self.min_version!r}")
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("rpc.tls: cert and key go together (omit both to use the node identity)")
+        if not self.enabled and (self.cert is not None or self.client_ca is not None):
+            raise ConfigError("rpc.tls: cert, key and client_ca need enabled: true")
+
+
+@dataclass(frozen=True)
+class ReadPolicySpec:
+    """Who may read a namespace's state directly (state_get, state_getRange, state_getHistory)."""
+
+    namespace: str
+    policy: str  # a policy expression, satisfied by the one reader (see secprivnode/contracts/policy.py)
+
+    def __post_init__(self) -> None:
+        if not self.namespace:
+            raise ConfigError("rpc.read_policies: namespace must not be empty")
+        try:
+            policy_parse(self.policy)
+        except PolicyError as exc:
+            raise ConfigError(f"rpc.read_policies[{self.namespace}]: {exc}") from None
+
+
+@dataclass(frozen=True)
 class RpcSection:
     listen: str = "127.0.0.1:8545"
     operations_listen: str = "127.0.0.1:9443"
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch: int = 100
+    tls: RpcTlsSection = field(default_factory=RpcTlsSection)
+    read_policies: tuple[ReadPolicySpec, ...] = ()  # namespaces not listed use the default policy
 
     def __post_init__(self) -> None:
         parse_hostport(self.listen, "rpc.listen")
         parse_hostport(self.operations_listen, "rpc.operations_listen")
+        names = [p.namespace for p in self.read_policies]
+        if len(set(names)) != len(names):
+            raise ConfigError("rpc.read_policies: a namespace is listed twice")
 
 
 @dataclass(frozen=True)
@@ -224,6 +270,11 @@ def _build(cls: type[T], data: Any, where: str, base: Path) -> T:
 
 def _convert(tp: Any, value: Any, path: str, base: Path) -> Any:
     origin = getattr(tp, "__origin__", None)
+    if (origin is Union or isinstance(tp, types.UnionType)) and type(None) in tp.__args__:
+        if value is None:
+            return None
+        (inner,) = (a for a in tp.__args__ if a is not type(None))
+        return _convert(inner, value, path, base)
     if is_dataclass(tp):
         return _build(tp, value, path, base)  # type: ignore[arg-type]
     if origin is tuple:

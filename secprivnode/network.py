@@ -11,9 +11,12 @@ Layout of a network directory ``D``::
     D/nodes/<node>/node.log        its log (while run by `network up`)
     D/nodes/<node>/node.pid        its process id (while running)
     D/status.json                  written by `network up`/`network status`
+    D/crypto/ca-bundle.pem         every organisation's root CA: what clients verify nodes against
 
 Ports: node ``i`` (0-based, in network.yaml order) listens for P2P on ``base_port + i``, for
-JSON-RPC on ``base_port + 1000 + i`` and for operations on ``base_port + 2000 + i``.
+JSON-RPC on ``base_port + 1000 + i`` and for operations on ``base_port + 2000 + i``. With
+``rpc_tls`` both of those serve HTTPS/WSS with the node certificate (``network.yaml`` records it, so
+every helper here and the CLI then speak ``https://`` and verify against ``crypto/ca-bundle.pem``).
 
 Everything here runs in the operator's process; the nodes are separate processes started with
 ``python -m secprivnode node run``. This module never imports the node's internals.
@@ -21,9 +24,11 @@ Everything here runs in the operator's process; the nodes are separate processes
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -39,10 +44,12 @@ import yaml
 from crypto.ca import default_org_names, generate_network
 from crypto.msp import Identity, OrgMSP
 from crypto.signing import PrivateKey
+from secprivnode.client_tls import ClientTLS, network_ca_pem
 from secprivnode.genesis import genesis_block, write_genesis
 from storage.model import BatchConfig, ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
 
 __all__ = [
+    "CA_BUNDLE",
     "NetworkError",
     "NetworkNode",
     "genesis_path",
@@ -60,6 +67,7 @@ __all__ = [
 ]
 
 NETWORK_FILE = "network.yaml"
+CA_BUNDLE = Path("crypto") / "ca-bundle.pem"
 STATUS_FILE = "status.json"
 DEFAULT_CHANNEL = "city"
 # How long `network up` waits for every node to report healthy and a Raft leader.
@@ -81,14 +89,27 @@ class NetworkNode:
     ops: str  # host:port
     config: Path
     roles: tuple[str, ...]
+    ca_bundle: Path | None = None  # set when the node serves RPC over TLS: the CAs to verify it with
+
+    @property
+    def tls(self) -> bool:
+        return self.ca_bundle is not None
 
     @property
     def rpc_url(self) -> str:
-        return f"http://{self.rpc}/"
+        return f"{'https' if self.tls else 'http'}://{self.rpc}/"
 
     @property
     def ops_url(self) -> str:
-        return f"http://{self.ops}/"
+        return f"{'https' if self.tls else 'http'}://{self.ops}/"
+
+    def client_tls(self) -> ClientTLS | None:
+        """What an SDK client of this node trusts (``None`` for plain HTTP)."""
+        return ClientTLS(self.ca_bundle.read_text()) if self.ca_bundle is not None else None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client TLS context for urllib calls to this node (``None`` for plain HTTP)."""
+        return _ssl_context(self.ca_bundle) if self.ca_bundle is not None else None
 
     @property
     def dir(self) -> Path:
@@ -101,6 +122,11 @@ class NetworkNode:
     @property
     def log_file(self) -> Path:
         return self.dir / "node.log"
+
+
+@functools.lru_cache(maxsize=8)  # one per network directory a process talks to
+def _ssl_context(ca_bundle: Path) -> ssl.SSLContext:
+    return ClientTLS(ca_bundle.read_text()).context()
 
 
 def _admin(crypto_dir: Path, org: str) -> tuple[bytes, PrivateKey]:
@@ -155,8 +181,12 @@ def init_network(
     host: str = "127.0.0.1",
     batch: BatchConfig | None = None,
     now: int | None = None,
+    rpc_tls: bool = False,
 ) -> list[NetworkNode]:
-    """Create the PKI, the genesis block and one node configuration per node."""
+    """Create the PKI, the genesis block and one node configuration per node.
+
+    With ``rpc_tls`` every node serves JSON-RPC and operations over HTTPS with its node certificate.
+    """
     if (directory / NETWORK_FILE).exists():
         raise NetworkError(f"{directory} already holds a network (remove it or choose another --dir)")
     if orgs < 1 or nodes_per_org < 1:
@@ -166,6 +196,8 @@ def init_network(
     crypto_dir = directory / "crypto"
     names = default_org_names(orgs)
     generate_network(crypto_dir, names, nodes_per_org, 2, now=now)
+    (directory / CA_BUNDLE).write_text(network_ca_pem(directory))
+    bundle = directory / CA_BUNDLE if rpc_tls else None
 
     nodes: list[NetworkNode] = []
     for i, (org, k) in enumerate((o, k) for o in names for k in range(1, nodes_per_org + 1)):
@@ -180,6 +212,7 @@ def init_network(
                 ops=f"{host}:{base_port + 2000 + i}",
                 config=cfg,
                 roles=("orderer", "endorser", "committer", "gateway"),
+                ca_bundle=bundle,
             )
         )
 
@@ -188,24 +221,12 @@ def init_network(
     for n in nodes:
         n.dir.mkdir(parents=True, exist_ok=True)
         node_dir = crypto_dir / n.org / "nodes" / n.name
-        doc = {
-            "node": {"name": n.name, "org": n.org, "data_dir": "data", "roles": list(n.roles)},
-            "identity": {
-                "cert": os.path.relpath(node_dir / "cert.pem", n.dir),
-                "key": os.path.relpath(node_dir / "key.pem", n.dir),
-            },
-            "channels": [{"name": channel, "genesis": os.path.relpath(genesis_path, n.dir)}],
-            "p2p": {
-                "listen": n.p2p,
-                "bootstrap": [f"{m.name}@{m.p2p}" for m in nodes if m is not n],
-                "network_id": f"secprivnode-{channel}",
-            },
-            "rpc": {"listen": n.rpc, "operations_listen": n.ops},
-        }
+        doc = node_config_doc(n, node_dir, channel, genesis_path, [f"{m.name}@{m.p2p}" for m in nodes if m is not n])
         n.config.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     manifest = {
         "channel": channel,
+        "rpc_tls": rpc_tls,
         "nodes": [
             {"name": n.name, "org": n.org, "p2p": n.p2p, "rpc": n.rpc, "ops": n.ops, "roles": list(n.roles)}
             for n in nodes
@@ -213,6 +234,25 @@ def init_network(
     }
     (directory / NETWORK_FILE).write_text(yaml.safe_dump(manifest, sort_keys=False))
     return nodes
+
+
+def node_config_doc(
+    n: NetworkNode, node_crypto: Path, channel: str, genesis: Path, bootstrap: list[str]
+) -> dict[str, Any]:
+    """The ``node.yaml`` of a local network's node (paths relative to its directory)."""
+    rpc: dict[str, Any] = {"listen": n.rpc, "operations_listen": n.ops}
+    if n.tls:
+        rpc["tls"] = {"enabled": True}  # the node certificate: SANs localhost and the host's IP
+    return {
+        "node": {"name": n.name, "org": n.org, "data_dir": "data", "roles": list(n.roles)},
+        "identity": {
+            "cert": os.path.relpath(node_crypto / "cert.pem", n.dir),
+            "key": os.path.relpath(node_crypto / "key.pem", n.dir),
+        },
+        "channels": [{"name": channel, "genesis": os.path.relpath(genesis, n.dir)}],
+        "p2p": {"listen": n.p2p, "bootstrap": bootstrap, "network_id": f"secprivnode-{channel}"},
+        "rpc": rpc,
+    }
 
 
 def load_network(directory: Path) -> tuple[str, list[NetworkNode]]:
@@ -231,17 +271,20 @@ def load_network(directory: Path) -> tuple[str, list[NetworkNode]]:
             ops=d["ops"],
             config=directory / "nodes" / d["name"] / "node.yaml",
             roles=tuple(d.get("roles", ())),
+            ca_bundle=directory / CA_BUNDLE if doc.get("rpc_tls") else None,
         )
         for d in doc["nodes"]
     ]
     return doc["channel"], nodes
 
 
-def rpc_call(url: str, method: str, params: Any = None, *, timeout_s: float = 5.0) -> Any:
-    """One JSON-RPC call over HTTP; raises NetworkError with the server's message on error."""
+def rpc_call(
+    url: str, method: str, params: Any = None, *, timeout_s: float = 5.0, context: ssl.SSLContext | None = None
+) -> Any:
+    """One JSON-RPC call over HTTP(S); raises NetworkError with the server's message on error."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode()
     req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+    with urllib.request.urlopen(req, timeout=timeout_s, context=context) as resp:
         reply = json.loads(resp.read())
     if "error" in reply:
         err = reply["error"]
@@ -272,7 +315,7 @@ def _pid(node: NetworkNode) -> int | None:
 def node_healthy(node: NetworkNode, *, timeout_s: float = 2.0) -> bool:
     """Whether the node's operations endpoint answers /healthz with 200."""
     try:
-        with urllib.request.urlopen(node.ops_url + "healthz", timeout=timeout_s) as resp:
+        with urllib.request.urlopen(node.ops_url + "healthz", timeout=timeout_s, context=node.ssl_context()) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -316,7 +359,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
 def _leader(nodes: Sequence[NetworkNode]) -> str | None:
     for n in nodes:
         try:
-            status = rpc_call(n.rpc_url, "raft_status", timeout_s=2.0)
+            status = rpc_call(n.rpc_url, "raft_status", timeout_s=2.0, context=n.ssl_context())
         except (NetworkError, urllib.error.URLError, OSError, ValueError):
             continue
         if status.get("leader"):

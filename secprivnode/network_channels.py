@@ -100,7 +100,7 @@ def create_channel(
 
 def _serving(node: NetworkNode, channel: str) -> bool:
     try:
-        return channel in rpc_call(node.rpc_url, "node_status").get("channels", ())
+        return channel in rpc_call(node.rpc_url, "node_status", context=node.ssl_context()).get("channels", ())
     except (NetworkError, OSError, ValueError):
         return False
 

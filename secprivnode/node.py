@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import signal
+import ssl
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from aiohttp import web
 from crypto.batch import BatchVerifier
 from crypto.msp import MSP, Identity, IdentityError, Role
 from crypto.signing import BACKEND_ENV, PrivateKey, PublicKey
+from crypto.tls import TLS_VERSIONS, build_context
 from p2p.gossip.core import GossipCore
 from p2p.gossip.service import GossipService
 from p2p.transport import Transport
@@ -78,6 +80,33 @@ class _GossipStore:
 
     def deliver(self, blocks: Any) -> None:
         self._ch.gossip_deliver(blocks)
+
+
+def rpc_tls_context(config: NodeConfig) -> ssl.SSLContext | None:
+    """The server context of the RPC and operations listeners (``rpc.tls``), or ``None`` for plain HTTP.
+
+    The certificate defaults to the node's own (its SANs name the host clients dial); with
+    ``client_ca`` clients must present a certificate that CA bundle issued (mutual TLS).
+    """
+    tls = config.rpc.tls
+    if not tls.enabled:
+        return None
+    cert_path = tls.cert or config.identity.cert
+    key_path = tls.key or config.identity.key
+    try:
+        cert_pem = cert_path.read_bytes()
+        key = PrivateKey.from_pem(key_path.read_bytes())
+        client_cas = tls.client_ca.read_text() if tls.client_ca is not None else ""
+        return build_context(
+            server=True,
+            cas_pem=client_cas,
+            cert_pem=cert_pem,
+            key=key,
+            require_peer_cert=tls.client_ca is not None,
+            minimum=TLS_VERSIONS[tls.min_version],
+        )
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise NodeStartError(f"rpc.tls: cannot load the TLS certificate, key or client CA: {exc}") from exc
 
 
 def _load_identity(config: NodeConfig) -> tuple[Identity, PrivateKey, bytes]:
@@ -245,22 +274,25 @@ class Node:
         # RPC and operations
         self.service = LocalNodeService(cfg, self.channels, self.gateway, transport, lambda: (ident.cert_der, key))
         limits = RpcLimits(max_body_bytes=cfg.rpc.max_body_bytes, max_batch_len=cfg.rpc.max_batch)
-        await self._serve(create_rpc_app(self.service, limits=limits, metrics=self.metrics), cfg.rpc.listen, "rpc")
-        await self._serve(create_ops_app(self.service, self.metrics.registry), cfg.rpc.operations_listen, "ops")
+        tls = rpc_tls_context(cfg)
+        rpc_app = create_rpc_app(self.service, limits=limits, metrics=self.metrics)
+        await self._serve(rpc_app, cfg.rpc.listen, "rpc", tls)
+        await self._serve(create_ops_app(self.service, self.metrics.registry), cfg.rpc.operations_listen, "ops", tls)
         log.info(
-            "node %s (%s) up: p2p :%d, rpc :%d, ops :%d, channels %s",
+            "node %s (%s) up: p2p :%d, rpc :%d, ops :%d (%s), channels %s",
             ident.name,
             ident.org,
             self.p2p_port,
             self.rpc_port,
             self.ops_port,
+            "https" if tls is not None else "http",
             ", ".join(self.channels),
         )
 
-    async def _serve(self, app: web.Application, listen: str, which: str) -> None:
+    async def _serve(self, app: web.Application, listen: str, which: str, tls: ssl.SSLContext | None) -> None:
         host, port = parse_hostport(listen, which)
         try:
-            runner, bound = await run_rpc_server(app, host, port)
+            runner, bound = await run_rpc_server(app, host, port, ssl_context=tls)
         except OSError as exc:
             raise NodeStartError(f"cannot listen for {which} on {listen}: {exc.strerror}") from exc
         self._stack.push_async_callback(runner.cleanup)

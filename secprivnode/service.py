@@ -21,12 +21,23 @@ from crypto.msp import Identity, IdentityError, Role
 from crypto.signing import get_backend
 from p2p.api import PeerTransport
 from secprivnode import __version__
-from secprivnode.api import BadRequest, Event, NotFoundError, SubmitResult, Unauthorized, UnknownChannel
+from secprivnode.api import (
+    BadRequest,
+    Event,
+    NotFoundError,
+    Overloaded,
+    SubmitResult,
+    Unauthenticated,
+    Unauthorized,
+    UnknownChannel,
+)
 from secprivnode.channel import ChannelRuntime
 from secprivnode.config import NodeConfig
 from secprivnode.contracts.config_contract import ConfigError, check_config, decode_config
 from secprivnode.gateway import Gateway
 from secprivnode.genesis import config_transaction
+from secprivnode.read_guard import ReadDenied, ReadGuard, ReadRefused, ReplayCacheFull
+from secprivnode.signed_read import SignedRead
 from storage.errors import CorruptionError, NotFound
 from storage.ledger import CONFIG_KEY, CONFIG_NAMESPACE, BlockSummary
 from storage.model import ChannelConfig, Proposal, ValidationCode, config_update_digest
@@ -53,6 +64,7 @@ class LocalNodeService:
         self._admin_signer = admin_signer  # (cert_der, key) of this node, to create config txs
         self._started = time.time()
         self._proc = psutil.Process(os.getpid())
+        self._reads = ReadGuard({p.namespace: p.policy for p in config.rpc.read_policies})
 
     @property
     def default_channel(self) -> str:
@@ -182,6 +194,19 @@ class LocalNodeService:
         }
 
     # ------------------------------------------------------------------ state
+    async def authorize_read(self, read: SignedRead) -> str:
+        ch = self._ch(read.request.channel)
+        orgs = [o.name for o in ch.view.require_config().orgs]
+        try:
+            ident = self._reads.check(read, ch.name, ch.view.msp(), orgs, int(time.time() * 1000))
+        except ReadRefused as exc:
+            raise Unauthenticated(exc.message, {"reason": exc.reason}) from exc
+        except ReadDenied as exc:
+            raise Unauthorized(str(exc), {"reason": "read_policy"}) from exc
+        except ReplayCacheFull as exc:
+            raise Overloaded(str(exc)) from exc
+        return ident.id
+
     async def state_get(self, channel: str | None, contract: str, key: str) -> dict[str, Any] | None:
         got = self._ch(channel).ledger.get_state(contract, key)
         if got is None:

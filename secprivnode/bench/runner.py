@@ -490,12 +490,8 @@ def run_bench(
         "rounds": [r.to_json() for r in rounds],
         "machine": machine_info(),
     }
-    if opts.rpc_seconds > 0:
-        keys = [k for o in outcomes for r in o.results for k in r.keys]
-        if tx_ids:
-            log(f"RPC reads: node vs minimal aiohttp handler, {opts.rpc_seconds:g} s each")
-            doc["rpc_reads"] = reads.compare(
-                target.urls[0], target.channel, tx_ids, keys, opts.rpc_seconds, opts.rpc_concurrency
-            )
-            doc["rpc_read_ratio"] = doc["rpc_reads"]["ratio"]
+    if opts.rpc_seconds > 0 and tx_ids:
+        log(f"RPC reads: node vs minimal aiohttp handler, {opts.rpc_seconds:g} s each")
+        doc["rpc_reads"] = reads.compare(target.urls[0], target.channel, tx_ids, opts.rpc_seconds, opts.rpc_concurrency)
+        doc["rpc_read_ratio"] = doc["rpc_reads"]["ratio"]
     return doc, rounds

@@ -84,7 +84,6 @@ class WorkerResult:
     wall_s: float = 0.0
     block_txs: list[int] = field(default_factory=list)  # tx count of each block seen during the round
     tx_ids: list[str] = field(default_factory=list)  # committed VALID ids (a sample)
-    keys: list[str] = field(default_factory=list)  # keys written by VALID blind writes (a sample)
 
 
 Progress = Callable[[int, int, int, int, int], None]  # (worker, sent, ok, conflicts, fail)
@@ -217,13 +216,11 @@ class LoadWorker:
             if item is None:
                 continue
             mine += 1
-            i, op = item
+            i, _ = item
             if code == "VALID":
                 self._finish(i, t, OK)
                 if len(self.res.tx_ids) < SAMPLE_TX_IDS_MAX:
                     self.res.tx_ids.append(tx_id)
-                    if op.kind == "write":
-                        self.res.keys.append(str(op.args[0]))
             elif code in CONFLICT_CODES:
                 self._finish(i, t, CONFLICT)
             else:

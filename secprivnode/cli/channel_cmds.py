@@ -1,5 +1,5 @@
-"""``secprivnode channel``: create channels, list them, inspect a channel's configuration and
-define contracts on it."""
+"""``secprivnode channel``: create channels, list them, inspect a channel's configuration, define
+contracts on it and revoke users."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def register(cli: click.Group) -> None:
             if name not in members:
                 raise NetworkError(f"no channel {name!r} in {directory} (see `secprivnode channel list`)")
             node = next(n for n in nodes if n.org in members[name])
-            got = rpc_call(node.rpc_url, "config_get", {"channel": name})
+            got = rpc_call(node.rpc_url, "config_get", {"channel": name}, context=node.ssl_context())
         except (NetworkError, OSError) as exc:
             raise click.ClickException(str(exc)) from exc
         cfg = dict(got["config"])
@@ -96,3 +96,20 @@ def register(cli: click.Group) -> None:
         click.echo(
             f"contract {name} {version} defined on {cfg.channel} with policy {policy} (config sequence {cfg.sequence})"
         )
+
+    @channel_group.command("revoke")
+    @network_dir_option
+    @click.option("--identity", required=True, help="org/user to revoke, e.g. council/client2.")
+    def revoke(directory: Path, identity: str) -> None:
+        """Revoke a user's certificate and publish the CRL in a config update: every node then
+        refuses the identity in proposals and signed state reads."""
+        from secprivnode.admin import revoke_user
+
+        org, sep, user = identity.partition("/")
+        if not sep or not org or not user:
+            raise click.ClickException(f"--identity: expected org/user, got {identity!r}")
+        try:
+            cfg = revoke_user(directory, org, user)
+        except (NetworkError, OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"revoked {org}/{user} on {cfg.channel} (config sequence {cfg.sequence})")

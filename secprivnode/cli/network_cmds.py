@@ -45,17 +45,31 @@ def register(cli: click.Group) -> None:
         show_envvar=True,
         help="P2P ports start here; JSON-RPC at +1000, operations at +2000.",
     )
-    def init(directory: Path, orgs: int, nodes_per_org: int, channel: str, base_port: int) -> None:
+    @click.option(
+        "--rpc-tls/--no-rpc-tls",
+        default=False,
+        show_default=True,
+        help="Serve JSON-RPC and operations over HTTPS/WSS with the node certificates "
+        "(clients verify them against crypto/ca-bundle.pem).",
+    )
+    def init(directory: Path, orgs: int, nodes_per_org: int, channel: str, base_port: int, rpc_tls: bool) -> None:
         """Write crypto material, the genesis block and node configs for a new network."""
         try:
             nodes = init_network(
-                directory, orgs=orgs, nodes_per_org=nodes_per_org, channel=channel, base_port=base_port
+                directory,
+                orgs=orgs,
+                nodes_per_org=nodes_per_org,
+                channel=channel,
+                base_port=base_port,
+                rpc_tls=rpc_tls,
             )
         except (NetworkError, ValueError, OSError) as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"initialised network in {directory}: channel {channel}, {len(nodes)} nodes")
         for n in nodes:
-            click.echo(f"  {n.name:<22} p2p {n.p2p:<18} rpc http://{n.rpc}/")
+            click.echo(f"  {n.name:<22} p2p {n.p2p:<18} rpc {n.rpc_url}")
+        if rpc_tls:
+            click.echo(f"clients verify the nodes with --cacert {directory / 'crypto' / 'ca-bundle.pem'}")
         click.echo(f"next: secprivnode network up --dir {directory}")
 
     @network_group.command("up")

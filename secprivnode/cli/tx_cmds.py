@@ -1,12 +1,17 @@
-"""``secprivnode tx`` and ``secprivnode chain``: invoke contracts and read the ledger of a network.
+"""``secprivnode tx``, ``chain`` and ``state``: invoke contracts and read the ledger of a network.
 
 A node is addressed either by ``--url`` or by ``--dir`` (a local network directory) plus an
 optional ``--node`` name; identities by ``--identity org/user`` inside that directory, or by
-``--cert``/``--key`` files.
+``--cert``/``--key`` files. ``state`` reads are signed with that identity.
+
+For ``https://`` nodes the CLI verifies the node against ``--cacert`` (a PEM bundle), else against
+the network directory's organisation CAs (``crypto/ca-bundle.pem``), and presents the identity as
+its client certificate when the node requires mutual TLS.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +21,8 @@ import click
 
 from crypto.encoding import EncodingError, decode
 from secprivnode.cli.options import network_dir_option
-from secprivnode.client import ArgumentError, Client, ClientIdentity, RpcError, TransportError
-from secprivnode.network import NetworkError, load_network
+from secprivnode.client import ArgumentError, Client, ClientIdentity, ClientTLS, RpcError, TransportError
+from secprivnode.network import CA_BUNDLE, NetworkError, NetworkNode, load_network
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,6 +32,12 @@ def _target_options(fn: F) -> F:
     fn = click.option("--node", "node_name", default=None, help="Node to talk to (default: the first).")(fn)
     fn = click.option("--url", default=None, help="JSON-RPC URL of a node (instead of --dir/--node).")(fn)
     fn = click.option("--channel", default=None, help="Channel (default: the node's default channel).")(fn)
+    fn = click.option(
+        "--cacert",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="PEM CA certificates to verify an https:// node with (default: the orgs' CAs in --dir).",
+    )(fn)
     return fn
 
 
@@ -44,6 +55,45 @@ def _identity_options(fn: F) -> F:
     return fn
 
 
+def _tls_identity_options(fn: F) -> F:
+    """--cert/--key for commands that sign nothing: the client certificate for mutual TLS."""
+    help_ = "client certificate (and key) for nodes that require mutual TLS"
+    fn = click.option("--cert", type=click.Path(dir_okay=False, path_type=Path), default=None, help=help_)(fn)
+    fn = click.option("--key", type=click.Path(dir_okay=False, path_type=Path), default=None, help=help_)(fn)
+    return fn
+
+
+def _connecting(*, signs: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Target options plus, for a command that ``signs`` (transactions, queries, reads), the
+    identity options, else only --cert/--key for mutual TLS. The command gets, instead of them,
+    ``connect()``: a client of the addressed node with that identity."""
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(fn)
+        def command(
+            directory: Path,
+            node_name: str | None,
+            url: str | None,
+            channel: str | None,
+            cacert: Path | None,
+            cert: Path | None,
+            key: Path | None,
+            identity: str | None = None,
+            **rest: Any,
+        ) -> None:
+            wanted = signs or cert is not None or key is not None
+            ident = _identity(directory, identity, cert, key) if wanted else None
+            fn(lambda: _client(directory, node_name, url, channel, cacert, ident), **rest)
+
+        return _target_options((_identity_options if signs else _tls_identity_options)(command))
+
+    return decorate
+
+
+_with_identity = _connecting(signs=True)
+_with_node = _connecting(signs=False)
+
+
 def _call_options(fn: F) -> F:
     """--contract, --fn and --args: which contract function to call, with what."""
     fn = click.option(
@@ -54,19 +104,47 @@ def _call_options(fn: F) -> F:
     return fn
 
 
-def _url(directory: Path, node_name: str | None, url: str | None) -> str:
+def _url(directory: Path, node_name: str | None, url: str | None) -> tuple[str, NetworkNode | None]:
     if url:
-        return url
+        return url, None
     try:
         _, nodes = load_network(directory)
     except NetworkError as exc:
         raise click.ClickException(str(exc)) from exc
     if node_name is None:
-        return nodes[0].rpc_url
+        return nodes[0].rpc_url, nodes[0]
     for n in nodes:
         if n.name == node_name:
-            return n.rpc_url
+            return n.rpc_url, n
     raise click.ClickException(f"no node {node_name!r} in {directory} (have: {', '.join(n.name for n in nodes)})")
+
+
+def _client(
+    directory: Path,
+    node_name: str | None,
+    url: str | None,
+    channel: str | None,
+    cacert: Path | None,
+    ident: ClientIdentity | None = None,
+) -> Client:
+    """An SDK client of the addressed node, verifying an https:// node as the module docstring says."""
+    address, node = _url(directory, node_name, url)
+    tls: ClientTLS | None = None
+    try:
+        if cacert is not None:
+            tls = ClientTLS.from_files([cacert])
+        elif node is not None:
+            tls = node.client_tls()
+        elif address.startswith("https://") and (directory / CA_BUNDLE).exists():
+            tls = ClientTLS.from_files([directory / CA_BUNDLE])
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot load the CA certificates: {exc}") from exc
+    if tls is not None:
+        tls = tls.with_identity(ident)
+    try:
+        return Client(address, ident, channel, tls=tls)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot set up TLS: {exc}") from exc
 
 
 def _identity(directory: Path, identity: str | None, cert: Path | None, key: Path | None) -> ClientIdentity:
@@ -155,27 +233,13 @@ def register(cli: click.Group) -> None:
         """Invoke and query contracts."""
 
     @tx_group.command("invoke")
-    @_target_options
-    @_identity_options
+    @_with_identity
     @_call_options
     @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit.")
-    def invoke(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        identity: str | None,
-        cert: Path | None,
-        key: Path | None,
-        contract: str,
-        function: str,
-        raw_args: str,
-        wait: bool,
-    ) -> None:
+    def invoke(connect: Callable[[], Client], contract: str, function: str, raw_args: str, wait: bool) -> None:
         """Submit a transaction; with --wait, print its block and validation code."""
         args = _args(raw_args)
-        ident = _identity(directory, identity, cert, key)
-        with Client(_url(directory, node_name, url), ident, channel) as c:
+        with connect() as c:
             res = _run(lambda: c.invoke(contract, function, *args, wait=wait))
         out = {
             "tx_id": "0x" + res.tx_id.hex(),  # the form chain block / chain tx / JSON-RPC use
@@ -188,25 +252,12 @@ def register(cli: click.Group) -> None:
             raise SystemExit(2)
 
     @tx_group.command("query")
-    @_target_options
-    @_identity_options
+    @_with_identity
     @_call_options
-    def query(
-        directory: Path,
-        node_name: str | None,
-        url: str | None,
-        channel: str | None,
-        identity: str | None,
-        cert: Path | None,
-        key: Path | None,
-        contract: str,
-        function: str,
-        raw_args: str,
-    ) -> None:
+    def query(connect: Callable[[], Client], contract: str, function: str, raw_args: str) -> None:
         """Run a query function on one node's committed state; nothing is ordered."""
         args = _args(raw_args)
-        ident = _identity(directory, identity, cert, key)
-        with Client(_url(directory, node_name, url), ident, channel) as c:
+        with connect() as c:
             _show(_decoded(_run(lambda: c.query(contract, function, *args))))
 
     @cli.group("chain")
@@ -214,19 +265,19 @@ def register(cli: click.Group) -> None:
         """Read blocks and transactions."""
 
     @chain_group.command("height")
-    @_target_options
-    def height(directory: Path, node_name: str | None, url: str | None, channel: str | None) -> None:
+    @_with_node
+    def height(connect: Callable[[], Client]) -> None:
         """Number of blocks on the node's chain."""
-        with Client(_url(directory, node_name, url), None, channel) as c:
+        with connect() as c:
             click.echo(_run(c.height))
 
     # "-1" must reach NUMBER as an argument, not be taken for an unknown option.
     @chain_group.command("block", context_settings={"ignore_unknown_options": True})
-    @_target_options
+    @_with_node
     @click.argument("number", type=int)
-    def block(directory: Path, node_name: str | None, url: str | None, channel: str | None, number: int) -> None:
+    def block(connect: Callable[[], Client], number: int) -> None:
         """Show block NUMBER; a negative NUMBER counts back from the tip (-1 is the latest block)."""
-        with Client(_url(directory, node_name, url), None, channel) as c:
+        with connect() as c:
             if number < 0:
                 height = _run(c.height)
                 if height + number < 0:
@@ -235,12 +286,12 @@ def register(cli: click.Group) -> None:
             _show(_run(lambda: c.get_block(number)))
 
     @chain_group.command("contracts")
-    @_target_options
+    @_with_node
     @click.option("--json", "as_json", is_flag=True, help="Print the node's contract_list answer as JSON.")
-    def contracts(directory: Path, node_name: str | None, url: str | None, channel: str | None, as_json: bool) -> None:
+    def contracts(connect: Callable[[], Client], as_json: bool) -> None:
         """List the channel's contracts (definition and policy) and their functions on the node."""
-        with Client(_url(directory, node_name, url), None, channel) as c:
-            listed = _run(lambda: c.call("contract_list", {"channel": channel} if channel else {}))
+        with connect() as c:
+            listed = _run(c.contracts)
         if as_json:
             _show(listed)
             return
@@ -251,13 +302,52 @@ def register(cli: click.Group) -> None:
                 click.echo(f"  {f['kind']:<11} {f['name']}({', '.join(f['params'])})")
 
     @chain_group.command("tx")
-    @_target_options
+    @_with_node
     @click.argument("tx_id")
-    def tx(directory: Path, node_name: str | None, url: str | None, channel: str | None, tx_id: str) -> None:
+    def tx(connect: Callable[[], Client], tx_id: str) -> None:
         """Show transaction TX_ID (hex) with its block and validation code."""
         try:
             raw = bytes.fromhex(tx_id.removeprefix("0x"))
         except ValueError as exc:
             raise click.ClickException("TX_ID must be hex") from exc
-        with Client(_url(directory, node_name, url), None, channel) as c:
+        with connect() as c:
             _show(_run(lambda: c.get_tx(raw)))
+
+    @cli.group("state")
+    def state_group() -> None:
+        """Read a contract's committed state directly (signed reads, checked by the read policy)."""
+
+    contract = click.option("--contract", required=True, help="Contract (state namespace).")
+    limit = click.option(
+        "--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="Most rows to return."
+    )
+
+    @state_group.command("get")
+    @_with_identity
+    @contract
+    @click.argument("state_key", metavar="KEY")
+    def state_get(connect: Callable[[], Client], contract: str, state_key: str) -> None:
+        """Print KEY's committed value and version (null if absent)."""
+        with connect() as c:
+            _show(_run(lambda: c.state_get(contract, state_key)))
+
+    @state_group.command("range")
+    @_with_identity
+    @contract
+    @click.option("--start", default="", help="First key (inclusive); empty for the first key.")
+    @click.option("--end", default="", help="Last key (exclusive); empty for no bound.")
+    @limit
+    def state_range(connect: Callable[[], Client], contract: str, start: str, end: str, limit: int) -> None:
+        """Print the committed keys in [start, end) with values and versions."""
+        with connect() as c:
+            _show(_run(lambda: c.state_get_range(contract, start, end, limit)))
+
+    @state_group.command("history")
+    @_with_identity
+    @contract
+    @click.argument("state_key", metavar="KEY")
+    @limit
+    def state_history(connect: Callable[[], Client], contract: str, state_key: str, limit: int) -> None:
+        """Print KEY's committed history, newest first."""
+        with connect() as c:
+            _show(_run(lambda: c.state_get_history(contract, state_key, limit)))

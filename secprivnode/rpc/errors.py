@@ -24,6 +24,7 @@ __all__ = [
     "RpcTimeout",
     "ServerError",
     "TxRejected",
+    "Unauthenticated",
     "Unauthorized",
     "UnknownChannel",
     "rpc_error",
@@ -102,6 +103,10 @@ class BadRequest(RpcError):
     code = -32009
 
 
+class Unauthenticated(RpcError):
+    code = -32010
+
+
 _ERRORS: dict[int, type[RpcError]] = {
     cls.code: cls
     for cls in (
@@ -120,6 +125,7 @@ _ERRORS: dict[int, type[RpcError]] = {
         RpcTimeout,
         Unauthorized,
         BadRequest,
+        Unauthenticated,
     )
 }
 

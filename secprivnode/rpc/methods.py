@@ -8,6 +8,10 @@ converter either returns the domain value or raises :class:`ParamError` naming t
 the dispatcher turns that into -32602 Invalid params. Handlers call only :class:`NodeService`
 and return JSON values (through :func:`codec.to_json`).
 
+State reads (``state_get``, ``state_getRange``, ``state_getHistory``) first rebuild the signed read
+request from the converted parameters (:mod:`secprivnode.rpc.auth`) and have the service check it;
+each method's ``identity`` says what the caller must prove, for the OpenRPC document.
+
 This module must never reach into node internals nor trust a client value it has not converted.
 """
 
@@ -30,10 +34,20 @@ from secprivnode.api import (
     ServiceError,
     TimeoutError_,
     TxRejected,
+    Unauthenticated,
     Unauthorized,
     UnknownChannel,
 )
 from secprivnode.rpc import codec
+from secprivnode.rpc.auth import (
+    IDENTITY_ADMINS,
+    IDENTITY_NONE,
+    IDENTITY_PROPOSAL,
+    IDENTITY_READ,
+    S_AUTH,
+    parse_auth,
+    signed_read,
+)
 from storage.model import ChannelConfig, MalformedError, Proposal
 
 __all__ = [
@@ -119,6 +133,7 @@ class Method:
     handler: Handler
     errors: tuple[type[ServiceError], ...] = ()
     websocket_only: bool = False
+    identity: str = IDENTITY_NONE  # what the caller must prove (secprivnode.rpc.auth.IDENTITY_*)
 
 
 # ---- converters ----------------------------------------------------------------------------------
@@ -215,6 +230,13 @@ def conv_signatures(v: Any, name: str) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def conv_auth(v: Any, name: str) -> Any:
+    try:
+        return parse_auth(v)
+    except ValueError as exc:
+        raise _fail(name, str(exc)) from exc
+
+
 def conv_kinds(v: Any, name: str) -> frozenset[str]:
     if not isinstance(v, list) or not v or any(k not in EVENT_KINDS for k in v):
         raise _fail(name, f"expected a non-empty array of {', '.join(map(repr, EVENT_KINDS))}")
@@ -291,6 +313,16 @@ TRANSIENT = Param(
     description="Off-ledger inputs: name -> hex. Never hashed, ordered or stored.",
 )
 TX_CHANNEL = dataclasses.replace(CHANNEL, description="If given, must equal the proposal's channel.")
+AUTH = Param(
+    "auth",
+    S_AUTH,
+    conv_auth,
+    required=False,
+    description=(
+        "Signed read: {channel, creator, nonce, timestamp_ms, signature}. Without a valid one the "
+        "call fails with Unauthenticated (-32010). See docs/rpc.md, 'Signed reads'."
+    ),
+)
 
 
 # ---- handlers ------------------------------------------------------------------------------------
@@ -354,17 +386,37 @@ def _version_row(row: Any, names: tuple[str, ...]) -> Any:
     return row
 
 
+async def _authorize(ctx: CallContext, method: str, a: dict[str, Any]) -> None:
+    """Refuse the read unless ``auth`` signs exactly this read by a reader the node admits."""
+    auth = a["auth"]
+    if auth is None:
+        raise Unauthenticated(
+            f"{method} needs a signed read: pass 'auth' signed by a channel member (see docs/rpc.md)",
+            {"reason": "missing"},
+        )
+    target = a["channel"] or ctx.service.default_channel
+    read = signed_read(method, a, auth)
+    if read.request.channel != target:
+        raise Unauthenticated(
+            f"the read was signed for channel {read.request.channel!r}, not {target!r}", {"reason": "wrong_channel"}
+        )
+    await ctx.service.authorize_read(read)
+
+
 async def _state_get(ctx: CallContext, a: dict[str, Any]) -> Any:
+    await _authorize(ctx, "state_get", a)
     row = await ctx.service.state_get(a["channel"], a["contract"], a["key"])
     return codec.to_json(_version_row(row, ("value", "version")))
 
 
 async def _state_range(ctx: CallContext, a: dict[str, Any]) -> Any:
+    await _authorize(ctx, "state_getRange", a)
     rows = await ctx.service.state_get_range(a["channel"], a["contract"], a["start"], a["end"], a["limit"])
     return codec.to_json([_version_row(r, ("key", "value", "version")) for r in rows[: a["limit"]]])
 
 
 async def _state_history(ctx: CallContext, a: dict[str, Any]) -> Any:
+    await _authorize(ctx, "state_getHistory", a)
     rows = await ctx.service.state_get_history(a["channel"], a["contract"], a["key"], a["limit"])
     return codec.to_json(rows[: a["limit"]])
 
@@ -418,6 +470,7 @@ async def _discover(ctx: CallContext, a: dict[str, Any]) -> Any:
 # ---- the table -----------------------------------------------------------------------------------
 
 _CH = (UnknownChannel,)
+_READ_ERRORS = (Unauthenticated, Unauthorized, Overloaded, UnknownChannel)
 _TX_ERRORS = (TxRejected, ContractFailed, NotLeaderError, Overloaded, Unauthorized, BadRequest, UnknownChannel)
 
 
@@ -473,10 +526,11 @@ def _methods() -> tuple[Method, ...]:
         Method(
             "state_get",
             "Committed value (hex) and version [block, tx] of a key, or null.",
-            (contract, key, CHANNEL),
+            (contract, key, CHANNEL, AUTH),
             S_NULLABLE_OBJ,
             _state_get,
-            _CH,
+            _READ_ERRORS,
+            identity=IDENTITY_READ,
         ),
         Method(
             "state_getRange",
@@ -487,18 +541,21 @@ def _methods() -> tuple[Method, ...]:
                 Param("end", S_STR, conv_key, description="Last key (exclusive); empty for no bound."),
                 _limit("Maximum entries returned."),
                 CHANNEL,
+                AUTH,
             ),
             S_ARR_OBJ,
             _state_range,
-            _CH,
+            _READ_ERRORS,
+            identity=IDENTITY_READ,
         ),
         Method(
             "state_getHistory",
             "Committed history of a key, newest first, at most limit entries.",
-            (contract, key, _limit("Maximum entries returned."), CHANNEL),
+            (contract, key, _limit("Maximum entries returned."), CHANNEL, AUTH),
             S_ARR_OBJ,
             _state_history,
-            _CH,
+            _READ_ERRORS,
+            identity=IDENTITY_READ,
         ),
         Method(
             "tx_submit",
@@ -507,6 +564,7 @@ def _methods() -> tuple[Method, ...]:
             S_HASH,
             _tx_submit,
             _TX_ERRORS,
+            identity=IDENTITY_PROPOSAL,
         ),
         Method(
             "tx_submitAndWait",
@@ -528,6 +586,7 @@ def _methods() -> tuple[Method, ...]:
             S_SUBMIT_RESULT,
             _tx_submit_wait,
             (*_TX_ERRORS, TimeoutError_),
+            identity=IDENTITY_PROPOSAL,
         ),
         Method(
             "tx_query",
@@ -536,6 +595,7 @@ def _methods() -> tuple[Method, ...]:
             S_OBJ,
             _tx_query,
             _TX_ERRORS,
+            identity=IDENTITY_PROPOSAL,
         ),
         Method(
             "tx_status",
@@ -570,6 +630,7 @@ def _methods() -> tuple[Method, ...]:
             S_SUBMIT_RESULT,
             _config_update,
             (Unauthorized, TxRejected, BadRequest, NotLeaderError, UnknownChannel, TimeoutError_),
+            identity=IDENTITY_ADMINS,
         ),
         Method(
             "subscribe",

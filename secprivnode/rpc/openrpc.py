@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import Any
 
 from secprivnode.api import ERROR_CODES
+from secprivnode.rpc.auth import IDENTITY_TEXT
 from secprivnode.rpc.methods import Method
 
 __all__ = ["OPENRPC_VERSION", "openrpc_document"]
@@ -41,6 +42,8 @@ def _method_doc(m: Method) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "name": m.name,
         "summary": m.summary,
+        "description": IDENTITY_TEXT[m.identity],
+        "x-identity": m.identity,
         "paramStructure": "either",
         "params": [
             {
@@ -71,7 +74,10 @@ def openrpc_document(table: Mapping[str, Method]) -> dict[str, Any]:
             "version": _version(),
             "description": (
                 "JSON-RPC 2.0 over HTTP POST / (single and batch) and WebSocket /ws (plus subscriptions). "
-                "Bytes are 0x-prefixed lowercase hex; validation codes are names."
+                "Bytes are 0x-prefixed lowercase hex; validation codes are names. Each method's "
+                "x-identity says what the caller must prove: none (public chain reads), signed-read "
+                "(state reads: an auth object signed by a member the namespace's read policy admits), "
+                "signed-proposal, or admin-signatures."
             ),
         },
         "methods": [_method_doc(m) for m in table.values()],

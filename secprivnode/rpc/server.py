@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -403,12 +404,16 @@ def create_rpc_app(
     return app
 
 
-async def run_rpc_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start serving ``app`` on ``host:port`` (0 = any free port); return the runner and the bound port."""
+async def run_rpc_server(
+    app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """Start serving ``app`` on ``host:port`` (0 = any free port), over TLS when ``ssl_context`` is
+    given (HTTPS and WSS; a plain-HTTP client then fails the handshake); return the runner and the
+    bound port."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()

@@ -30,6 +30,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -142,10 +143,17 @@ def free_base_port(count: int, rng: random.Random) -> int:
     raise RuntimeError("no free port range found")
 
 
-def http_post(url: str, body: bytes, *, timeout_s: float = 30.0) -> tuple[int, bytes]:
+def http_post(
+    url: str, body: bytes, *, timeout_s: float = 30.0, context: ssl.SSLContext | None = None
+) -> tuple[int, bytes]:
     """POST raw bytes as ``application/json``; return (HTTP status, body). No JSON-RPC framing."""
     u = urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=timeout_s)
+    host = u.hostname or "127.0.0.1"
+    conn: http.client.HTTPConnection
+    if u.scheme == "https":
+        conn = http.client.HTTPSConnection(host, u.port, timeout=timeout_s, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, u.port, timeout=timeout_s)
     try:
         conn.request("POST", u.path or "/", body=body, headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
@@ -154,12 +162,12 @@ def http_post(url: str, body: bytes, *, timeout_s: float = 30.0) -> tuple[int, b
         conn.close()
 
 
-def raw_rpc(url: str, method: str, params: Any, timeout_s: float = 30.0) -> Any:
+def raw_rpc(url: str, method: str, params: Any, timeout_s: float = 30.0, context: ssl.SSLContext | None = None) -> Any:
     """One JSON-RPC call; raise :class:`RpcFailure` with the node's code on an error object."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(req, timeout=timeout_s, context=context) as resp:
             reply = json.loads(resp.read())
     except urllib.error.HTTPError as exc:  # 413/503 still carry a JSON-RPC error object
         reply = json.loads(exc.read())
@@ -172,13 +180,14 @@ def raw_rpc(url: str, method: str, params: Any, timeout_s: float = 30.0) -> Any:
 class _RpcProxy:
     """``node.rpc.chain_height()`` → a JSON-RPC call; positional args by position, keywords by name."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, context: ssl.SSLContext | None = None) -> None:
         self._url = url
+        self._context = context
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             assert not (args and kwargs), "JSON-RPC params are by position or by name, not both"
-            return raw_rpc(self._url, method, list(args) if args else kwargs)
+            return raw_rpc(self._url, method, list(args) if args else kwargs, context=self._context)
 
         return call
 
@@ -194,7 +203,8 @@ class TestNode:
         self.org = spec.org
         self.net_dir = net_dir
         self.process: subprocess.Popen[bytes] | None = None
-        self.rpc = _RpcProxy(spec.rpc_url)
+        self.ssl_context = spec.ssl_context()  # None unless the network serves RPC over TLS
+        self.rpc = _RpcProxy(spec.rpc_url, self.ssl_context)
 
     def __repr__(self) -> str:
         return f"<TestNode {self.name}>"
@@ -271,7 +281,9 @@ class TestNode:
         ]
         out: list[str] = []
         for start in range(0, upto, 100):  # the node's batch limit is 100 calls
-            status, body = http_post(self.url, json.dumps(batch[start : start + 100]).encode())
+            status, body = http_post(
+                self.url, json.dumps(batch[start : start + 100]).encode(), context=self.ssl_context
+            )
             assert status == 200, f"{self.name}: HTTP {status}"
             replies = sorted(json.loads(body), key=lambda r: r["id"])
             for r in replies:
@@ -281,14 +293,17 @@ class TestNode:
 
     def ops_get(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(self.spec.ops_url + path.lstrip("/"), timeout=10.0) as resp:
+            url = self.spec.ops_url + path.lstrip("/")
+            with urllib.request.urlopen(url, timeout=10.0, context=self.ssl_context) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
     def client(self, identity: ClientIdentity | None = None, *, timeout_s: float = 60.0) -> Client:
-        """A synchronous SDK client of this node (close it, or use it in ``with``)."""
-        return Client(self.url, identity, timeout_s=timeout_s)
+        """A synchronous SDK client of this node (close it, or use it in ``with``); over TLS it
+        verifies the node against the network's CA bundle and presents ``identity`` if asked to."""
+        tls = self.spec.client_tls()
+        return Client(self.url, identity, timeout_s=timeout_s, tls=tls.with_identity(identity) if tls else None)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -304,6 +319,7 @@ class CityTest:
 
     num_orgs = 3
     nodes_per_org = 1
+    rpc_tls = False  # serve JSON-RPC and operations over HTTPS/WSS (network init --rpc-tls)
     seed = int(os.environ.get("SECPRIVNODE_TEST_SEED", "1"))
 
     def __init__(self) -> None:
@@ -340,7 +356,13 @@ class CityTest:
             self.dir = tmp_path / f"net{attempt}"
             self.base_port = free_base_port(self.num_orgs * self.nodes_per_org, port_rng)
             self.log.info("network dir %s, base port %d, seed %d", self.dir, self.base_port, self.seed)
-            init_network(self.dir, orgs=self.num_orgs, nodes_per_org=self.nodes_per_org, base_port=self.base_port)
+            init_network(
+                self.dir,
+                orgs=self.num_orgs,
+                nodes_per_org=self.nodes_per_org,
+                base_port=self.base_port,
+                rpc_tls=self.rpc_tls,
+            )
             self.channel, specs = load_network(self.dir)
             self.nodes = [TestNode(s, self.dir) for s in specs]
             try:

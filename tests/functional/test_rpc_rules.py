@@ -19,7 +19,8 @@ import pytest
 from framework import CityTest, TestNode, http_post, shared_network, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from secprivnode.client import AsyncClient
+from secprivnode.client import AsyncClient, ClientIdentity
+from secprivnode.signed_read import auth_to_json, sign_read
 
 pytestmark = pytest.mark.functional
 
@@ -64,6 +65,12 @@ class RpcNet(CityTest):
 @pytest.fixture(scope="module")
 def net(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RpcNet]:
     yield from shared_network(RpcNet(), request, tmp_path_factory)  # type: ignore[misc]
+
+
+def _auth(net: RpcNet, method: str, *params: Any, channel: str | None = None) -> dict[str, Any]:
+    """The ``auth`` of a read signed by council/client1."""
+    me = net.identity("council")
+    return auth_to_json(sign_read(me.cert_der, me.sign, channel or net.channel, method, params))
 
 
 def _req(method: str, params: Any = None, id_: Any = 1) -> dict[str, Any]:
@@ -206,7 +213,15 @@ def test_oversize_body_is_refused_and_the_node_keeps_serving(net: RpcNet) -> Non
 def test_unknown_channel(net: RpcNet) -> None:
     for method, params in (
         ("chain_height", {"channel": "nope"}),
-        ("state_get", {"contract": "assets", "key": "k", "channel": "nope"}),
+        (
+            "state_get",
+            {
+                "contract": "assets",
+                "key": "k",
+                "channel": "nope",
+                "auth": _auth(net, "state_get", "assets", "k", channel="nope"),
+            },
+        ),
         ("raft_status", ["nope"]),
     ):
         _, reply = net.post(_req(method, params, id_=method))
@@ -227,10 +242,37 @@ def test_not_found(net: RpcNet) -> None:
         _, reply = net.post(_req(method, params, id_=method))
         _error(reply, -32001, method)
     net.log.info("an absent key is a null result, not an error")
-    _, reply = net.post(_req("state_get", {"contract": "assets", "key": "asset/never"}))
+    auth = _auth(net, "state_get", "assets", "asset/never")
+    _, reply = net.post(_req("state_get", {"contract": "assets", "key": "asset/never", "auth": auth}))
     assert reply["result"] is None
     _, reply = net.post(_req("tx_status", {"tx_id": missing}))
     assert reply["result"]["status"] == "unknown"
+
+
+def test_state_reads_need_a_signed_read(net: RpcNet) -> None:
+    for method, params in (
+        ("state_get", {"contract": "assets", "key": "asset/x"}),
+        ("state_getRange", {"contract": "assets", "start": "", "end": ""}),
+        ("state_getHistory", {"contract": "assets", "key": "asset/x"}),
+    ):
+        net.log.info("%s without auth is refused with -32010", method)
+        _, reply = net.post(_req(method, params, id_=method))
+        assert _error(reply, -32010, method)["data"] == {"reason": "missing"}
+    net.log.info("the same signed read twice: the second is a replay")
+    auth = _auth(net, "state_get", "assets", "asset/x")
+    _, first = net.post(_req("state_get", {"contract": "assets", "key": "asset/x", "auth": auth}))
+    assert first["result"] is None
+    _, again = net.post(_req("state_get", {"contract": "assets", "key": "asset/x", "auth": auth}))
+    assert _error(again, -32010, 1)["data"] == {"reason": "replay"}
+    net.log.info("a node identity may not read a contract's state (default read policy)")
+    node_dir = net.dir / "crypto" / "council" / "nodes" / net.nodes[0].name
+    node_ident = ClientIdentity.load(node_dir / "cert.pem", node_dir / "key.pem")
+    read = sign_read(node_ident.cert_der, node_ident.sign, net.channel, "state_get", ("assets", "asset/x"))
+    _, denied = net.post(_req("state_get", {"contract": "assets", "key": "asset/x", "auth": auth_to_json(read)}))
+    assert _error(denied, -32008, 1)["data"] == {"reason": "read_policy"}
+    read = sign_read(node_ident.cert_der, node_ident.sign, net.channel, "state_get", ("_config", "channel"))
+    _, config = net.post(_req("state_get", {"contract": "_config", "key": "channel", "auth": auth_to_json(read)}))
+    assert config["result"]["value"].startswith("0x"), "members, nodes included, may read _config"
 
 
 def test_rpc_discover_lists_every_method(net: RpcNet) -> None:
@@ -241,6 +283,12 @@ def test_rpc_discover_lists_every_method(net: RpcNet) -> None:
     assert names == DOCUMENTED_METHODS
     by_name = {m["name"]: m for m in doc["methods"]}
     assert [p["name"] for p in by_name["chain_getBlockByNumber"]["params"]] == ["number", "channel"]
+    assert {m["name"] for m in doc["methods"] if m["x-identity"] == "signed-read"} == {
+        "state_get",
+        "state_getRange",
+        "state_getHistory",
+    }
+    assert by_name["chain_getTxProof"]["x-identity"] == "none"
 
 
 def test_websocket_subscription_receives_the_block(net: RpcNet) -> None:

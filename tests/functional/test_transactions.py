@@ -26,7 +26,15 @@ from framework import CityTest, TestNode, http_post, shared_network, wait_until
 
 from crypto.ca import CertificateAuthority, Role
 from crypto.encoding import decode, encode
-from secprivnode.client import AsyncClient, ClientIdentity, ContractFailed, RpcError, TxRejected, build_proposal
+from secprivnode.client import (
+    AsyncClient,
+    ClientIdentity,
+    ContractFailed,
+    RpcError,
+    TxRejected,
+    Unauthenticated,
+    build_proposal,
+)
 from secprivnode.rpc.codec import proposal_to_hex, to_hex
 from storage.model import ChannelConfig, OrgConfig, Proposal
 
@@ -86,7 +94,7 @@ def test_happy_path(net: TxNet) -> None:
 
     for node in net.nodes:
         net.log.info("check %s: transactions, proof, state and history", node.name)
-        with node.client() as c:
+        with node.client(net.identity(node.org)) as c:
             for r in (created, moved):
                 tx = c.get_tx(r.tx_id)
                 assert (tx["block"], tx["code"]) == (r.block_number, "VALID")
@@ -100,13 +108,13 @@ def test_happy_path(net: TxNet) -> None:
             assert state is not None
             assert decode(state["value"])["owner"] == "health"
             assert state["version"][0] == moved.block_number
-        history = node.rpc.state_getHistory(contract="assets", key=f"asset/{asset}")
-        assert [h["tx_id"] for h in history] == ["0x" + moved.tx_id.hex(), "0x" + created.tx_id.hex()]
-        assert [h["version"][0] for h in history] == [moved.block_number, created.block_number]
-        newest = node.rpc.state_getHistory(contract="assets", key=f"asset/{asset}", limit=1)
-        assert [h["tx_id"] for h in newest] == ["0x" + moved.tx_id.hex()]
-        rows = node.rpc.state_getRange(contract="assets", start=f"asset/{asset}", end=f"asset/{asset}\x00")
-        assert [r["key"] for r in rows] == [f"asset/{asset}"]
+            history = c.state_get_history("assets", f"asset/{asset}")
+            assert [h["tx_id"] for h in history] == ["0x" + moved.tx_id.hex(), "0x" + created.tx_id.hex()]
+            assert [h["version"][0] for h in history] == [moved.block_number, created.block_number]
+            newest = c.state_get_history("assets", f"asset/{asset}", limit=1)
+            assert [h["tx_id"] for h in newest] == ["0x" + moved.tx_id.hex()]
+            rows = c.state_get_range("assets", f"asset/{asset}", f"asset/{asset}\x00")
+            assert [r["key"] for r in rows] == [f"asset/{asset}"]
 
     net.log.info("network status --json through the CLI")
     done = net.cli("network", "status", "--dir", str(net.dir), "--json")
@@ -185,7 +193,8 @@ def test_forged_creator_signature_is_refused(net: TxNet) -> None:
 
     net.log.info("nothing was ordered")
     assert council.rpc.tx_status(tx_id=to_hex(proposal.tx_id))["status"] == "unknown"
-    assert council.rpc.state_get(contract="assets", key=f"asset/{asset}") is None
+    with council.client(victim) as c:
+        assert c.state_get("assets", f"asset/{asset}") is None
 
 
 def test_replayed_proposal_is_refused(net: TxNet) -> None:
@@ -261,8 +270,10 @@ def test_conflicting_writes_one_valid_one_mvcc_conflict(net: TxNet) -> None:
         net.log.info("codes %s in blocks %s", codes, [o["block"] for o in outcomes])
         assert codes == ["MVCC_READ_CONFLICT", "VALID"]
         winner = next(i for i, o in enumerate(outcomes) if o["code"] == "VALID")
-        state = council.rpc.state_get(contract="assets", key=f"asset/{asset}")
-        assert decode(bytes.fromhex(state["value"][2:]))["owner"] == ("transport", "health")[winner]
+        with council.client(me) as c:
+            state = c.state_get("assets", f"asset/{asset}")
+        assert state is not None
+        assert decode(state["value"])["owner"] == ("transport", "health")[winner]
         net.sync_blocks()
         for node in net.nodes:
             assert [node.rpc.tx_status(tx_id=t)["code"] for t in tx_ids] == [o["code"] for o in outcomes]
@@ -315,6 +326,10 @@ def test_revoked_client_is_refused_after_the_crl_reaches_the_channel(net: TxNet)
         proposal, sig = build_proposal(client2, net.channel, "assets", "create", [net.asset_id("after"), "x"])
         err = _rejection(node, proposal, sig)
         assert err.code == -32003 and err.data["reason"] == "revoked_identity", err
+        net.log.info("and so are its signed state reads")
+        with node.client(client2) as c, pytest.raises(Unauthenticated) as info:
+            c.state_get("assets", "asset/anything")
+        assert info.value.code == -32010 and info.value.data["reason"] == "revoked"
     net.log.info("council/client1 is unaffected")
     with council.client(net.identity("council")) as c:
         assert c.invoke("assets", "create", net.asset_id("client1"), "council").valid

@@ -28,6 +28,7 @@ from consensus.raft import (
     EntryKind,
     MemoryStorage,
     Message,
+    MsgType,
     NotLeader,
     ProposalDropped,
     RaftConfig,
@@ -45,6 +46,13 @@ TRACE_TAIL = 400
 ELECTION_TICKS = 10
 # Liveness bound after healing: several randomised election rounds plus replication.
 LIVENESS_TICKS = 30 * ELECTION_TICKS
+
+
+# The "churn" aim (see Faults.aim): chance that a leader whose commit index just moved crashes;
+# chance per tick that the node down longest restarts; chance that a new leader is stranded.
+CHURN_COMMIT_CRASH = 0.9
+CHURN_RESTART = 0.3
+CHURN_STRAND = 0.5
 
 
 class SimFailure(AssertionError):
@@ -71,6 +79,8 @@ class SimNode:
     started: bool = False
     seen_leader_terms: set[int] = field(default_factory=set)
     leader_last: dict[int, int] = field(default_factory=dict)
+    restart_soon: bool = False  # crashed by an aimed fault: restart within a tick or two
+    last_commit: int = 0  # the commit index it last persisted
 
     @property
     def up(self) -> bool:
@@ -94,9 +104,57 @@ class Faults:
     max_inflight: int
     pre_vote: bool
     check_quorum: bool
+    # A schedule aimed at one class of bug, on top of the random faults above:
+    #   "churn"  strand each new leader with at most one follower for a few ticks and crash it,
+    #            crash a leader just after its commit index moves, and restart crashed nodes in
+    #            the order they went down: a new term's entries stay on a minority, a deposed
+    #            leader returns before its successor, and old-term entries reach a majority under
+    #            a later leader (the paper's Figure 8 sequence);
+    #   "votes"  start two elections in the same tick and crash a node right after it sent a
+    #            granted vote, restarting it at once: what a node must remember of its vote;
+    #   ""       none.
+    aim: str = ""
 
     @classmethod
-    def pick(cls, rng: random.Random) -> Faults:
+    def pick(cls, rng: random.Random, aim: str | None = None) -> Faults:
+        chosen = rng.choice(["", "churn", "votes"])
+        aim = chosen if aim is None else aim
+        if aim == "churn":
+            # Partial replication: small messages and windows, some loss; no lease to hold
+            # elections back.
+            return cls(
+                drop=rng.choice([0.1, 0.25]),
+                dup=0.0,
+                max_delay=rng.choice([1, 2, 4]),
+                crash=0.0,
+                partition=rng.choice([0.0, 0.05]),
+                conf=rng.choice([0.02, 0.05]),
+                snap=rng.choice([0.0, 0.05]),
+                churn=rng.choice([0.05, 0.2]),
+                sync=rng.choice([1.0, 0.7]),
+                max_size_per_msg=1,
+                max_inflight=rng.choice([1, 2]),
+                pre_vote=rng.random() < 0.3,
+                check_quorum=False,
+                aim=aim,
+            )
+        if aim == "votes":
+            return cls(
+                drop=rng.choice([0.0, 0.1]),
+                dup=rng.choice([0.0, 0.05]),
+                max_delay=rng.choice([0, 1, 2]),
+                crash=0.0,
+                partition=0.0,
+                conf=rng.choice([0.02, 0.05]),
+                snap=0.0,
+                churn=0.0,
+                sync=1.0,
+                max_size_per_msg=1 << 20,
+                max_inflight=256,
+                pre_vote=False,
+                check_quorum=False,
+                aim=aim,
+            )
         return cls(
             drop=rng.choice([0.0, 0.02, 0.1, 0.25]),
             dup=rng.choice([0.0, 0.05, 0.15]),
@@ -115,11 +173,13 @@ class Faults:
 
 
 class Sim:
-    def __init__(self, seed: int, n_nodes: int = 3, fault_ticks: int = 120, extra_nodes: int = 2) -> None:
+    def __init__(
+        self, seed: int, n_nodes: int = 3, fault_ticks: int = 120, extra_nodes: int = 2, aim: str | None = None
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = 0
-        self.faults = Faults.pick(self.rng)
+        self.faults = Faults.pick(self.rng, aim)
         self.fault_ticks = fault_ticks
         self.initial = tuple(f"n{i}" for i in range(1, n_nodes + 1))
         spare = tuple(f"n{i}" for i in range(n_nodes + 1, n_nodes + 1 + extra_nodes))
@@ -128,6 +188,8 @@ class Sim:
             self.nodes[nid] = SimNode(nid, MemoryStorage(), App(), nid in self.initial)
         for nid in self.initial:
             self._start(nid)
+        self.down_order: list[str] = []  # crashed nodes, first down first
+        self.crash_at: dict[str, int] = {}  # stranded leaders and the tick they crash at
         self.net: list[tuple[int, int, Message]] = []
         self.seq = 0
         self.blocked: set[tuple[str, str]] = set()  # (src, dst) pairs that cannot communicate
@@ -170,9 +232,11 @@ class Sim:
             self._restore(node, node.raw.startup_snapshot)
         node.pending = None
 
-    def _crash(self, nid: str) -> None:
+    def _crash(self, nid: str, *, soon: bool = False) -> None:
         node = self.nodes[nid]
         node.raw = None
+        node.restart_soon = soon
+        self.down_order.append(nid)
         if node.pending is not None and node.pending.must_persist:
             self.stats["lost_readies"] += 1
         node.pending = None  # never synced: lost, and none of its messages left
@@ -232,14 +296,38 @@ class Sim:
         node.pending = None
         self._check_new_entries(node, rd)
         persist(node.storage, rd)
+        last_commit = node.last_commit
+        if rd.hard_state is not None:
+            node.last_commit = rd.hard_state.commit
         if rd.hard_state is not None and rd.hard_state.commit > self.max_committed[0]:
             c = rd.hard_state.commit
             self.max_committed = (c, raw._r.log.term_or_zero(c) or node.storage.term(c))
-        self._send(rd.messages)
+        dies_unheard = (
+            self.faults.aim == "churn"
+            and self.now < self.fault_ticks
+            and rd.hard_state is not None
+            and raw.role == Role.LEADER
+            and rd.hard_state.commit > last_commit
+            and self.rng.random() < CHURN_COMMIT_CRASH
+        )
+        if not dies_unheard:
+            self._send(rd.messages)
         if rd.snapshot is not None:
             self._restore(node, rd.snapshot)
         self._apply(node, rd)
+        if dies_unheard:
+            # The leader committed and applied, then died before telling anyone, and stays down
+            # a while: its successor must still hold what it committed (Leader Completeness).
+            self._crash(node.id)
+            return
         raw.advance(rd)
+        if (
+            self.faults.aim == "votes"
+            and self.now < self.fault_ticks
+            and any(m.type == MsgType.VOTE_RESP and not m.reject for m in rd.messages)
+            and self.rng.random() < 0.5
+        ):
+            self._crash(node.id, soon=True)  # the granted vote is on its way; the voter dies
 
     def _check_new_entries(self, node: SimNode, rd: Ready) -> None:
         # Log Matching (Figure 3), checked inductively: an entry (index, term) is the same
@@ -315,6 +403,8 @@ class Sim:
             last = r.log.last_index()
             if r.term not in node.seen_leader_terms:
                 node.seen_leader_terms.add(r.term)
+                if self.faults.aim == "churn" and self.now < self.fault_ticks:
+                    self._strand(node)
                 self._log("leader", f"{node.id} term={r.term} last={last}")
                 self._check_completeness(node)
             # Leader Append-Only: a leader's log never shrinks (it never overwrites or deletes).
@@ -341,10 +431,33 @@ class Sim:
     # -------------------------------------------------------------------------- faults
     def _maybe_faults(self) -> None:
         f, rng = self.faults, self.rng
-        for nid, node in self.nodes.items():
-            if not node.up and node.started and rng.random() < 0.1:
-                self._start(nid)
-                self._log("restart", nid)
+        for nid, at in list(self.crash_at.items()):
+            if at <= self.now:
+                del self.crash_at[nid]
+                self.blocked.clear()
+                if self.nodes[nid].up:
+                    self._crash(nid)
+        if f.aim == "churn":
+            # Crashed nodes come back in the order they went down, the one down longest first:
+            # the deposed leader of an earlier term returns before the one that replaced it, as
+            # in the paper's Figure 8 sequence.
+            if self.down_order and rng.random() < CHURN_RESTART:
+                nid = self.down_order.pop(0)
+                if not self.nodes[nid].up:
+                    self._start(nid)
+                    self._log("restart", nid)
+        else:
+            for nid, node in self.nodes.items():
+                if not node.up and node.started and rng.random() < (0.7 if node.restart_soon else 0.1):
+                    self._start(nid)
+                    self._log("restart", nid)
+        if f.aim == "votes" and rng.random() < 0.15:
+            # Two elections at once from the same term: one of them must lose every contested vote.
+            for nid in rng.sample(sorted(self.nodes), 2):
+                node = self.nodes[nid]
+                if node.raw is not None:
+                    node.raw.campaign()
+                    self._log("campaign", nid)
         if rng.random() < f.partition:
             self._partition()
         elif self.blocked and rng.random() < 0.05:
@@ -364,6 +477,8 @@ class Sim:
         # Called between Ready handling rounds, so a node may die holding a Ready it has not
         # synced yet: that state and its messages are lost.
         f, rng = self.faults, self.rng
+        if f.aim == "churn":
+            return  # its crashes are aimed (stranded leaders, leaders that just committed)
         if rng.random() < f.crash / 3:
             # Leaders are the interesting victims (Figure 8 needs leaders to fail mid-replication).
             lead = self.leader()
@@ -377,6 +492,18 @@ class Sim:
                 nid = rng.choice(list(self.nodes))
             if self.nodes[nid].up:
                 self._crash(nid)
+
+    def _strand(self, lead: SimNode) -> None:
+        """Aimed at Figure 8: a new leader reaches at most one follower for a tick or three, then
+        crashes, so its new term's entries are on a minority when the next election starts."""
+        if self.rng.random() >= CHURN_STRAND:
+            return
+        others = [n for n in self.nodes if n != lead.id]
+        keep = self.rng.choice([*others, None])
+        cut = [n for n in others if n != keep]
+        self.blocked = {(lead.id, n) for n in cut} | {(n, lead.id) for n in cut}
+        self.crash_at[lead.id] = self.now + self.rng.randint(1, 3)
+        self._log("strand", f"{lead.id} reaches only {keep}")
 
     def _partition(self) -> None:
         ids = list(self.nodes)
@@ -468,7 +595,7 @@ class Sim:
         self.now += 1
         if self.now < self.fault_ticks:
             self._maybe_faults()
-            if self.rng.random() < 0.3:
+            if self.rng.random() < (0.6 if self.faults.aim == "churn" else 0.3):
                 self._propose("p")
         for node in self.nodes.values():
             if node.raw is not None:
@@ -481,7 +608,8 @@ class Sim:
                 self._take_ready(node)
                 if node.pending is not None and (self.now >= self.fault_ticks or self.rng.random() < self.faults.sync):
                     self._sync(node)
-                    self._take_ready(node)
+                    if node.raw is not None:  # an aimed fault may have crashed it
+                        self._take_ready(node)
             self._check_roles()
             if self.now < self.fault_ticks:
                 self._maybe_crash()
@@ -553,7 +681,7 @@ class Sim:
                         raise self.fail(f"Log Matching: {a} and {b} agree at {top} but differ at {k}")
 
 
-def run_seed(seed: int, n_nodes: int = 3, fault_ticks: int = 120) -> Sim:
-    sim = Sim(seed, n_nodes=n_nodes, fault_ticks=fault_ticks)
+def run_seed(seed: int, n_nodes: int = 3, fault_ticks: int = 120, aim: str | None = None) -> Sim:
+    sim = Sim(seed, n_nodes=n_nodes, fault_ticks=fault_ticks, aim=aim)
     sim.run()
     return sim

@@ -49,7 +49,7 @@ async def test_block_outcomes_are_matched_by_tx_id(identity: tuple[bytes, bytes]
     assert w.res.outcome == [OK, CONFLICT, FAIL]
     assert w.res.done == [4.0, 4.0, 4.0]
     assert w.res.errors == {"invalidated: BAD_PAYLOAD": 1}
-    assert w.res.block_txs == [4] and w.res.tx_ids == ["0xa"] and w.res.keys == ["k"]
+    assert w.res.block_txs == [4] and w.res.tx_ids == ["0xa"]
     assert not w.pending and w.counts == [1, 1, 1]
 
 

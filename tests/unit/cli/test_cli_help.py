@@ -37,9 +37,10 @@ def test_every_command_and_option_has_help(path: str, cmd: click.Command) -> Non
         name = "/".join(p.opts + p.secondary_opts)
         assert (p.help or "").strip(), f"`{path}` option {name} has no help text"
         default = p.get_default(ctx, call=False)
-        # A plain flag that is off by default says nothing by showing "False".
+        # A plain flag that is off by default says nothing by showing "False", nor does an empty
+        # string (its help says what empty means).
         plain_off_flag = p.is_flag and not p.secondary_opts and not default
-        if default is not None and not plain_off_flag and not p.multiple and not p.required and not p.is_eager:
+        if default not in (None, "") and not plain_off_flag and not p.multiple and not p.required and not p.is_eager:
             assert p.show_default, f"`{path}` option {name} has default {p.default!r} but does not show it"
 
 

@@ -68,6 +68,18 @@ def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
         ({"crypto": {"backend": "gpu"}}, "crypto.backend"),
         ({"raft": {"election_ticks": 1, "heartbeat_ticks": 1}}, "raft:"),
         ({"logging": {"format": "xml"}}, "logging.format"),
+        ({"rpc": {"tls": {"enabled": "yes"}}}, "rpc.tls.enabled: expected true or false"),
+        ({"rpc": {"tls": {"enabled": True, "cert": "c.pem"}}}, "rpc.tls: cert and key go together"),
+        ({"rpc": {"tls": {"client_ca": "ca.pem"}}}, "rpc.tls: cert, key and client_ca need enabled: true"),
+        ({"rpc": {"tls": {"enabled": True, "min_version": "1.1"}}}, "rpc.tls.min_version: expected one of"),
+        ({"rpc": {"tls": {"enabled": True, "ciphers": "all"}}}, "rpc.tls: unknown option(s) ['ciphers']"),
+        ({"rpc": {"tls": {"enabled": True, "key": ""}}}, "rpc.tls.key: expected a path"),
+        ({"rpc": {"read_policies": [{"namespace": "assets"}]}}, "rpc.read_policies[0]: missing required option(s)"),
+        ({"rpc": {"read_policies": [{"namespace": "a", "policy": "OR("}]}}, "rpc.read_policies[a]: policy error"),
+        (
+            {"rpc": {"read_policies": [{"namespace": "a", "policy": "ANY(client)"}] * 2}},
+            "rpc.read_policies: a namespace is listed twice",
+        ),
     ],
 )
 def test_mistakes_name_the_option(tmp_path: Path, patch: dict[str, object], message: str) -> None:
@@ -84,3 +96,14 @@ def test_missing_required_and_missing_file(tmp_path: Path) -> None:
     bad.write_text("node: [unclosed")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(bad)
+
+
+def test_rpc_tls_paths_resolve_and_default_to_the_node_identity(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, {**MINIMAL, "rpc": {"tls": {"enabled": True, "client_ca": "cas.pem"}}}))
+    tls = cfg.rpc.tls
+    assert tls.enabled and tls.cert is None and tls.key is None and tls.min_version == "1.2"
+    assert tls.client_ca == tmp_path / "cas.pem"
+    assert not load_config(write(tmp_path, MINIMAL)).rpc.tls.enabled
+    policies = {"read_policies": [{"namespace": "assets", "policy": "OR('council.admin')"}]}
+    cfg = load_config(write(tmp_path, {**MINIMAL, "rpc": policies}))
+    assert [(p.namespace, p.policy) for p in cfg.rpc.read_policies] == [("assets", "OR('council.admin')")]

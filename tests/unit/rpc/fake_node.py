@@ -30,9 +30,11 @@ from secprivnode.api import (
     SubmitResult,
     TimeoutError_,
     TxRejected,
+    Unauthenticated,
     Unauthorized,
     UnknownChannel,
 )
+from secprivnode.signed_read import SignedRead
 from storage.blockstore import BlockSummary
 from storage.model import (
     GENESIS_PREVIOUS_HASH,
@@ -123,6 +125,7 @@ class FakeNode:
         self.health_checks: dict[str, tuple[bool, str]] = {"storage": (True, "ok"), "raft": (True, "leader n1")}
         self.last_transient: dict[str, bytes] = {}
         self.verified_signatures = 0
+        self.authorized_reads: list[SignedRead] = []
         self.explode = False  # node_peers raises a non-service exception (internal error path)
         self.config_updates: list[Any] = []
         self.hold_submit: asyncio.Event | None = None  # when set, tx_submit waits on it
@@ -259,6 +262,18 @@ class FakeNode:
             "size": len(hashes_),
             "path": merkle_proof(hashes_, i),
         }
+
+    async def authorize_read(self, read: SignedRead) -> str:
+        """The fake's read check: a valid signature by the certificate's key (no MSP, no policy)."""
+        self._ch(read.request.channel)
+        try:
+            pub, org, _role, name = _subject(read.request.creator)
+        except ValueError as exc:
+            raise Unauthenticated(f"unknown reader: {exc}", {"reason": "unknown_identity"}) from exc
+        if not verify(pub, read.signature, read.request.digest()):
+            raise Unauthenticated("bad read signature", {"reason": "bad_signature"})
+        self.authorized_reads.append(read)
+        return f"{org}/{name}"
 
     async def state_get(self, channel: str | None, contract: str, key: str) -> dict[str, Any] | None:
         cur = self.state.get((self._ch(channel), contract, key))

@@ -14,6 +14,7 @@ from secprivnode.client import ClientIdentity, build_proposal
 from secprivnode.rpc.codec import proposal_to_hex, to_hex
 from secprivnode.rpc.dispatch import dispatch, handle_text
 from secprivnode.rpc.methods import METHODS, CallContext
+from secprivnode.signed_read import auth_to_json, sign_read
 
 MAX_BATCH = 10
 
@@ -42,6 +43,12 @@ def ident(tmp_path: Path, fakemod: Any) -> ClientIdentity:
 def signed(ident: ClientIdentity, fn: str, *args: Any, channel: str = "city") -> dict[str, Any]:
     p, sig = build_proposal(ident, channel, "kv", fn, args)
     return {"proposal": proposal_to_hex(p), "signature": to_hex(sig)}
+
+
+def read(ident: ClientIdentity, method: str, *params: Any, channel: str = "city") -> list[Any]:
+    """Positional params of a signed state read (``channel`` and ``auth`` appended)."""
+    auth = auth_to_json(sign_read(ident.cert_der, ident.sign, channel, method, params))
+    return [*params, channel, auth]
 
 
 # ---- parse errors and invalid requests -----------------------------------------------------------
@@ -257,9 +264,9 @@ async def test_results_are_hex_and_names(ctx: CallContext, ident: ClientIdentity
     assert block["tx_ids"] == [res["tx_id"]] and block["validation_codes"] == ["VALID"]
     by_hash = (await call(ctx, req("chain_getBlockByHash", [block["hash"]])))["result"]
     assert by_hash == block
-    state = (await call(ctx, req("state_get", ["kv", "k"])))["result"]
+    state = (await call(ctx, req("state_get", read(ident, "state_get", "kv", "k"))))["result"]
     assert state == {"value": "0x00ff", "version": [1, 0]}
-    assert (await call(ctx, req("state_get", ["kv", "absent"])))["result"] is None
+    assert (await call(ctx, req("state_get", read(ident, "state_get", "kv", "absent"))))["result"] is None
     raft = (await call(ctx, req("raft_status")))["result"]
     assert raft["leader"] == "n1" and raft["term"] == 3 and raft["voters"] == ["n1", "n2", "n3"]
     status = (await call(ctx, req("node_status")))["result"]
@@ -287,6 +294,73 @@ async def test_storage_shaped_results_are_normalised(ctx: CallContext, fake: Any
     fake.get_tx_proof, fake.state_get, fake.state_get_range = storage_proof, storage_get, storage_range
     from_storage = (await call(ctx, req("chain_getTxProof", [submitted["tx_id"]])))["result"]
     assert from_storage == as_dict and verify_inclusion(from_storage)
-    assert (await call(ctx, req("state_get", ["kv", "a"])))["result"] == {"value": "0x01", "version": [1, 0]}
-    rows = (await call(ctx, req("state_getRange", ["kv", "", "", 1])))["result"]
+    got = (await call(ctx, req("state_get", read(ident, "state_get", "kv", "a"))))["result"]
+    assert got == {"value": "0x01", "version": [1, 0]}
+    rows = (await call(ctx, req("state_getRange", read(ident, "state_getRange", "kv", "", "", 1))))["result"]
     assert rows == [{"key": "a", "value": "0x01", "version": [1, 0]}]
+
+
+# ---- signed state reads ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("state_get", {"contract": "kv", "key": "k"}),
+        ("state_getRange", {"contract": "kv", "start": "a", "end": "b"}),
+        ("state_getHistory", {"contract": "kv", "key": "k"}),
+    ],
+)
+async def test_state_reads_without_auth_are_unauthenticated(ctx: CallContext, method: str, params: Any) -> None:
+    r = await call(ctx, req(method, params))
+    assert r["error"]["code"] == -32010 and r["error"]["data"] == {"reason": "missing"}
+    assert "signed read" in r["error"]["message"]
+
+
+async def test_signed_read_covers_exactly_the_read_performed(
+    ctx: CallContext, ident: ClientIdentity, fake: Any
+) -> None:
+    await call(ctx, req("tx_submitAndWait", signed(ident, "put", "k", b"\x01")))
+    # Signed for key "k", sent for key "other": the node rebuilds the request from what it runs.
+    params = read(ident, "state_get", "kv", "k")
+    params[1] = "other"
+    r = await call(ctx, req("state_get", params))
+    assert r["error"]["code"] == -32010 and r["error"]["data"]["reason"] == "bad_signature"
+    # The default limit is part of what is signed: a read signed with limit 100 may omit it.
+    auth = auth_to_json(sign_read(ident.cert_der, ident.sign, "city", "state_getHistory", ("kv", "k", 100)))
+    r = await call(ctx, req("state_getHistory", {"contract": "kv", "key": "k", "auth": auth}))
+    assert len(r["result"]) == 1
+    assert [x.request.method for x in fake.authorized_reads] == ["state_getHistory"]
+
+
+async def test_signed_read_for_another_channel_is_refused(ctx: CallContext, ident: ClientIdentity) -> None:
+    params = read(ident, "state_get", "kv", "k", channel="lab")
+    params[2] = "city"
+    r = await call(ctx, req("state_get", params))
+    assert r["error"]["code"] == -32010 and r["error"]["data"]["reason"] == "wrong_channel"
+    # Omitting channel means the default channel, which the signature must name.
+    params[2] = None
+    r = await call(ctx, req("state_get", params))
+    assert r["error"]["data"]["reason"] == "wrong_channel"
+
+
+@pytest.mark.parametrize(
+    ("auth", "field"),
+    [
+        ({"channel": "city"}, "exactly"),
+        ({"channel": "city", "creator": "0x00", "nonce": "0x00", "timestamp_ms": 1, "signature": "0x"}, "nonce"),
+        (
+            {"channel": "city", "creator": "00", "nonce": "0x" + "00" * 24, "timestamp_ms": 1, "signature": "0x"},
+            "creator",
+        ),
+        (
+            {"channel": "city", "creator": "0x", "nonce": "0x" + "00" * 24, "timestamp_ms": -1, "signature": "0x"},
+            "timestamp",
+        ),
+        ("0x00", "exactly"),
+    ],
+)
+async def test_malformed_auth_is_invalid_params(ctx: CallContext, auth: Any, field: str) -> None:
+    r = await call(ctx, req("state_get", {"contract": "kv", "key": "k", "auth": auth}))
+    assert r["error"]["code"] == -32602 and r["error"]["data"] == {"param": "auth"}
+    assert field in r["error"]["message"]

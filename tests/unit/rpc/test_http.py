@@ -111,6 +111,12 @@ async def test_rpc_discover_lists_every_method_with_params(server: Any) -> None:
     for code, name in ERROR_CODES.items():
         assert errors[name]["code"] == code
     assert {e["code"] for e in errors.values()} >= {-32700, -32600, -32601, -32602, -32603}
+    identity = {m["name"]: m["x-identity"] for m in doc["methods"]}
+    assert {n for n, i in identity.items() if i == "signed-read"} == {"state_get", "state_getRange", "state_getHistory"}
+    assert {n for n, i in identity.items() if i == "signed-proposal"} == {"tx_submit", "tx_submitAndWait", "tx_query"}
+    assert identity["config_update"] == "admin-signatures"
+    assert all(identity[n] == "none" for n in ("chain_getBlockByNumber", "chain_getTxProof", "chain_height"))
+    assert all(m["description"] for m in doc["methods"])
     block = next(m for m in doc["methods"] if m["name"] == "chain_getBlockByNumber")
     assert block["params"][0] == {"name": "number", "required": True, "schema": block["params"][0]["schema"]} | {
         "description": "Block number."
@@ -123,6 +129,10 @@ def test_docs_cover_every_method_and_error_code() -> None:
         assert f"`{name}`" in text, name
     for code, name in ERROR_CODES.items():
         assert str(code) in text and name in text
+    for name, method in METHODS.items():  # the identity column says what each method needs
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
+        label = {"none": "open", "signed-read": "signed read", "signed-proposal": "proposal"}
+        assert row.rstrip(" |").endswith(label.get(method.identity, "admins")), row
 
 
 async def test_websocket_connection_limit(fake: Any) -> None:
