@@ -67,6 +67,7 @@ class Tag:
     GOSSIP_ALIVE = register_tag("gossip-alive/v1")
     HANDSHAKE = register_tag("p2p-handshake/v1")
     BLOB = register_tag("blob/v1")
+    CONTRACT_PACKAGE = register_tag("contract-package/v1")  # the hash naming a contract's code
     READ_REQUEST = register_tag("read-request/v1")  # what a client signs to read state directly
 
 

@@ -46,10 +46,18 @@ from secprivnode.network import (
 )
 from storage.model import ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
 
-__all__ = ["admit_node", "define_contract", "remove_node", "revoke_user"]
+__all__ = [
+    "admin_identities",
+    "admit_node",
+    "current_config",
+    "define_contract",
+    "remove_node",
+    "revoke_user",
+    "running_config",
+]
 
 
-def _admins(directory: Path, orgs: list[str]) -> list[ClientIdentity]:
+def admin_identities(directory: Path, orgs: list[str]) -> list[ClientIdentity]:
     out = []
     for org in orgs:
         d = directory / "crypto" / org / "users" / "admin"
@@ -68,7 +76,7 @@ def current_config(client: Client) -> ChannelConfig:
 
 def _propose(directory: Path, seed: NetworkNode, cfg: ChannelConfig) -> None:
     """Submit ``cfg`` approved by every admin in the network directory; raise unless it commits VALID."""
-    admins = _admins(directory, [o.name for o in cfg.orgs])
+    admins = admin_identities(directory, [o.name for o in cfg.orgs])
 
     async def go() -> dict[str, object]:
         async with AsyncClient(seed.rpc_url, tls=seed.client_tls()) as client:
@@ -79,7 +87,7 @@ def _propose(directory: Path, seed: NetworkNode, cfg: ChannelConfig) -> None:
         raise NetworkError(f"the configuration update was not accepted: {result.get('code')}")
 
 
-def _current(nodes: list[NetworkNode]) -> tuple[NetworkNode, ChannelConfig]:
+def running_config(nodes: list[NetworkNode]) -> tuple[NetworkNode, ChannelConfig]:
     """A running node to submit to, and the channel configuration it reports."""
     seed = _first_running(nodes)
     with Client(seed.rpc_url, tls=seed.client_tls()) as client:
@@ -129,7 +137,7 @@ def admit_node(directory: Path, org: str, *, orderer: bool = False, name: str | 
     node_crypto = directory / "crypto" / org / "nodes" / name
     write_identity(node_crypto, key, cert_pem)
 
-    seed, cfg = _current(nodes)
+    seed, cfg = running_config(nodes)
     nodes_after = (*cfg.nodes, ChannelNode(name, org, new.p2p, orderer))
     _propose(directory, seed, dataclasses.replace(cfg, sequence=cfg.sequence + 1, nodes=nodes_after))
 
@@ -162,7 +170,7 @@ def remove_node(directory: Path, name: str, *, revoke: bool = True, stop: bool =
     its directory under ``nodes/`` stays, with its ledger and log) and, with ``stop``, stop its
     process if it runs on this machine."""
     _, nodes = load_network(directory)
-    seed, cfg = _current([n for n in nodes if n.name != name])
+    seed, cfg = running_config([n for n in nodes if n.name != name])
     target = cfg.node(name)
     if target is None:
         raise NetworkError(f"{name} is not a node of channel {cfg.channel}")
@@ -183,7 +191,7 @@ def revoke_user(directory: Path, org: str, user: str) -> ChannelConfig:
     """Revoke the user identity ``org/user`` and publish the CRL to the channel: from the block that
     commits it, every node refuses the identity in proposals and signed reads."""
     _, nodes = load_network(directory)
-    seed, cfg = _current(nodes)
+    seed, cfg = running_config(nodes)
     cert_path = directory / "crypto" / org / "users" / user / "cert.pem"
     if cfg.org(org) is None:
         raise NetworkError(f"{org} is not an organisation of channel {cfg.channel}")
@@ -201,10 +209,21 @@ def _forget_node(directory: Path, name: str) -> None:
 
 
 def define_contract(directory: Path, name: str, version: str, policy: str) -> ChannelConfig:
-    """Define (or redefine) contract ``name`` on the channel with its endorsement policy."""
+    """Define (or redefine) contract ``name`` on the channel with its endorsement policy; a packaged
+    contract keeps its package and gets the next definition sequence."""
     _, nodes = load_network(directory)
-    seed, cfg = _current(nodes)
-    contracts = (*(c for c in cfg.contracts if c.name != name), ContractDefinition(name, version, policy))
+    seed, cfg = running_config(nodes)
+    definition = ContractDefinition(name, version, policy)
+    old = cfg.contract(name)
+    if old is not None and old.package_hash:  # packaged code: only the policy changes here
+        if version != old.version:
+            raise NetworkError(
+                f"contract {name} {old.version} is packaged: a new version is a new package "
+                "(secprivnode contract package, approve, commit)"
+            )
+        changed = policy != old.policy
+        definition = dataclasses.replace(old, policy=policy, sequence=old.sequence + int(changed))
+    contracts = (*(c for c in cfg.contracts if c.name != name), definition)
     updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, contracts=contracts)
     _propose(directory, seed, updated)
     return updated

@@ -10,7 +10,7 @@ the JSON-RPC range -32000…-32099 (see :data:`ERROR_CODES`); anything else is a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -198,7 +198,11 @@ class NodeService(Protocol):
     async def config_get(self, channel: str | None) -> dict[str, Any]: ...
 
     async def config_update(
-        self, channel: str | None, config_obj: Any, signatures: list[tuple[bytes, bytes]]
+        self,
+        channel: str | None,
+        config_obj: Any,
+        signatures: list[tuple[bytes, bytes]],
+        packages: Sequence[bytes] = (),
     ) -> SubmitResult: ...
 
     def subscribe(

@@ -397,12 +397,32 @@ class AsyncClient:
         return _response(await self.call("tx_query", await self._signed(contract, fn, args, transient)))
 
     async def config_update(
-        self, config: ChannelConfig, admins: Sequence[ClientIdentity], channel: str | None = None
+        self,
+        config: ChannelConfig,
+        admins: Sequence[ClientIdentity],
+        channel: str | None = None,
+        packages: Sequence[bytes] = (),
     ) -> dict[str, Any]:
         """Propose ``config``, signed by each admin identity over ``config_update_digest``."""
         d = config_update_digest(config)
-        sigs = [[to_hex(a.cert_der), to_hex(a.sign(d))] for a in admins]
-        params = {"config": to_hex(encode(config.to_obj())), "signatures": sigs, "channel": channel or self.channel}
+        return await self.submit_config(config, [(a.cert_der, a.sign(d)) for a in admins], channel, packages)
+
+    async def submit_config(
+        self,
+        config: ChannelConfig,
+        approvals: Sequence[tuple[bytes, bytes]],
+        channel: str | None = None,
+        packages: Sequence[bytes] = (),
+    ) -> dict[str, Any]:
+        """Propose ``config`` with admins' approvals already made: (cert DER, signature over
+        ``config_update_digest``) pairs; ``packages`` is the code of the contract packages it commits."""
+        params: dict[str, Any] = {
+            "config": to_hex(encode(config.to_obj())),
+            "signatures": [[to_hex(c), to_hex(s)] for c, s in approvals],
+            "channel": channel or self.channel,
+        }
+        if packages:
+            params["packages"] = [to_hex(p) for p in packages]
         return dict(await self.call("config_update", params))
 
     def _ch(self, extra: dict[str, Any]) -> dict[str, Any]:
@@ -607,6 +627,15 @@ class Client:
         self, config: ChannelConfig, admins: Sequence[ClientIdentity], channel: str | None = None
     ) -> dict[str, Any]:
         return self._run(self._async.config_update(config, admins, channel))
+
+    def submit_config(
+        self,
+        config: ChannelConfig,
+        approvals: Sequence[tuple[bytes, bytes]],
+        channel: str | None = None,
+        packages: Sequence[bytes] = (),
+    ) -> dict[str, Any]:
+        return self._run(self._async.submit_config(config, approvals, channel, packages))
 
     def height(self) -> int:
         return self._run(self._async.height())

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
-from crypto.encoding import encode
 from crypto.merkle import merkle_root
 from crypto.signing import PrivateKey, get_backend
+from secprivnode.contracts.config_contract import config_rwset
 from storage.ledger import CONFIG_KEY  # the state key (namespace CONFIG_CONTRACT) of the config
 from storage.model import (
     BLOCK_VERSION,
@@ -28,11 +29,8 @@ from storage.model import (
     BlockHeader,
     ChannelConfig,
     Endorsement,
-    KVRead,
-    KVWrite,
     Proposal,
     ProposalHeader,
-    ReadWriteSet,
     Response,
     Transaction,
     Version,
@@ -63,27 +61,38 @@ def config_transaction(
     current_version: Version | None,
     timestamp_ms: int,
     nonce: bytes | None = None,
+    packages: Sequence[bytes] = (),
+    previous: ChannelConfig | None = None,
 ) -> Transaction:
     """A transaction proposing ``config`` as the channel's next configuration.
 
     ``current_version`` is the version of the config key the proposer read (``None`` for genesis);
-    the MVCC check then refuses two updates racing from the same base.
+    the MVCC check then refuses two updates racing from the same base. ``packages`` is the encoded
+    code of the contract packages whose definitions the update commits or changes
+    (:mod:`secprivnode.contracts.lifecycle`); without packages the transaction has its original shape.
+    ``previous`` is the configuration the update replaces (``None`` for genesis): packaged
+    definitions that differ from it are written to state too.
     """
     header = ProposalHeader(config.channel, creator_cert_der, nonce or os.urandom(24), timestamp_ms)
-    proposal = Proposal(header, CONFIG_CONTRACT, "update", (config.to_obj(),))
+    args: tuple[Any, ...] = (config.to_obj(), list(packages)) if packages else (config.to_obj(),)
+    proposal = Proposal(header, CONFIG_CONTRACT, "update", args)
     backend = get_backend()
     signature = backend.sign(creator_key, proposal.hash())
-    rwset = ReadWriteSet(
-        CONFIG_CONTRACT,
-        reads=(KVRead(CONFIG_KEY, current_version),),
-        writes=(KVWrite(CONFIG_KEY, encode(config.to_obj())),),
-    )
+    rwset = config_rwset(config, current_version, packages, previous)
     endorsements = tuple(Endorsement(cert, sig) for cert, sig in approvals)
     return Transaction(proposal, signature, Response(200), rwset, endorsements)
 
 
-def genesis_block(config: ChannelConfig, *, admin_cert_der: bytes, admin_key: PrivateKey, timestamp_ms: int) -> Block:
-    """Block 0 of ``config.channel``, signed by the admin who created the channel."""
+def genesis_block(
+    config: ChannelConfig,
+    *,
+    admin_cert_der: bytes,
+    admin_key: PrivateKey,
+    timestamp_ms: int,
+    packages: Sequence[bytes] = (),
+) -> Block:
+    """Block 0 of ``config.channel``, signed by the admin who created the channel; ``packages``
+    installs the code of the packaged contracts the configuration defines."""
     if config.sequence != 0:
         raise ValueError("a genesis configuration has sequence 0")
     tx = config_transaction(
@@ -93,6 +102,7 @@ def genesis_block(config: ChannelConfig, *, admin_cert_der: bytes, admin_key: Pr
         approvals=[admin_signature(config, admin_cert_der, admin_key)],
         current_version=None,
         timestamp_ms=timestamp_ms,
+        packages=packages,
     )
     header = BlockHeader(
         version=BLOCK_VERSION,

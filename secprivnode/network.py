@@ -36,6 +36,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from crypto.ca import default_org_names, generate_network
 from crypto.msp import Identity, OrgMSP
 from crypto.signing import PrivateKey
 from secprivnode.client_tls import ClientTLS, network_ca_pem
+from secprivnode.contracts.package import ENTRY_MODULE, ContractPackage
 from secprivnode.genesis import genesis_block, write_genesis
 from storage.model import BatchConfig, ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
 
@@ -52,6 +54,7 @@ __all__ = [
     "CA_BUNDLE",
     "NetworkError",
     "NetworkNode",
+    "assets_package",
     "genesis_path",
     "init_network",
     "load_network",
@@ -69,6 +72,7 @@ __all__ = [
 NETWORK_FILE = "network.yaml"
 CA_BUNDLE = Path("crypto") / "ca-bundle.pem"
 STATUS_FILE = "status.json"
+ASSETS_VERSION = "1.0"
 DEFAULT_CHANNEL = "city"
 # How long `network up` waits for every node to report healthy and a Raft leader.
 UP_TIMEOUT_S = 60.0
@@ -135,6 +139,12 @@ def _admin(crypto_dir: Path, org: str) -> tuple[bytes, PrivateKey]:
     return cert, PrivateKey.from_pem((user / "key.pem").read_bytes())
 
 
+def assets_package(policy: str) -> ContractPackage:
+    """The sample ``assets`` contract as a package: the genesis block installs it on every node."""
+    source = resources.files("secprivnode.contracts").joinpath("assets.py").read_bytes()
+    return ContractPackage("assets", ASSETS_VERSION, policy, ((ENTRY_MODULE, source),))
+
+
 def genesis_path(directory: Path, channel: str) -> Path:
     return directory / "channel" / f"{channel}.block"
 
@@ -152,6 +162,7 @@ def write_channel_genesis(
     orderer role order it), signed by the first org's admin; return its path."""
     crypto_dir = directory / "crypto"
     any_org_node = "OR(" + ", ".join(f"'{o}.node'" for o in orgs) + ")"
+    assets = assets_package(any_org_node)
     config = ChannelConfig(
         channel=channel,
         sequence=0,
@@ -160,11 +171,17 @@ def write_channel_genesis(
         ),
         nodes=tuple(ChannelNode(n.name, n.org, n.p2p, orderer="orderer" in n.roles) for n in nodes),
         batch=batch or BatchConfig(),
-        contracts=(ContractDefinition("assets", "1.0", any_org_node),),
+        contracts=(ContractDefinition("assets", assets.version, any_org_node, assets.hash, 1),),
         admin_policy="MAJORITY(admin)",
     )
     admin_cert, admin_key = _admin(crypto_dir, orgs[0])
-    block = genesis_block(config, admin_cert_der=admin_cert, admin_key=admin_key, timestamp_ms=now * 1000)
+    block = genesis_block(
+        config,
+        admin_cert_der=admin_cert,
+        admin_key=admin_key,
+        timestamp_ms=now * 1000,
+        packages=[assets.code_bytes()],
+    )
     path = genesis_path(directory, channel)
     path.parent.mkdir(exist_ok=True)
     write_genesis(path, block)

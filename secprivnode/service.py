@@ -11,7 +11,7 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import psutil
@@ -34,13 +34,14 @@ from secprivnode.api import (
 from secprivnode.channel import ChannelRuntime
 from secprivnode.config import NodeConfig
 from secprivnode.contracts.config_contract import ConfigError, check_config, decode_config
+from secprivnode.contracts.lifecycle import ContractLoadError, LifecycleError, definition_key, vet_update
 from secprivnode.gateway import Gateway
 from secprivnode.genesis import config_transaction
 from secprivnode.read_guard import ReadDenied, ReadGuard, ReadRefused, ReplayCacheFull
 from secprivnode.signed_read import SignedRead
 from storage.errors import CorruptionError, NotFound
 from storage.ledger import CONFIG_KEY, CONFIG_NAMESPACE, BlockSummary
-from storage.model import ChannelConfig, Proposal, ValidationCode, config_update_digest
+from storage.model import ChannelConfig, ContractDefinition, Proposal, ValidationCode, config_update_digest
 
 __all__ = ["LocalNodeService"]
 
@@ -244,22 +245,43 @@ class LocalNodeService:
         return {"tx_id": tx_id, "status": "pending" if ch.is_awaited(tx_id) else "unknown"}
 
     async def contract_list(self, channel: str | None) -> list[dict[str, Any]]:
-        """The channel's contract definitions, with what this node has installed of each: its
-        version (``None`` when not installed here) and its functions."""
+        """The channel's contract definitions, with what this node has installed of each."""
         ch = self._ch(channel)
-        out = []
-        for c in ch.view.require_config().contracts:
-            installed = ch.endorser.contracts.get(c.name)
-            out.append(
-                {
-                    "name": c.name,
-                    "version": c.version,
-                    "policy": c.policy,
-                    "installed": None if installed is None else (installed.version or c.version),
-                    "functions": [] if installed is None else [f.describe() for f in installed.functions.values()],
-                }
-            )
-        return out
+        cfg = ch.view.require_config()
+        return [self._definition(ch, c) | self._installed(ch, cfg, c.name) for c in cfg.contracts]
+
+    @staticmethod
+    def _definition(ch: ChannelRuntime, d: ContractDefinition) -> dict[str, Any]:
+        """A definition, with the admins who approved the transaction that last changed it."""
+        approvals: list[str] = []
+        if d.package_hash:
+            got = ch.ledger.get_state(CONFIG_NAMESPACE, definition_key(d.name))
+            if got is not None:
+                block, index = got[1]
+                tx = ch.ledger.get_block(block).transactions[index]
+                approvals = sorted(_creator_name(e.endorser) for e in tx.endorsements)
+        return {
+            "name": d.name,
+            "version": d.version,
+            "policy": d.policy,
+            "sequence": d.sequence,
+            "package_hash": d.package_hash or None,
+            "approvals": approvals,
+        }
+
+    @staticmethod
+    def _installed(ch: ChannelRuntime, cfg: ChannelConfig, name: str) -> dict[str, Any]:
+        """What this node runs for contract ``name``: its version (``None`` when it has none, or
+        its package cannot be loaded) and its functions."""
+        try:
+            contract = ch.endorser.lifecycle.resolve(name, cfg)
+        except ContractLoadError:
+            contract = None
+        if contract is None:
+            return {"installed": None, "functions": []}
+        definition = cfg.contract(name)
+        version = contract.version or (definition.version if definition is not None else "")
+        return {"installed": version, "functions": [f.describe() for f in contract.functions.values()]}
 
     async def config_get(self, channel: str | None) -> dict[str, Any]:
         ch = self._ch(channel)
@@ -267,18 +289,24 @@ class LocalNodeService:
         return {"sequence": cfg.sequence, "config": _config_json(cfg)}
 
     async def config_update(
-        self, channel: str | None, config_obj: Any, signatures: list[tuple[bytes, bytes]]
+        self,
+        channel: str | None,
+        config_obj: Any,
+        signatures: list[tuple[bytes, bytes]],
+        packages: Sequence[bytes] = (),
     ) -> SubmitResult:
-        """Order a channel config update approved by ``signatures`` of channel admins."""
+        """Order a channel config update approved by ``signatures`` of channel admins, carrying
+        the code of the contract ``packages`` its definitions commit."""
         self._gateway.require_gateway()
         ch = self._ch(channel)
         self._gateway.require_member(ch)
+        current = ch.view.require_config()
         try:
             new = decode_config(config_obj)
             check_config(new, channel=ch.name)
-        except (ConfigError, EncodingError, ValueError) as exc:
+            vet_update(current, new, packages)
+        except (ConfigError, LifecycleError, EncodingError, ValueError) as exc:
             raise BadRequest(f"invalid configuration: {exc}") from exc
-        current = ch.view.require_config()
         if new.sequence != current.sequence + 1:
             raise BadRequest(f"configuration sequence must be {current.sequence + 1}, got {new.sequence}")
         msp = ch.view.msp()
@@ -301,6 +329,8 @@ class LocalNodeService:
             approvals=signatures,
             current_version=version,
             timestamp_ms=now * 1000,
+            packages=packages,
+            previous=current,
         )
         fut = ch.wait_for(tx.tx_id)
         try:

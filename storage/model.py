@@ -512,17 +512,39 @@ class BatchConfig:
 
 @dataclass(frozen=True, slots=True)
 class ContractDefinition:
+    """A contract defined on the channel.
+
+    ``package_hash`` and ``sequence`` come from the contract lifecycle
+    (:mod:`secprivnode.contracts.lifecycle`): the hash of the committed package whose code every
+    node runs, and the definition sequence (1 for the first committed definition, one more for
+    each change). Both are trailing optional fields, omitted from the encoding while empty, so
+    configurations written before the lifecycle decode and re-encode to the same bytes.
+    """
+
     name: str
     version: str
     policy: str  # endorsement policy expression, e.g. "OutOf(2, 'council.node', 'transport.node')"
+    package_hash: bytes = b""  # b"": no package, the code is built into the node (system contracts)
+    sequence: int = 0
 
     def to_obj(self) -> list[Any]:
-        return [self.name, self.version, self.policy]
+        base: list[Any] = [self.name, self.version, self.policy]
+        if self.package_hash or self.sequence:
+            base += [self.package_hash, self.sequence]
+        return base
 
     @classmethod
     def from_obj(cls, obj: Any) -> ContractDefinition:
-        n, v, p = _seq(obj, 3, "contract definition")
-        return cls(_typed(n, str, "name"), _typed(v, str, "version"), _typed(p, str, "policy"))
+        _check(isinstance(obj, (tuple, list)) and len(obj) in (3, 5), "contract definition: expected 3 or 5 fields")
+        n, v, p = obj[:3]
+        d = cls(_typed(n, str, "name"), _typed(v, str, "version"), _typed(p, str, "policy"))
+        if len(obj) == 3:
+            return d
+        h, seq = obj[3:]
+        _typed(h, bytes, "package hash")
+        _check(type(seq) is int and seq >= 0, "definition sequence: expected a non-negative integer")
+        _check(bool(h) or seq != 0, "contract definition: trailing fields must not both be empty")
+        return cls(d.name, d.version, d.policy, h, seq)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ def register(cli: click.Group) -> None:
 
     @channel_group.command("define-contract")
     @network_dir_option
-    @click.option("--name", required=True, help="Contract name (installed on the nodes, e.g. assets).")
+    @click.option("--name", required=True, help="Contract name, e.g. assets (packaged code is kept).")
     @click.option("--version", "version", required=True, help="Contract version.")
     @click.option(
         "--policy", required=True, help="Endorsement policy, e.g. \"OutOf(2, 'council.node', 'health.node')\"."

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "secprivnode.cli.network_cmds",
     "secprivnode.cli.node_cmds",
     "secprivnode.cli.channel_cmds",
+    "secprivnode.cli.contract_cmds",
     "secprivnode.cli.tx_cmds",
     "secprivnode.cli.crypto_cmds",
     "secprivnode.cli.ledger_cmds",

@@ -23,18 +23,19 @@ this time (``chain tx`` shows its block, and the block header its exact time).
 which never conflicts under MVCC): the benchmarks' workload; they have no owner.
 
 Functions: create, update, transfer, delete (transactions); read, list, history, get (queries).
-This contract keeps no state outside the stub and never reads the clock.
+
+This module is the lifecycle's example: ``secprivnode network init`` packages its source and the
+genesis block installs it (:mod:`secprivnode.contracts.lifecycle`), so nodes run it in the
+sandbox and never import it. It therefore imports only the contract API module and ``typing``
+(no ``__all__``: dunder names are outside the sandbox). This contract keeps no state outside the
+stub and never reads the clock.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from crypto.encoding import EncodingError, decode, encode
-from secprivnode.contracts.runtime import Contract, query, transaction
-from secprivnode.contracts.stub import ContractError, Stub
-
-__all__ = ["ASSET_PREFIX", "KV_PREFIX", "MAX_LIST", "AssetsContract"]
+from secprivnode.contracts.api import Contract, ContractError, EncodingError, Stub, decode, encode, query, transaction
 
 ASSET_PREFIX = "asset/"
 KV_PREFIX = "kv/"

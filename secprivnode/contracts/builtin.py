@@ -1,13 +1,12 @@
-"""The contracts every node installs: the ``_config`` system contract and the sample ``assets``.
+"""The contracts built into every node: the ``_config`` system contract.
 
-A node's registry starts from :func:`builtin_registry`; application contracts are installed on
-top. Installing is not enough to run: a contract also needs a definition in the channel config.
-This module holds no state.
+A node's registry starts from :func:`builtin_registry`. Every other contract is installed through
+the lifecycle (:mod:`secprivnode.contracts.lifecycle`): its code comes from the ledger, so the node
+never imports application code. This module holds no state.
 """
 
 from __future__ import annotations
 
-from secprivnode.contracts.assets import AssetsContract
 from secprivnode.contracts.config_contract import ConfigContract
 from secprivnode.contracts.runtime import Contract, ContractRegistry
 
@@ -15,7 +14,7 @@ __all__ = ["builtin_contracts", "builtin_registry"]
 
 
 def builtin_contracts() -> list[Contract]:
-    return [ConfigContract(), AssetsContract()]
+    return [ConfigContract()]
 
 
 def builtin_registry() -> ContractRegistry:

@@ -3,12 +3,15 @@
 The channel's configuration is the value of key ``"channel"`` in namespace ``"_config"``: the
 canonical encoding of :meth:`storage.model.ChannelConfig.to_obj`. It changes only through a
 config transaction: ``_config.update(config_obj)``, whose read/write set reads the current version
-of that key and writes the new encoding. Such a transaction is not endorsed by nodes: channel
-admins each sign :func:`storage.model.config_update_digest` of the new config, and those
-signatures travel as the transaction's endorsements (:mod:`secprivnode.genesis` builds such
-transactions and the genesis block). Validators accept it when the sequence is the
-current one plus one, the admins satisfy the *current* ``admin_policy`` and the new config is
-well-formed (:func:`check_config`). The genesis block's config (sequence 0) is trusted as given.
+of that key and writes the new encoding. A transaction that commits contract definitions with new
+packages carries their code as a second argument, ``_config.update(config_obj, [code, ...])``,
+and also writes each at ``package/<hash hex>`` (see :mod:`secprivnode.contracts.lifecycle`).
+Such a transaction is not endorsed by nodes: channel admins each sign
+:func:`storage.model.config_update_digest` of the new config, and those signatures travel as
+the transaction's endorsements (:mod:`secprivnode.genesis` builds such transactions and the
+genesis block). Validators accept it when the sequence is the current one plus one, the admins
+satisfy the *current* ``admin_policy`` and the new config is well-formed (:func:`check_config`).
+The genesis block's config (sequence 0) is trusted as given.
 
 This module also derives the channel MSP from a config (:func:`msp_from_config`, cached).
 It never reads the clock and never writes to the ledger itself.
@@ -23,6 +26,7 @@ from typing import Any
 
 from crypto.encoding import EncodingError, decode, encode
 from crypto.msp import MSP, IdentityError, OrgMSP
+from secprivnode.contracts.lifecycle import LifecycleError, check_definitions, lifecycle_writes
 from secprivnode.contracts.policy import Policy, PolicyError, parse
 from secprivnode.contracts.runtime import Contract, transaction
 from secprivnode.contracts.stub import ContractError, Stub
@@ -153,7 +157,7 @@ class ConfigContract(Contract):
     name = CONFIG_CONTRACT
 
     @transaction
-    def update(self, stub: Stub, config_obj: Any) -> None:
+    def update(self, stub: Stub, config_obj: Any, packages: Sequence[bytes] = ()) -> None:
         try:
             new = decode_config(config_obj)
             raw = stub.get_state(CONFIG_KEY)
@@ -162,16 +166,29 @@ class ConfigContract(Contract):
             if new.sequence != expected:
                 raise ConfigError(f"config sequence must be {expected}, got {new.sequence}")
             check_config(new, channel=None if current is None else current.channel)
-        except ConfigError as exc:
+            check_definitions(current, new, packages)
+        except (ConfigError, LifecycleError) as exc:
             raise ContractError(str(exc)) from exc
         stub.put_state(CONFIG_KEY, encode(new.to_obj()))
+        for w in lifecycle_writes(current, new, packages):
+            if w.value is None:
+                stub.del_state(w.key)
+            else:
+                stub.put_state(w.key, w.value)
 
 
-def config_rwset(config: ChannelConfig, read_version: Version | None) -> ReadWriteSet:
-    """The read/write set of a config transaction, as :class:`ConfigContract` and
+def config_rwset(
+    config: ChannelConfig,
+    read_version: Version | None,
+    packages: Sequence[bytes] = (),
+    previous: ChannelConfig | None = None,
+) -> ReadWriteSet:
+    """The read/write set of a config transaction replacing ``previous`` (``None``: genesis) and
+    carrying ``packages`` (encoded package code), as :class:`ConfigContract` and
     :func:`secprivnode.genesis.config_transaction` produce it."""
+    writes = [KVWrite(CONFIG_KEY, encode(config.to_obj())), *lifecycle_writes(previous, config, packages)]
     return ReadWriteSet(
         CONFIG_NAMESPACE,
         (KVRead(CONFIG_KEY, read_version),),
-        (KVWrite(CONFIG_KEY, encode(config.to_obj())),),
+        tuple(sorted(writes, key=lambda w: w.key)),
     )

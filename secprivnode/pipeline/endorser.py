@@ -8,9 +8,13 @@
 3. the creator's certificate validates against the channel MSP (any role may invoke) at ``now``;
 4. the creator's strict (low-S) signature over ``proposal.hash()`` verifies;
 5. no transaction with this id is committed (a replay);
-6. the contract is defined in the channel config and installed here (same version).
+6. the contract is defined in the channel config and its code is available: a packaged
+   definition's code is loaded from the ledger (:class:`~secprivnode.contracts.lifecycle.LifecycleRegistry`,
+   hash-checked and sandboxed), a definition without a package needs code installed here (same version).
 
-It then simulates the contract (:func:`secprivnode.contracts.runtime.simulate`) and, if the
+It then simulates the contract (:func:`secprivnode.contracts.runtime.simulate`), adds a read of
+``_config/definition/<name>`` for each packaged contract that ran (so a transaction simulated on a
+definition that an upgrade replaced before it commits fails MVCC validation), and, if the
 response status is below 400, signs ``endorsement_digest(proposal.hash(), response, rwset)``. A
 status of 400 or more raises :class:`ContractRejected` carrying the response: the gateway tells the
 client and nothing is ordered.
@@ -34,6 +38,7 @@ from crypto.batch import BatchVerifier
 from crypto.encoding import EncodingError
 from crypto.msp import MSP, Expired, Identity, IdentityError, Revoked
 from crypto.signing import PrivateKey, get_backend
+from secprivnode.contracts.lifecycle import ContractLoadError, LifecycleRegistry, definition_key
 from secprivnode.contracts.runtime import Contract, ContractRegistry, Simulated, simulate
 from secprivnode.contracts.stub import Caller, ContractError, StateReader
 from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
@@ -44,6 +49,7 @@ from storage.model import (
     NONCE_BYTES,
     BlockHeader,
     Endorsement,
+    KVRead,
     Proposal,
     ReadWriteSet,
     Response,
@@ -95,6 +101,8 @@ class Endorser:
         self.ledger = ledger
         self.msp_provider = msp_provider
         self.contracts = contracts
+        # Resolves contract names to code at the committed state this endorser simulates on.
+        self.lifecycle = LifecycleRegistry(contracts, ledger)
         self.identity = identity
         self._key = key
         self._now = now
@@ -141,7 +149,10 @@ class Endorser:
 
     def _contract(self, name: str) -> Contract:
         cfg = self._view.require_config()
-        contract = self.contracts.get(name)
+        try:
+            contract = self.lifecycle.resolve(name, cfg)
+        except ContractLoadError as exc:
+            raise ProposalRejected(RejectCode.UNKNOWN_CONTRACT, str(exc)) from exc
         if name == CONFIG_CONTRACT and contract is not None:
             return contract
         definition = cfg.contract(name)
@@ -150,7 +161,7 @@ class Endorser:
         if contract is None:
             raise ProposalRejected(RejectCode.UNKNOWN_CONTRACT, f"contract {name!r} is not installed on this node")
         installed = contract.version
-        if installed and installed != definition.version:
+        if not definition.package_hash and installed and installed != definition.version:
             raise ProposalRejected(
                 RejectCode.UNKNOWN_CONTRACT,
                 f"contract {name!r} version {definition.version} is defined, version {installed} is installed",
@@ -165,6 +176,17 @@ class Endorser:
             return self._contract(name)
         except ProposalRejected as exc:
             raise ContractError(exc.message, 404) from exc
+
+    def _note_definition(self, name: str, reads: list[KVRead]) -> None:
+        """Record the version of a packaged contract's definition, read before its code is resolved.
+
+        The transaction then reads ``_config/definition/<name>``: if an upgrade commits before it
+        does, MVCC refuses it, so no transaction simulated on old code commits after the upgrade.
+        """
+        definition = self._view.require_config().contract(name)
+        key = definition_key(name)
+        if definition is not None and definition.package_hash and all(r.key != key for r in reads):
+            reads.append(KVRead(key, self.ledger.get_version(CONFIG_CONTRACT, key)))
 
     @staticmethod
     def _caller(ident: Identity) -> Caller:
@@ -184,12 +206,20 @@ class Endorser:
             raise ProposalRejected(
                 RejectCode.UNAUTHORIZED, "config updates are approved by channel admins' signatures, not endorsed"
             )
+        definitions: list[KVRead] = []
+        self._note_definition(proposal.contract, definitions)
         contract = self._contract(proposal.contract)
+
+        def callee(name: str) -> Contract:
+            self._note_definition(name, definitions)
+            return self._callee(name)
+
         response, rwset, extra = simulate(
-            contract, proposal, self.ledger, self._caller(creator), self._block_time_ms(), resolve=self._callee
+            contract, proposal, self.ledger, self._caller(creator), self._block_time_ms(), resolve=callee
         )
         if response.status >= 400:
             raise ContractRejected(response)
+        extra = _with_definition_reads(extra, definitions)
         msg = endorsement_digest(phash, response, rwset, extra)
         sig = get_backend().sign(self._key, msg)
         self.sigcache.add(self.identity.public_key, sig, msg)  # validating our own endorsement is free
@@ -212,3 +242,12 @@ class Endorser:
         if sim.response.status >= 400:
             raise ContractRejected(sim.response)
         return sim
+
+
+def _with_definition_reads(extra: tuple[ReadWriteSet, ...], reads: list[KVRead]) -> tuple[ReadWriteSet, ...]:
+    """``extra`` plus a ``_config`` read/write set reading the definitions of the packaged
+    contracts that ran (sorted by namespace, as the validator requires)."""
+    if not reads:
+        return extra
+    definitions = ReadWriteSet(CONFIG_CONTRACT, tuple(sorted(reads, key=lambda r: r.key)))
+    return tuple(sorted((*extra, definitions), key=lambda rw: rw.namespace))

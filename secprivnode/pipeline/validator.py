@@ -22,17 +22,21 @@ transaction earlier in the same block changes the MSP and policies for the trans
    DUPLICATE_TXID            the id is taken by a VALID transaction, committed or earlier in this block
    BAD_PAYLOAD               namespace is not the contract, error status, bad keys, oversized;
                              called contracts' read/write sets not sorted, repeated, in the
-                             contract's own or the config namespace, or in a version 1 block
+                             contract's own namespace, in the config namespace other than
+                             reads of ``definition/<name>`` keys, or in a version 1 block
    BAD_ENDORSEMENT_SIGNATURE an endorsement's certificate or signature is bad
    UNKNOWN_CONTRACT          the contract, or a called contract that was written, is not
                              defined in the channel config
    ENDORSEMENT_POLICY_FAILURE the valid endorsers (nodes of member orgs) do not satisfy the
                              contract's policy and that of every other namespace written
-   INVALID_CONFIG            config tx: wrong sequence/channel, malformed config, rwset not
-                             the config write, or admins not satisfying the current admin policy
+   INVALID_CONFIG            config tx: wrong sequence/channel, malformed config, contract
+                             definitions breaking the lifecycle rules (``check_definitions``),
+                             rwset not the config (and package) writes, or admins not
+                             satisfying the current admin policy
    MVCC_READ_CONFLICT        a read's version (in any of the tx's namespaces) is not the
                              committed one, or an earlier VALID transaction of this block wrote
-                             the key
+                             the key; this includes a contract definition read at endorsement
+                             and changed (upgraded) since
    PHANTOM_READ_CONFLICT     a range scan, re-run now, differs (or an earlier VALID tx of the
                              block wrote into the range)
    ========================  ===============================================================
@@ -64,6 +68,7 @@ from secprivnode.contracts.config_contract import (
     decode_config,
     msp_from_config,
 )
+from secprivnode.contracts.lifecycle import DEFINITION_KEY_PREFIX, LifecycleError, check_definitions
 from secprivnode.contracts.policy import Policy
 from secprivnode.contracts.stub import MAX_KEY_BYTES, MAX_NAMESPACES, MAX_RANGE_KEYS, MAX_READS, MAX_WRITES
 from secprivnode.pipeline.errors import AlreadyCommitted, BlockRejected, GenesisError
@@ -126,6 +131,7 @@ class _Prepared:
     creator_sig: int = -1  # index of the creator's signature in the batch
     endorsers: list[tuple[Identity | None, int]] = field(default_factory=list)  # (identity, batch index)
     config: ChannelConfig | None = None  # the proposed config of a config transaction
+    packages: tuple[bytes, ...] = ()  # contract package code a config transaction carries
 
 
 @dataclass(slots=True)
@@ -161,6 +167,11 @@ def _rwset_ok(rw: ReadWriteSet) -> bool:
     return all(_key_ok(q.start) and (q.end == "" or _key_ok(q.end)) for q in rw.range_reads)
 
 
+def _definition_reads_only(rw: ReadWriteSet) -> bool:
+    """A ``_config`` read/write set an endorser adds: reads of contract definitions, nothing else."""
+    return not rw.writes and not rw.range_reads and all(r.key.startswith(DEFINITION_KEY_PREFIX) for r in rw.reads)
+
+
 def _payload_code(tx: Transaction, calls_allowed: bool) -> ValidationCode | None:
     """BAD_PAYLOAD unless the response and rwsets are what an honest endorser could have signed."""
     rw, p, extra = tx.rwset, tx.proposal, tx.extra_rwsets
@@ -170,7 +181,7 @@ def _payload_code(tx: Transaction, calls_allowed: bool) -> ValidationCode | None
         names = [x.namespace for x in extra]
         if not calls_allowed or len(extra) + 1 > MAX_NAMESPACES or names != sorted(set(names)):
             return V.BAD_PAYLOAD
-        if p.contract in names or CONFIG_CONTRACT in names:
+        if p.contract in names or not all(_definition_reads_only(x) for x in extra if x.namespace == CONFIG_CONTRACT):
             return V.BAD_PAYLOAD
     if sum(len(q.reads) for x in tx.rwsets for q in x.range_reads) > MAX_RANGE_KEYS:
         return V.BAD_PAYLOAD
@@ -255,10 +266,11 @@ class BlockValidator:
             t.payload = V.BAD_PAYLOAD
             return t
         if tx.proposal.contract == CONFIG_CONTRACT:
-            t.config = self._proposed_config(tx)
-            if t.config is None:
+            proposed = self._proposed_config(tx)
+            if proposed is None:
                 t.payload = V.INVALID_CONFIG
                 return t
+            t.config, t.packages = proposed
             msg = config_update_digest(t.config)
         else:
             t.payload = _payload_code(tx, calls_allowed)
@@ -275,12 +287,16 @@ class BlockValidator:
         return t
 
     @staticmethod
-    def _proposed_config(tx: Transaction) -> ChannelConfig | None:
+    def _proposed_config(tx: Transaction) -> tuple[ChannelConfig, tuple[bytes, ...]] | None:
+        """The config (and carried package code) of ``_config.update(config_obj[, packages])``."""
         p = tx.proposal
-        if p.function != "update" or len(p.args) != 1:
+        if p.function != "update" or not 1 <= len(p.args) <= 2:
+            return None
+        packages = p.args[1] if len(p.args) == 2 else ()
+        if not isinstance(packages, (list, tuple)) or not all(type(x) is bytes for x in packages):
             return None
         try:
-            return decode_config(p.args[0])
+            return decode_config(p.args[0]), tuple(packages)
         except ConfigError:
             return None
 
@@ -385,12 +401,13 @@ class BlockValidator:
         cur = st.config
         if new.channel != cur.channel or new.sequence != cur.sequence + 1 or t.tx.response.status != 200:
             return V.INVALID_CONFIG
-        rw = t.tx.rwset
-        if len(rw.reads) != 1 or rw != config_rwset(new, rw.reads[0].version) or t.tx.extra_rwsets:
-            return V.INVALID_CONFIG
         try:
             check_config(new, channel=cur.channel)
-        except ConfigError:
+            check_definitions(cur, new, t.packages)
+        except (ConfigError, LifecycleError):
+            return V.INVALID_CONFIG
+        rw = t.tx.rwset
+        if len(rw.reads) != 1 or rw != config_rwset(new, rw.reads[0].version, t.packages, cur) or t.tx.extra_rwsets:
             return V.INVALID_CONFIG
         if not admin_policy(cur).evaluate(self._members(t, st, _ADMIN)):
             return V.INVALID_CONFIG
@@ -433,15 +450,17 @@ class BlockValidator:
         tx = block.transactions[0]
         if tx.proposal.contract != CONFIG_CONTRACT or tx.channel != self.ledger.channel:
             raise GenesisError(n, "the genesis transaction is not a config transaction of this channel")
-        cfg = self._proposed_config(tx)
-        if cfg is None:
+        proposed = self._proposed_config(tx)
+        if proposed is None:
             raise GenesisError(n, "the genesis transaction does not carry a channel config")
+        cfg, packages = proposed
         if cfg.sequence != 0:
             raise GenesisError(n, f"genesis config sequence must be 0, not {cfg.sequence}")
         try:
             check_config(cfg, channel=self.ledger.channel)
-        except ConfigError as exc:
+            check_definitions(None, cfg, packages)
+        except (ConfigError, LifecycleError) as exc:
             raise GenesisError(n, f"genesis config is invalid: {exc}") from exc
-        if tx.rwset != config_rwset(cfg, None) or tx.extra_rwsets:
+        if tx.rwset != config_rwset(cfg, None, packages) or tx.extra_rwsets:
             raise GenesisError(n, "the genesis transaction must write exactly the config and read nothing committed")
         return [V.VALID]

@@ -81,6 +81,9 @@ DEFAULT_WAIT_S = 30.0
 MAX_TRANSIENT_ENTRIES = 64
 # Admin signatures on one config update: one per member organisation is the usual maximum.
 MAX_CONFIG_SIGNATURES = 64
+# Contract packages one config update carries: a release of the city's application is a handful
+# of contracts; the request body limit bounds their total size.
+MAX_CONFIG_PACKAGES = 16
 # A 32-byte hash/tx id.
 HASH_BYTES = 32
 
@@ -228,6 +231,14 @@ def conv_signatures(v: Any, name: str) -> list[tuple[bytes, bytes]]:
             raise _fail(name, f"element {i}: expected [cert hex, signature hex]")
         out.append((conv_hex(pair[0], f"{name}[{i}][0]"), conv_hex(pair[1], f"{name}[{i}][1]")))
     return out
+
+
+def conv_packages(v: Any, name: str) -> tuple[bytes, ...]:
+    if v is None:
+        return ()
+    if not isinstance(v, list) or len(v) > MAX_CONFIG_PACKAGES:
+        raise _fail(name, f"expected an array of at most {MAX_CONFIG_PACKAGES} package hex strings")
+    return tuple(conv_hex(p, f"{name}[{i}]") for i, p in enumerate(v))
 
 
 def conv_auth(v: Any, name: str) -> Any:
@@ -448,7 +459,8 @@ async def _config_get(ctx: CallContext, a: dict[str, Any]) -> Any:
 
 
 async def _config_update(ctx: CallContext, a: dict[str, Any]) -> Any:
-    return codec.to_json(await ctx.service.config_update(a["channel"], a["config"], a["signatures"]))
+    result = await ctx.service.config_update(a["channel"], a["config"], a["signatures"], a["packages"])
+    return codec.to_json(result)
 
 
 async def _subscribe(ctx: CallContext, a: dict[str, Any]) -> Any:
@@ -607,7 +619,9 @@ def _methods() -> tuple[Method, ...]:
         ),
         Method(
             "contract_list",
-            "Contracts defined on the channel, with the version and functions installed on this node.",
+            "Contracts defined on the channel: name, version, policy, definition sequence, package hash, "
+            "the admins who approved the transaction that last changed the definition, and the version "
+            "and functions installed on this node.",
             (CHANNEL,),
             S_ARR_OBJ,
             _contract_list,
@@ -624,6 +638,15 @@ def _methods() -> tuple[Method, ...]:
                     {"type": "array", "items": {"type": "array", "items": S_HEX, "minItems": 2, "maxItems": 2}},
                     conv_signatures,
                     description="[admin cert DER hex, signature over config_update_digest hex] pairs.",
+                ),
+                Param(
+                    "packages",
+                    {"type": ["array", "null"], "items": S_HEX, "maxItems": MAX_CONFIG_PACKAGES},
+                    conv_packages,
+                    required=False,
+                    default=(),
+                    description="Hex of the encoded code of each contract package whose definition "
+                    "the update commits (see docs/lifecycle.md).",
                 ),
                 CHANNEL,
             ),

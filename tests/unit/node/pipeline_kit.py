@@ -245,7 +245,12 @@ class Chain:
         return list(self.commit(txs, **kw).codes)
 
     def config_tx(
-        self, new: ChannelConfig, admins: Sequence[str], *, read_version: Version | None = None
+        self,
+        new: ChannelConfig,
+        admins: Sequence[str],
+        *,
+        read_version: Version | None = None,
+        packages: Sequence[bytes] = (),
     ) -> Transaction:
         creator = self.pki[admins[0]] if admins else self.pki["council/admin"]
         version = read_version if read_version is not None else self.ledger.get_version("_config", "channel")
@@ -257,6 +262,8 @@ class Chain:
             current_version=version,
             timestamp_ms=0,
             nonce=self.nonce(),
+            packages=packages,
+            previous=self.ledger.latest_config(),
         )
 
     def revoke(self, who: str) -> ChannelConfig:

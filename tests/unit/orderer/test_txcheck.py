@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgpack
@@ -24,7 +25,7 @@ from crypto.encoding import EncodingError
 from crypto.hashing import Tag, digest_bytes
 from crypto.merkle import leaf_hash
 from crypto.signing import CURVE_ORDER
-from storage.model import Transaction
+from storage.model import KVRead, ReadWriteSet, Transaction
 
 from .conftest import CHANNEL, NOW_S, Network, TxFactory
 
@@ -38,6 +39,16 @@ def test_ids_and_hash_match_model(make_tx: TxFactory) -> None:
     assert info[TX_ID] == tx.tx_id
     assert info[LEAF_HASH] == leaf_hash(tx.hash())  # RFC 6962 leaf of the tx hash
     assert info[DATA] is data
+    prop, creator, sig = proposal_slice(data)
+    assert digest_bytes(Tag.PROPOSAL, prop) == tx.proposal.hash()
+    assert creator == tx.proposal.header.creator and sig == tx.signature
+
+
+def test_proposal_slice_of_a_transaction_with_calls(make_tx: TxFactory) -> None:
+    plain = make_tx(1)
+    tx = dataclasses.replace(plain, extra_rwsets=(ReadWriteSet("_config", (KVRead("definition/registry", (1, 0)),)),))
+    data = tx.encode()
+    assert inspect_tx(data, CHANNEL, MAX)[TX_ID] == tx.tx_id
     prop, creator, sig = proposal_slice(data)
     assert digest_bytes(Tag.PROPOSAL, prop) == tx.proposal.hash()
     assert creator == tx.proposal.header.creator and sig == tx.signature

@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import importlib.util
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -347,7 +347,11 @@ class FakeNode:
         return {"channel": cfg.channel, "sequence": cfg.sequence, "orgs": [o.name for o in cfg.orgs]}
 
     async def config_update(
-        self, channel: str | None, config_obj: Any, signatures: list[tuple[bytes, bytes]]
+        self,
+        channel: str | None,
+        config_obj: Any,
+        signatures: list[tuple[bytes, bytes]],
+        packages: Sequence[bytes] = (),
     ) -> SubmitResult:
         ch = self._ch(channel)
         cfg = ChannelConfig.from_obj(config_obj)
