@@ -67,6 +67,9 @@ class Tag:
     GOSSIP_ALIVE = register_tag("gossip-alive/v1")
     HANDSHAKE = register_tag("p2p-handshake/v1")
     BLOB = register_tag("blob/v1")
+    PVT_KEY = register_tag("private-key/v1")  # hash of a private key in a public read/write set
+    PVT_VALUE = register_tag("private-value/v1")  # hash of a private value in a public read/write set
+    BLOB_REQUEST = register_tag("blob-request/v1")  # what a client signs to upload or download a blob
     CONTRACT_PACKAGE = register_tag("contract-package/v1")  # the hash naming a contract's code
     READ_REQUEST = register_tag("read-request/v1")  # what a client signs to read state directly
 

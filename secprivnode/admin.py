@@ -44,12 +44,13 @@ from secprivnode.network import (
     node_healthy,
     stop_node,
 )
-from storage.model import ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
+from storage.model import ChannelConfig, ChannelNode, CollectionConfig, ContractDefinition, OrgConfig
 
 __all__ = [
     "admin_identities",
     "admit_node",
     "current_config",
+    "define_collection",
     "define_contract",
     "remove_node",
     "revoke_user",
@@ -225,5 +226,15 @@ def define_contract(directory: Path, name: str, version: str, policy: str) -> Ch
         definition = dataclasses.replace(old, policy=policy, sequence=old.sequence + int(changed))
     contracts = (*(c for c in cfg.contracts if c.name != name), definition)
     updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, contracts=contracts)
+    _propose(directory, seed, updated)
+    return updated
+
+
+def define_collection(directory: Path, collection: CollectionConfig) -> ChannelConfig:
+    """Define (or redefine) a private collection of a contract: a config update."""
+    _, nodes = load_network(directory)
+    seed, cfg = running_config(nodes)
+    others = tuple(c for c in cfg.collections if (c.contract, c.name) != (collection.contract, collection.name))
+    updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, collections=(*others, collection))
     _propose(directory, seed, updated)
     return updated

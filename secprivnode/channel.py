@@ -60,6 +60,7 @@ from secprivnode.pipeline.committer import CommitResult, Committer
 from secprivnode.pipeline.endorser import Endorser
 from secprivnode.pipeline.errors import AlreadyCommitted, BlockRejected
 from secprivnode.pipeline.membership import ChannelView
+from secprivnode.pipeline.privdata import ChannelPrivateData
 from secprivnode.pipeline.sigcache import SigCache
 from secprivnode.pipeline.standing import ever_listed, exclusion_reason
 from secprivnode.pipeline.validator import BlockValidator
@@ -162,7 +163,8 @@ class ChannelRuntime:
         self.view = ChannelView(self.ledger)
         self._sigcache = SigCache()
         self._validator = BlockValidator(self.ledger, verifier, sigcache=self._sigcache)
-        self.committer = Committer(self.ledger, self._validator)
+        self.privdata = ChannelPrivateData(self.ledger, identity.org)
+        self.committer = Committer(self.ledger, self._validator, self.privdata)
         if self.ledger.height == 0:
             self.committer.commit(genesis, block_bytes=genesis.encode())
         elif self.ledger.get_header(0).hash() != genesis.hash():
@@ -176,6 +178,7 @@ class ChannelRuntime:
             lambda: int(time.time()),
             sigcache=self._sigcache,
             verifier=verifier,
+            private=self.privdata,
         )
         self._pending: dict[int, tuple[bytes, bytes, bool]] = {}  # number -> (data, hash, publish)
         self._writing: tuple[int, bytes, bytes] | None = None  # (number, data, hash) being written

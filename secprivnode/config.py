@@ -22,6 +22,7 @@ from crypto.tls import TLS_VERSIONS
 from secprivnode.contracts.policy import PolicyError
 from secprivnode.contracts.policy import parse as policy_parse
 from storage import kv
+from storage.blobstore import MAX_BLOB_BYTES
 
 __all__ = [
     "ALL_ROLES",
@@ -147,10 +148,15 @@ class RpcSection:
     operations_listen: str = "127.0.0.1:9443"
     max_body_bytes: int = 4 * 1024 * 1024
     max_batch: int = 100
+    # Largest blob PUT /blobs accepts (and this node pulls from peers): city documents and scans
+    # are tens of MB; the blob store's own ceiling (storage.blobstore.MAX_BLOB_BYTES) caps it.
+    max_blob_bytes: int = 64 * 1024 * 1024
     tls: RpcTlsSection = field(default_factory=RpcTlsSection)
     read_policies: tuple[ReadPolicySpec, ...] = ()  # namespaces not listed use the default policy
 
     def __post_init__(self) -> None:
+        if not 0 < self.max_blob_bytes <= MAX_BLOB_BYTES:
+            raise ConfigError(f"rpc.max_blob_bytes must be 1..{MAX_BLOB_BYTES}")
         parse_hostport(self.listen, "rpc.listen")
         parse_hostport(self.operations_listen, "rpc.operations_listen")
         names = [p.namespace for p in self.read_policies]

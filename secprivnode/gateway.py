@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from consensus.orderer.errors import OrdererError
@@ -52,6 +53,10 @@ from storage.model import (
     Response,
     Transaction,
 )
+from storage.privstate import WriteSet
+
+# Sends an endorsement's private write sets to member nodes; raises Overloaded when too few took them.
+Disseminate = Callable[[str, Sequence[WriteSet]], Awaitable[None]]
 
 __all__ = ["Gateway", "rejection_to_error"]
 
@@ -100,6 +105,7 @@ class Gateway:
         gateway: bool = True,
         endorser: bool = True,
         metrics: NodeMetrics | None = None,
+        disseminate: Disseminate | None = None,
     ) -> None:
         self._name = node_name
         self._org = org
@@ -110,6 +116,7 @@ class Gateway:
         self._is_gateway = gateway  # accepts client submissions
         self._is_endorser = endorser  # runs contracts for proposals
         self._metrics = metrics
+        self._disseminate = disseminate  # private write sets to member nodes (secprivnode.privnet)
 
     def channel(self, name: str) -> ChannelRuntime:
         ch = self._channels.get(name)
@@ -179,8 +186,11 @@ class Gateway:
                 raise MalformedError("transient map must map strings to bytes")
             proposal = Proposal(proposal.header, proposal.contract, proposal.function, proposal.args, transient)
             res = self._timed_endorse(ch, proposal, sig)
+            await self._private(ch, res)
         except ProposalRejected as exc:
             return wire.err(exc.code.value, exc.message)
+        except Overloaded as exc:
+            return wire.err("Overloaded", exc.message)
         except (MalformedError, EncodingError, ValueError, TypeError) as exc:
             return wire.err(RejectCode.BAD_PROPOSAL.value, str(exc))
         except ServiceError as exc:
@@ -238,9 +248,16 @@ class Gateway:
 
     async def _endorse_local(self, ch: ChannelRuntime, proposal: Proposal, sig: bytes) -> EndorsementResult:
         try:
-            return self._timed_endorse(ch, proposal, sig)
+            res = self._timed_endorse(ch, proposal, sig)
         except ProposalRejected as exc:
             raise rejection_to_error(exc) from exc
+        await self._private(ch, res)
+        return res
+
+    async def _private(self, ch: ChannelRuntime, res: EndorsementResult) -> None:
+        """Disseminate the endorsement's private writes before it is answered (required peers)."""
+        if res.private and self._disseminate is not None:
+            await self._disseminate(ch.name, res.private)
 
     # ------------------------------------------------------------------ ordering
     async def order(self, ch: ChannelRuntime, tx_bytes: bytes) -> None:

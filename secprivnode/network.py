@@ -48,7 +48,7 @@ from crypto.signing import PrivateKey
 from secprivnode.client_tls import ClientTLS, network_ca_pem
 from secprivnode.contracts.package import ENTRY_MODULE, ContractPackage
 from secprivnode.genesis import genesis_block, write_genesis
-from storage.model import BatchConfig, ChannelConfig, ChannelNode, ContractDefinition, OrgConfig
+from storage.model import BatchConfig, ChannelConfig, ChannelNode, CollectionConfig, ContractDefinition, OrgConfig
 
 __all__ = [
     "CA_BUNDLE",
@@ -139,6 +139,18 @@ def _admin(crypto_dir: Path, org: str) -> tuple[bytes, PrivateKey]:
     return cert, PrivateKey.from_pem((user / "key.pem").read_bytes())
 
 
+# A collection's max peer count when none is given: more than a city network's member nodes, so
+# private data is pushed to all of them.
+DEFAULT_MAX_PEERS = 64
+
+
+def default_collections(orgs: list[str]) -> tuple[CollectionConfig, ...]:
+    """The sample contract's collections: ``shared`` between the first two organisations (the
+    whole network when there is one), and ``<org>-only`` for each organisation."""
+    shared = CollectionConfig("assets", "shared", tuple(orgs[:2]), 0, DEFAULT_MAX_PEERS, 0)
+    return (shared, *(CollectionConfig("assets", f"{o}-only", (o,), 0, DEFAULT_MAX_PEERS, 0) for o in orgs))
+
+
 def assets_package(policy: str) -> ContractPackage:
     """The sample ``assets`` contract as a package: the genesis block installs it on every node."""
     source = resources.files("secprivnode.contracts").joinpath("assets.py").read_bytes()
@@ -173,6 +185,7 @@ def write_channel_genesis(
         batch=batch or BatchConfig(),
         contracts=(ContractDefinition("assets", assets.version, any_org_node, assets.hash, 1),),
         admin_policy="MAJORITY(admin)",
+        collections=default_collections(list(orgs)),
     )
     admin_cert, admin_key = _admin(crypto_dir, orgs[0])
     block = genesis_block(

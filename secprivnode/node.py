@@ -23,6 +23,7 @@ import random
 import signal
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -35,6 +36,7 @@ from p2p.gossip.core import GossipCore
 from p2p.gossip.service import GossipService
 from p2p.transport import Transport
 from secprivnode import wire
+from secprivnode.blobnet import BlobNet
 from secprivnode.channel import ChannelRuntime
 from secprivnode.config import NodeConfig, parse_hostport
 from secprivnode.contracts.builtin import builtin_registry
@@ -44,10 +46,14 @@ from secprivnode.memory import tune_allocator
 from secprivnode.metrics import NodeMetrics
 from secprivnode.metrics_feed import feed_channel, feed_node
 from secprivnode.ops import create_ops_app
+from secprivnode.privnet import GossipPrivateStore, PrivateNet
+from secprivnode.rpc.blobs import add_blob_routes
 from secprivnode.rpc.server import RpcLimits, create_rpc_app, run_rpc_server
 from secprivnode.service import LocalNodeService
+from storage.blobstore import BlobStore
 from storage.kv import Database
 from storage.model import ChannelConfig
+from storage.privstate import WriteSet
 
 __all__ = ["Node", "NodeStartError", "run_node"]
 
@@ -232,10 +238,12 @@ class Node:
             gateway=cfg.has_role("gateway"),
             endorser=cfg.has_role("endorser"),
             metrics=self.metrics,
+            disseminate=self._disseminate,
         )
         transport.register_app_handler(wire.RAFT, self._on_raft)
         transport.register_request_handler(wire.SUBMIT, self._on_submit)
         transport.register_request_handler(wire.ENDORSE, self.gateway.on_endorse)
+        private_store = GossipPrivateStore({n: ch.privdata for n, ch in self.channels.items()})
         try:
             await transport.start()
         except OSError as exc:
@@ -259,8 +267,17 @@ class Node:
             resolve_key=self._orderer_key,
             validate_cert=self._validate_node_cert,
             rng=random.Random(rng.getrandbits(64)),
+            private_store=private_store,
+            collections=private_store.collections,
             is_member=self._channel_member,
         )
+        privdata = {n: ch.privdata for n, ch in self.channels.items()}
+        blobs = BlobStore(cfg.node.data_dir / "blobs", max_blob_bytes=cfg.rpc.max_blob_bytes)
+        self.blobnet = BlobNet(ident.name, ident.org, transport, blobs, privdata, cfg.default_channel)
+        self.blobnet.register()
+        assert core.private is not None  # a private store was given
+        self.privnet = PrivateNet(ident.name, transport, core.private, privdata, on_blobs_due=self.blobnet.purge)
+        self.privnet.register()
         # Wall-clock milliseconds: the core also judges certificate validity with this clock.
         gossip = GossipService(transport, core, clock_ms=lambda: time.time_ns() // 1_000_000, connect_discovered=True)
 
@@ -270,12 +287,17 @@ class Node:
             self._stack.push_async_callback(ch.stop)
         await gossip.start()
         self._stack.push_async_callback(gossip.stop)
+        await self.privnet.start()
+        self._stack.push_async_callback(self.privnet.stop)
+        await self.blobnet.start()
+        self._stack.push_async_callback(self.blobnet.stop)
 
         # RPC and operations
         self.service = LocalNodeService(cfg, self.channels, self.gateway, transport, lambda: (ident.cert_der, key))
         limits = RpcLimits(max_body_bytes=cfg.rpc.max_body_bytes, max_batch_len=cfg.rpc.max_batch)
         tls = rpc_tls_context(cfg)
         rpc_app = create_rpc_app(self.service, limits=limits, metrics=self.metrics)
+        add_blob_routes(rpc_app, self.blobnet)
         await self._serve(rpc_app, cfg.rpc.listen, "rpc", tls)
         await self._serve(create_ops_app(self.service, self.metrics.registry), cfg.rpc.operations_listen, "ops", tls)
         log.info(
@@ -300,6 +322,9 @@ class Node:
             self.rpc_port = bound
         else:
             self.ops_port = bound
+
+    async def _disseminate(self, channel: str, write_sets: Sequence[WriteSet]) -> None:
+        await self.privnet.disseminate(channel, write_sets)
 
     # ------------------------------------------------------------------ peers
     def _default_msp(self) -> MSP:

@@ -373,5 +373,16 @@ def _config_json(cfg: ChannelConfig) -> dict[str, Any]:
         },
         "contracts": [{"name": c.name, "version": c.version, "policy": c.policy} for c in cfg.contracts],
         "admin_policy": cfg.admin_policy,
+        "collections": [
+            {
+                "contract": c.contract,
+                "name": c.name,
+                "member_orgs": list(c.member_orgs),
+                "required_peers": c.required_peers,
+                "max_peers": c.max_peers,
+                "block_to_live": c.block_to_live,
+            }
+            for c in cfg.collections
+        ],
         "encoded": encode(cfg.to_obj()),
     }

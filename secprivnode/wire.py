@@ -15,6 +15,13 @@ kind   style       payload → answer
                    ``[rwset_obj...]`` (the called contracts' namespaces, as
                    ``Transaction.extra_rwsets``) when the contract called others; or
                    ``["err", code, message]``
+4      request     PVT_PUSH: ``[channel, "channel/contract/collection", write_set_blob]`` →
+                   ``["ok"]`` once stored (see secprivnode.privnet)
+5      request     PVT_FETCH: ``[channel, contract, collection, tx_id]`` → ``["ok", write_set_blob | nil]``
+6      request     BLOB_OFFER: ``[channel, contract, collection, digest, size, expiry_height]`` →
+                   ``["ok"]``; the receiver then pulls the blob (see secprivnode.blobnet)
+7      request     BLOB_CHUNK: ``[channel, digest, offset]`` → ``["ok", bytes]`` (at most 1 MiB;
+                   empty past the end)
 =====  ==========  ===========================================================================
 
 Errors travel as values, not exceptions, so the asking node can tell a refusal (the client's
@@ -25,11 +32,27 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ENDORSE", "RAFT", "SUBMIT", "RemoteRefusal", "err", "ok", "unpack_answer"]
+__all__ = [
+    "BLOB_CHUNK",
+    "BLOB_OFFER",
+    "ENDORSE",
+    "PVT_FETCH",
+    "PVT_PUSH",
+    "RAFT",
+    "SUBMIT",
+    "RemoteRefusal",
+    "err",
+    "ok",
+    "unpack_answer",
+]
 
 RAFT = 1
 SUBMIT = 2
 ENDORSE = 3
+PVT_PUSH = 4
+PVT_FETCH = 5
+BLOB_OFFER = 6
+BLOB_CHUNK = 7
 
 
 def ok(*values: Any) -> list[Any]:

@@ -30,7 +30,15 @@ from typing import BinaryIO
 
 from storage.errors import BlobTooLarge, CorruptionError, NotFound, StorageError
 
-__all__ = ["CHUNK_BYTES", "GC_GRACE_S", "MAX_BLOB_BYTES", "SMALL_BLOB_MAX_BYTES", "BlobStore"]
+__all__ = [
+    "CHUNK_BYTES",
+    "GC_GRACE_S",
+    "MAX_BLOB_BYTES",
+    "SMALL_BLOB_MAX_BYTES",
+    "BlobStore",
+    "BlobWriter",
+    "DigestMismatch",
+]
 
 # Largest blob accepted: scanner captures and documents of a city service are tens of MB; 256 MiB
 # leaves room for video snippets while bounding the disk one upload can take.
@@ -90,29 +98,22 @@ class BlobStore:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def put_stream(self, chunks: Iterable[bytes]) -> bytes:
-        """Store the concatenation of ``chunks``; return its SHA-256. Over the limit: BlobTooLarge."""
+    def writer(self) -> BlobWriter:
+        """An incremental upload (chunks arrive over the network): ``write`` them, then ``commit``."""
         # The creation time is in the name (on the injected clock) so collect() can age temp files
         # without trusting mtimes, which writes keep moving.
-        tmp = self._tmp / f"{int(self._clock())}-{secrets.token_hex(8)}.part"
-        h = hashlib.sha256()
-        total = 0
+        return BlobWriter(self, self._tmp / f"{int(self._clock())}-{secrets.token_hex(8)}.part")
+
+    def put_stream(self, chunks: Iterable[bytes]) -> bytes:
+        """Store the concatenation of ``chunks``; return its SHA-256. Over the limit: BlobTooLarge."""
+        w = self.writer()
         try:
-            with open(tmp, "xb") as f:
-                for chunk in chunks:
-                    total += len(chunk)
-                    if total > self.max_blob_bytes:
-                        raise BlobTooLarge(f"blob exceeds the limit of {self.max_blob_bytes} bytes")
-                    h.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            digest = h.digest()
-            self._install(tmp, digest)
+            for chunk in chunks:
+                w.write(chunk)
+            return w.commit()
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            w.abort()
             raise
-        return digest
 
     def _install(self, tmp: Path, digest: bytes) -> None:
         final = self.path_of(digest)
@@ -125,6 +126,15 @@ class BlobStore:
         os.chmod(tmp, 0o444)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+
+    def read_at(self, digest: bytes, offset: int, limit: int) -> bytes:
+        """Up to ``limit`` bytes of a blob from ``offset`` (empty past the end), for chunked transfer.
+        The receiver checks the whole blob's hash; this read does not."""
+        if offset < 0 or limit <= 0:
+            raise StorageError("offset must be >= 0 and limit > 0")
+        with self._open(digest) as f:
+            f.seek(offset)
+            return f.read(min(limit, self.chunk_bytes))
 
     def put(self, data: bytes) -> bytes:
         if len(data) > SMALL_BLOB_MAX_BYTES:
@@ -209,3 +219,54 @@ class BlobStore:
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+class BlobWriter:
+    """A blob being written: hashed and counted as it goes, installed only by :meth:`commit`."""
+
+    def __init__(self, store: BlobStore, tmp: Path) -> None:
+        self._store = store
+        self._tmp = tmp
+        self._f: BinaryIO | None = open(tmp, "xb")  # noqa: SIM115 - closed by commit/abort
+        self._h = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        if self._f is None:
+            raise StorageError("blob writer is closed")
+        self.size += len(chunk)
+        if self.size > self._store.max_blob_bytes:
+            raise BlobTooLarge(f"blob exceeds the limit of {self._store.max_blob_bytes} bytes")
+        self._h.update(chunk)
+        self._f.write(chunk)
+
+    def commit(self, expected: bytes | None = None) -> bytes:
+        """Sync and install the blob under its SHA-256; DigestMismatch (nothing kept) if it is not
+        ``expected``."""
+        f = self._f
+        if f is None:
+            raise StorageError("blob writer is closed")
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            self._f = None
+            digest = self._h.digest()
+            if expected is not None and digest != expected:
+                raise DigestMismatch(f"the bytes hash to {digest.hex()}, not {expected.hex()}")
+            self._store._install(self._tmp, digest)
+        except BaseException:
+            self.abort()
+            raise
+        return digest
+
+    def abort(self) -> None:
+        """Drop what was written (idempotent)."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        self._tmp.unlink(missing_ok=True)
+
+
+class DigestMismatch(StorageError):
+    """An upload's bytes do not hash to the digest it was announced under."""

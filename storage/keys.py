@@ -25,8 +25,10 @@ __all__ = [
     "block_key",
     "channel_prefix",
     "codes_key",
+    "coll_bytes",
     "crc_key",
     "hash_key",
+    "hashed_key",
     "history_key",
     "history_prefix",
     "meta_key",
@@ -35,6 +37,7 @@ __all__ = [
     "pack_loc",
     "pack_version",
     "prefix_end",
+    "private_key",
     "state_key",
     "tx_key",
     "unpack_height",
@@ -56,6 +59,12 @@ HASH = b"h"  # header hash -> block number
 TX = b"t"  # tx id -> location
 STATE = b"s"  # (namespace, key) -> version ‖ value
 HISTORY = b"y"  # (namespace, key, version) -> tx id ‖ flags
+HASHED = b"p"  # (namespace, collection, key hash) -> version ‖ value hash  (every node)
+PRIVATE = b"q"  # (namespace, collection, key) -> version ‖ value  (member nodes only)
+PURGE = b"e"  # (expiry height, namespace, collection, key) -> b""  (block-to-live schedule)
+MISSING = b"g"  # (block, tx index, namespace, collection) -> b""  (private data not yet received)
+TRANSIENT = b"x"  # digest -> private write set blob, until commit or expiry
+TRANSIENT_INDEX = b"z"  # (tx id, namespace, collection) -> digest ‖ u64 height when stored
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -116,6 +125,19 @@ def ns_prefix(cp: bytes, ns: str) -> bytes:
 
 def state_key(cp: bytes, ns: str, key: str) -> bytes:
     return ns_prefix(cp, ns) + key.encode("utf-8")
+
+
+def coll_bytes(ns: str, collection: str) -> bytes:
+    """``u16 len ‖ namespace ‖ u16 len ‖ collection``: the prefix-free name of one collection."""
+    return _ns_bytes(ns) + _ns_bytes(collection)
+
+
+def hashed_key(cp: bytes, ns: str, collection: str, key_hash: bytes) -> bytes:
+    return cp + HASHED + coll_bytes(ns, collection) + key_hash
+
+
+def private_key(cp: bytes, ns: str, collection: str, key: str) -> bytes:
+    return cp + PRIVATE + coll_bytes(ns, collection) + key.encode("utf-8")
 
 
 def history_prefix(cp: bytes, ns: str, key: str) -> bytes:

@@ -147,18 +147,32 @@ class ChannelLedger:
             raise ChainError(f"block {n}: block_bytes hold {len(sl.tx_ids)} txs, not {count}", height=n)
         return CheckedBlock(block, data, sl)
 
-    def stage(self, checked: CheckedBlock, codes: Sequence[ValidationCode]) -> StagedCommit:
+    def stage(
+        self,
+        checked: CheckedBlock,
+        codes: Sequence[ValidationCode],
+        extra: Sequence[tuple[bytes, bytes | None]] = (),
+    ) -> StagedCommit:
         """Check that ``checked`` extends the tip and build its write batch, without writing it.
 
         At most one block is staged at a time: until its ``write`` returns, the ledger's state is
         not yet the state the next block must be validated and staged against, so a second
         ``stage`` raises ChainError. A staged commit that is dropped unwritten releases the slot
         only through ``abandon``.
+
+        ``extra`` are further puts (value None: delete) that must land atomically with the block:
+        the private state this node derives from it (see :mod:`storage.privstate`). They must lie
+        outside the keyspaces the block itself writes.
         """
         if self._staged is not None:
             raise ChainError(f"block {self._staged.number} is still being written", height=self._height)
         batch = self._raw.write_batch(sync=True)
         self._batch(checked, codes, batch)
+        for k, v in extra:
+            if v is None:
+                batch.delete(k)
+            else:
+                batch.put(k, v)
         staged = StagedCommit(self, checked.block.header.number, checked.slices.header_hash, batch)
         self._staged = staged
         return staged
@@ -228,6 +242,7 @@ class ChannelLedger:
         # Ids taken by a VALID transaction earlier in this block (only needed when ids repeat).
         taken_here: set[bytes] | None = set() if len(set(tx_ids)) != len(tx_ids) else None
         unpack_loc = keys.unpack_loc
+        put_hashed = self._put_hashed
         last_ns: object = None
         sp = nsb = b""
         for i, tx_id in enumerate(tx_ids):
@@ -256,6 +271,8 @@ class ChannelLedger:
                 # The called contract's namespace, then (rarely) those of the contracts it called.
                 for rw in (rwsets[i],) if i not in extra_rwsets else (rwsets[i], *extra_rwsets[i]):
                     ns, writes = rw[0], rw[2]
+                    if len(rw) > 4:  # hashed private writes: every node keeps them (storage.privstate)
+                        put_hashed(batch, ns, rw[4], ver)
                     if ns != last_ns:  # consecutive txs mostly share a contract
                         sp = ns_prefix(ns)
                         nsb = sp[len(cp) + 1 :]  # u16 length ‖ namespace, shared with the history key
@@ -279,6 +296,33 @@ class ChannelLedger:
         # Last: the checksum was being computed on another core meanwhile (see commit_slices).
         put(keys.crc_key(cp, n), pack_crc(sl.crc32))
         put(keys.meta_key(cp), keys.pack_height(n + 1, sl.header_hash))
+
+    def _put_hashed(self, batch: Any, ns: str, collections: Any, ver: bytes) -> None:
+        """The hashed writes of a VALID transaction's private collections (see docs/storage.md)."""
+        for name, _reads, writes in collections:
+            base = self._cp + keys.HASHED + keys.coll_bytes(ns, name)
+            for key_hash, value_hash in writes:
+                if type(key_hash) is not bytes or len(key_hash) != keys.HASH_LEN:
+                    raise TypeError("hashed key must be 32 bytes")
+                if value_hash is None:
+                    batch.delete(base + key_hash)
+                elif type(value_hash) is bytes and len(value_hash) == keys.HASH_LEN:
+                    batch.put(base + key_hash, ver + value_hash)
+                else:
+                    raise TypeError("hashed value must be 32 bytes or nil")
+
+    def get_hashed(self, ns: str, collection: str, key_hash: bytes) -> tuple[bytes, Version] | None:
+        """The committed (value hash, version) of a private key, known on every node; None if absent."""
+        raw = self._raw.get(keys.hashed_key(self._cp, ns, collection, key_hash))
+        if raw is None:
+            return None
+        if len(raw) != keys.VERSION_LEN + keys.HASH_LEN:
+            raise CorruptionError("hashed private state entry has the wrong length")
+        return raw[keys.VERSION_LEN :], keys.unpack_version(raw)
+
+    def get_hashed_version(self, ns: str, collection: str, key_hash: bytes) -> Version | None:
+        got = self.get_hashed(ns, collection, key_hash)
+        return None if got is None else got[1]
 
     # -- blocks and transactions ----------------------------------------------------------------
 

@@ -40,8 +40,12 @@ __all__ = [
     "BlockHeader",
     "ChannelConfig",
     "ChannelNode",
+    "CollectionConfig",
+    "CollectionHashes",
     "ContractDefinition",
     "Endorsement",
+    "HashedRead",
+    "HashedWrite",
     "KVRead",
     "KVWrite",
     "MalformedError",
@@ -229,26 +233,95 @@ def _reads_from(obj: Any, what: str) -> tuple[KVRead, ...]:
     return tuple(out)
 
 
+HASH_LEN = 32  # SHA-256 digests of private keys and values
+
+
+def _hash32(v: Any, what: str) -> bytes:
+    _check(type(v) is bytes and len(v) == HASH_LEN, f"{what}: expected 32 bytes")
+    return v
+
+
+@dataclass(frozen=True, slots=True)
+class HashedRead:
+    """A private key read during simulation, by hash, with the version it had (None: absent)."""
+
+    key_hash: bytes
+    version: Version | None
+
+    def to_obj(self) -> list[Any]:
+        return [self.key_hash, None if self.version is None else list(self.version)]
+
+
+@dataclass(frozen=True, slots=True)
+class HashedWrite:
+    """A private write as the public ledger sees it: the key's hash and the value's (None: delete)."""
+
+    key_hash: bytes
+    value_hash: bytes | None
+
+    def to_obj(self) -> list[Any]:
+        return [self.key_hash, self.value_hash]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionHashes:
+    """What a transaction read and wrote in one private collection, as hashes only.
+
+    The plaintext travels off the ledger (transient store, private-data gossip); every node keeps
+    the hashes, so MVCC of private keys works on members and non-members alike.
+    """
+
+    collection: str
+    reads: tuple[HashedRead, ...] = ()
+    writes: tuple[HashedWrite, ...] = ()
+
+    def to_obj(self) -> list[Any]:
+        return [self.collection, [r.to_obj() for r in self.reads], [w.to_obj() for w in self.writes]]
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> CollectionHashes:
+        name, reads, writes = _seq(obj, 3, "collection hashes")
+        _check(isinstance(reads, (tuple, list)) and isinstance(writes, (tuple, list)), "collection hashes: arrays")
+        rs = []
+        for r in reads:
+            k, v = _seq(r, 2, "hashed read")
+            rs.append(HashedRead(_hash32(k, "hashed read key"), _opt_version(v, "hashed read version")))
+        ws = []
+        for w in writes:
+            k, v = _seq(w, 2, "hashed write")
+            ws.append(HashedWrite(_hash32(k, "hashed write key"), None if v is None else _hash32(v, "value hash")))
+        return cls(_typed(name, str, "collection"), tuple(rs), tuple(ws))
+
+
 @dataclass(frozen=True, slots=True)
 class ReadWriteSet:
-    """What simulating a proposal read and would write, in one contract's namespace."""
+    """What simulating a proposal read and would write, in one contract's namespace.
+
+    ``collections`` (trailing, omitted when empty so older sets encode unchanged) carries the
+    hashed reads and writes of the namespace's private collections, sorted by collection name.
+    """
 
     namespace: str
     reads: tuple[KVRead, ...] = ()
     writes: tuple[KVWrite, ...] = ()
     range_reads: tuple[RangeRead, ...] = ()
+    collections: tuple[CollectionHashes, ...] = ()
 
     def to_obj(self) -> list[Any]:
-        return [
+        obj = [
             self.namespace,
             [r.to_obj() for r in self.reads],
             [w.to_obj() for w in self.writes],
             [q.to_obj() for q in self.range_reads],
         ]
+        if self.collections:
+            obj.append([c.to_obj() for c in self.collections])
+        return obj
 
     @classmethod
     def from_obj(cls, obj: Any) -> ReadWriteSet:
-        ns, reads, writes, ranges = _seq(obj, 4, "rwset")
+        _check(isinstance(obj, (tuple, list)) and len(obj) in (4, 5), "rwset: expected an array of 4 or 5")
+        ns, reads, writes, ranges = obj[:4]
         _check(isinstance(writes, (tuple, list)) and isinstance(ranges, (tuple, list)), "rwset: bad arrays")
         ws = []
         for w in writes:
@@ -259,7 +332,11 @@ class ReadWriteSet:
         for q in ranges:
             s, e, rd = _seq(q, 3, "range read")
             rr.append(RangeRead(_typed(s, str, "range start"), _typed(e, str, "range end"), _reads_from(rd, "range")))
-        return cls(_typed(ns, str, "namespace"), _reads_from(reads, "reads"), tuple(ws), tuple(rr))
+        colls: tuple[CollectionHashes, ...] = ()
+        if len(obj) == 5:
+            _check(isinstance(obj[4], (tuple, list)) and len(obj[4]) > 0, "rwset collections: a non-empty array")
+            colls = tuple(CollectionHashes.from_obj(c) for c in obj[4])
+        return cls(_typed(ns, str, "namespace"), _reads_from(reads, "reads"), tuple(ws), tuple(rr), colls)
 
 
 def endorsement_digest(
@@ -548,7 +625,46 @@ class ContractDefinition:
 
 
 @dataclass(frozen=True, slots=True)
+class CollectionConfig:
+    """A private-data collection of one contract (Fabric's collection definition).
+
+    Plaintext of its private writes and blobs is kept only by nodes of ``member_orgs``. An endorser
+    answers only once ``required_peers`` other member nodes have acknowledged the data, and pushes
+    it to at most ``max_peers``. Private data committed in block ``b`` is purged once the ledger
+    height exceeds ``b + block_to_live`` (0: kept forever).
+    """
+
+    contract: str
+    name: str
+    member_orgs: tuple[str, ...]
+    required_peers: int = 0
+    max_peers: int = 0
+    block_to_live: int = 0
+
+    def to_obj(self) -> list[Any]:
+        return [
+            self.contract,
+            self.name,
+            list(self.member_orgs),
+            self.required_peers,
+            self.max_peers,
+            self.block_to_live,
+        ]
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> CollectionConfig:
+        c, n, orgs, req, mx, btl = _seq(obj, 6, "collection")
+        _check(isinstance(orgs, (tuple, list)) and all(type(o) is str for o in orgs), "member orgs: strings")
+        for v, what in ((req, "required peers"), (mx, "max peers"), (btl, "block to live")):
+            _check(type(v) is int and v >= 0, f"{what}: expected a non-negative integer")
+        return cls(_typed(c, str, "collection contract"), _typed(n, str, "collection name"), tuple(orgs), req, mx, btl)
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelConfig:
+    """The channel's configuration. ``collections`` is a trailing optional field (omitted when
+    empty) so configs written before collections existed decode and re-encode byte for byte."""
+
     channel: str
     sequence: int  # 0 in genesis; each accepted update increments it by one
     orgs: tuple[OrgConfig, ...]
@@ -556,9 +672,10 @@ class ChannelConfig:
     batch: BatchConfig
     contracts: tuple[ContractDefinition, ...]
     admin_policy: str  # policy over '<org>.admin' principals that config updates must satisfy
+    collections: tuple[CollectionConfig, ...] = ()
 
     def to_obj(self) -> list[Any]:
-        return [
+        obj = [
             self.channel,
             self.sequence,
             [o.to_obj() for o in self.orgs],
@@ -567,12 +684,20 @@ class ChannelConfig:
             [c.to_obj() for c in self.contracts],
             self.admin_policy,
         ]
+        if self.collections:
+            obj.append([c.to_obj() for c in self.collections])
+        return obj
 
     @classmethod
     def from_obj(cls, obj: Any) -> ChannelConfig:
-        ch, seq, orgs, nodes, batch, contracts, admin = _seq(obj, 7, "channel config")
+        _check(isinstance(obj, (tuple, list)) and len(obj) in (7, 8), "channel config: expected an array of 7 or 8")
+        ch, seq, orgs, nodes, batch, contracts, admin = obj[:7]
         for arr in (orgs, nodes, contracts):
             _check(isinstance(arr, (tuple, list)), "channel config: expected arrays")
+        colls: tuple[CollectionConfig, ...] = ()
+        if len(obj) == 8:
+            _check(isinstance(obj[7], (tuple, list)) and len(obj[7]) > 0, "collections: a non-empty array")
+            colls = tuple(CollectionConfig.from_obj(c) for c in obj[7])
         return cls(
             _typed(ch, str, "channel"),
             _typed(seq, int, "sequence"),
@@ -581,6 +706,7 @@ class ChannelConfig:
             BatchConfig.from_obj(batch),
             tuple(ContractDefinition.from_obj(c) for c in contracts),
             _typed(admin, str, "admin policy"),
+            colls,
         )
 
     def org(self, name: str) -> OrgConfig | None:
@@ -591,6 +717,9 @@ class ChannelConfig:
 
     def contract(self, name: str) -> ContractDefinition | None:
         return next((c for c in self.contracts if c.name == name), None)
+
+    def collection(self, contract: str, name: str) -> CollectionConfig | None:
+        return next((c for c in self.collections if c.contract == contract and c.name == name), None)
 
     def orderers(self) -> tuple[ChannelNode, ...]:
         return tuple(n for n in self.nodes if n.orderer)

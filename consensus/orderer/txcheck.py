@@ -139,6 +139,33 @@ def _reads_ok(reads: Any) -> None:
                 raise _Bad("read version")
 
 
+def _hash32(v: Any, what: str) -> None:
+    if type(v) is not bytes or len(v) != 32:
+        raise _Bad(what)
+
+
+def _collections_ok(colls: Any) -> None:
+    """The hashed private collections of an rwset (its optional fifth field)."""
+    if type(colls) is not tuple or not colls:
+        raise _Bad("rwset collections: expected a non-empty array")
+    for c in colls:
+        name, reads, writes = _arr(c, 3)
+        if type(name) is not str or type(reads) is not tuple or type(writes) is not tuple:
+            raise _Bad("collection hashes field types")
+        for r in reads:
+            k, ver = _arr(r, 2)
+            _hash32(k, "hashed read key")
+            if ver is not None:
+                a, b = _arr(ver, 2)
+                if type(a) is not int or type(b) is not int:
+                    raise _Bad("hashed read version")
+        for w in writes:
+            k, v = _arr(w, 2)
+            _hash32(k, "hashed write key")
+            if v is not None:
+                _hash32(v, "hashed write value")
+
+
 def _shape_ok(obj: Any) -> tuple[Any, ...]:
     """Type-check ``obj`` against Transaction.from_obj; return the proposal header array.
 
@@ -189,9 +216,11 @@ def _shape_ok(obj: Any) -> tuple[Any, ...]:
 
 
 def _rwset_ok(rwset: Any) -> None:
-    if type(rwset) is not tuple or len(rwset) != 4:
-        raise _Bad("rwset: expected an array of 4")
-    ns, reads, writes, ranges = rwset
+    if type(rwset) is not tuple or len(rwset) not in (4, 5):
+        raise _Bad("rwset: expected an array of 4 or 5")
+    ns, reads, writes, ranges = rwset[:4]
+    if len(rwset) == 5:
+        _collections_ok(rwset[4])
     if type(ns) is not str or type(reads) is not tuple or type(writes) is not tuple or type(ranges) is not tuple:
         raise _Bad("rwset field types")
     if reads:

@@ -1,5 +1,5 @@
 """``secprivnode channel``: create channels, list them, inspect a channel's configuration, define
-contracts on it and revoke users."""
+contracts and private collections on it and revoke users."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from secprivnode.cli.options import network_dir_option
-from secprivnode.network import NetworkError, load_network, rpc_call
+from secprivnode.network import DEFAULT_MAX_PEERS, NetworkError, load_network, rpc_call
 from secprivnode.network_channels import create_channel, list_channels
 
 
@@ -36,6 +36,38 @@ def register(cli: click.Group) -> None:
         cfg = dict(got["config"])
         cfg.pop("encoded", None)
         click.echo(json.dumps(cfg, indent=2))
+
+    @channel_group.command("define-collection")
+    @network_dir_option
+    @click.option("--contract", required=True, help="The contract the collection belongs to (e.g. assets).")
+    @click.option("--name", required=True, help="Collection name.")
+    @click.option("--member", "members", multiple=True, required=True, help="A member organisation (repeat).")
+    @click.option("--required-peers", type=int, default=0, show_default=True, help="Acks before endorsing.")
+    @click.option("--max-peers", type=int, default=None, help="Most member nodes pushed to (default: all).")
+    @click.option("--block-to-live", type=int, default=0, show_default=True, help="Blocks kept; 0: forever.")
+    def define_collection(
+        directory: Path,
+        contract: str,
+        name: str,
+        members: tuple[str, ...],
+        required_peers: int,
+        max_peers: int | None,
+        block_to_live: int,
+    ) -> None:
+        """Define or redefine a private-data collection: a config update approved by the channel admins."""
+        from secprivnode.admin import define_collection as define
+        from storage.model import CollectionConfig
+
+        max_peers = max_peers if max_peers is not None else DEFAULT_MAX_PEERS
+        coll = CollectionConfig(contract, name, members, required_peers, max_peers, block_to_live)
+        try:
+            cfg = define(directory, coll)
+        except (NetworkError, OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(
+            f"collection {contract}/{name} of {', '.join(members)} defined on {cfg.channel} "
+            f"(block-to-live {block_to_live}, config sequence {cfg.sequence})"
+        )
 
     @channel_group.command("create")
     @network_dir_option

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "secprivnode.cli.channel_cmds",
     "secprivnode.cli.contract_cmds",
     "secprivnode.cli.tx_cmds",
+    "secprivnode.cli.blob_cmds",
     "secprivnode.cli.crypto_cmds",
     "secprivnode.cli.ledger_cmds",
     "secprivnode.cli.bench_cmd",

@@ -99,6 +99,12 @@ def _call_options(fn: F) -> F:
     fn = click.option(
         "--args", "raw_args", default="[]", show_default=True, help='JSON array of arguments; "0x…" strings are bytes.'
     )(fn)
+    fn = click.option(
+        "--transient",
+        "transient",
+        multiple=True,
+        help="NAME=VALUE for the transient map (never ordered or stored); 0x… is hex, @path a file. Repeatable.",
+    )(fn)
     fn = click.option("--fn", "function", required=True, help="Contract function.")(fn)
     fn = click.option("--contract", required=True, help="Contract name.")(fn)
     return fn
@@ -128,6 +134,17 @@ def _client(
     ident: ClientIdentity | None = None,
 ) -> Client:
     """An SDK client of the addressed node, verifying an https:// node as the module docstring says."""
+    address, tls = _target(directory, node_name, url, cacert, ident)
+    try:
+        return Client(address, ident, channel, tls=tls)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot set up TLS: {exc}") from exc
+
+
+def _target(
+    directory: Path, node_name: str | None, url: str | None, cacert: Path | None, ident: ClientIdentity | None
+) -> tuple[str, ClientTLS | None]:
+    """The addressed node's URL and what verifies it (None: plain HTTP)."""
     address, node = _url(directory, node_name, url)
     tls: ClientTLS | None = None
     try:
@@ -141,10 +158,7 @@ def _client(
         raise click.ClickException(f"cannot load the CA certificates: {exc}") from exc
     if tls is not None:
         tls = tls.with_identity(ident)
-    try:
-        return Client(address, ident, channel, tls=tls)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot set up TLS: {exc}") from exc
+    return address, tls
 
 
 def _identity(directory: Path, identity: str | None, cert: Path | None, key: Path | None) -> ClientIdentity:
@@ -194,6 +208,28 @@ def _args(raw: str) -> list[Any]:
     return [_from_json(v) for v in value]
 
 
+def _transient(items: tuple[str, ...]) -> dict[str, bytes]:
+    """``--transient NAME=VALUE`` options as the proposal's transient map."""
+    out: dict[str, bytes] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.ClickException(f"--transient: expected NAME=VALUE, got {item!r}")
+        if value.startswith("@"):
+            try:
+                out[name] = Path(value[1:]).read_bytes()
+            except OSError as exc:
+                raise click.ClickException(f"--transient {name}: {exc}") from exc
+        elif value.startswith("0x"):
+            try:
+                out[name] = bytes.fromhex(value[2:])
+            except ValueError as exc:
+                raise click.ClickException(f"--transient {name}: bad hex") from exc
+        else:
+            out[name] = value.encode("utf-8")
+    return out
+
+
 def _show(value: Any) -> None:
     def enc(o: Any) -> Any:
         if isinstance(o, bytes):
@@ -236,11 +272,19 @@ def register(cli: click.Group) -> None:
     @_with_identity
     @_call_options
     @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the commit.")
-    def invoke(connect: Callable[[], Client], contract: str, function: str, raw_args: str, wait: bool) -> None:
+    def invoke(
+        connect: Callable[[], Client],
+        contract: str,
+        function: str,
+        raw_args: str,
+        transient: tuple[str, ...],
+        wait: bool,
+    ) -> None:
         """Submit a transaction; with --wait, print its block and validation code."""
         args = _args(raw_args)
+        tmap = _transient(transient)
         with connect() as c:
-            res = _run(lambda: c.invoke(contract, function, *args, wait=wait))
+            res = _run(lambda: c.invoke(contract, function, *args, transient=tmap, wait=wait))
         out = {
             "tx_id": "0x" + res.tx_id.hex(),  # the form chain block / chain tx / JSON-RPC use
             "block": res.block_number,
@@ -254,11 +298,14 @@ def register(cli: click.Group) -> None:
     @tx_group.command("query")
     @_with_identity
     @_call_options
-    def query(connect: Callable[[], Client], contract: str, function: str, raw_args: str) -> None:
+    def query(
+        connect: Callable[[], Client], contract: str, function: str, raw_args: str, transient: tuple[str, ...]
+    ) -> None:
         """Run a query function on one node's committed state; nothing is ordered."""
         args = _args(raw_args)
+        tmap = _transient(transient)
         with connect() as c:
-            _show(_decoded(_run(lambda: c.query(contract, function, *args))))
+            _show(_decoded(_run(lambda: c.query(contract, function, *args, transient=tmap))))
 
     @cli.group("chain")
     def chain_group() -> None:

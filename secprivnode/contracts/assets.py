@@ -22,7 +22,12 @@ this time (``chain tx`` shows its block, and the block header its exact time).
 ``put``/``get`` store raw bytes under ``kv/<key>`` with no read before the write (a blind write,
 which never conflicts under MVCC): the benchmarks' workload; they have no owner.
 
-Functions: create, update, transfer, delete (transactions); read, list, history, get (queries).
+``put_private``/``get_private``/``del_private`` keep a value in a private collection of the
+channel config: the value comes in the proposal's transient map under ``"value"`` (so the
+plaintext is in no block), and only the collection's member organisations' nodes store it.
+
+Functions: create, update, transfer, delete, put, put_private, del_private (transactions); read,
+list, history, get, get_private (queries).
 
 This module is the lifecycle's example: ``secprivnode network init`` packages its source and the
 genesis block installs it (:mod:`secprivnode.contracts.lifecycle`), so nodes run it in the
@@ -41,6 +46,7 @@ ASSET_PREFIX = "asset/"
 KV_PREFIX = "kv/"
 # Assets returned by one ``list`` call: a page for a UI, not a dump of the ledger.
 MAX_LIST = 1000
+PRIVATE_VALUE = "value"  # the transient-map entry put_private takes its value from
 
 
 def _str_arg(value: Any, what: str) -> str:
@@ -147,6 +153,25 @@ class AssetsContract(Contract):
         value = stub.get_state(KV_PREFIX + _str_arg(key, "key"))
         if value is None:
             raise ContractError(f"key {key!r} does not exist", 404)
+        return value
+
+    @transaction
+    def put_private(self, stub: Stub, collection: str, key: str) -> None:
+        """Store transient ``value`` privately under ``key`` in ``collection``."""
+        value = stub.transient.get(PRIVATE_VALUE)
+        if type(value) is not bytes:
+            raise ContractError(f"put_private takes its value from the transient entry {PRIVATE_VALUE!r}")
+        stub.put_private(_str_arg(collection, "collection"), _str_arg(key, "key"), value)
+
+    @transaction
+    def del_private(self, stub: Stub, collection: str, key: str) -> None:
+        stub.del_private(_str_arg(collection, "collection"), _str_arg(key, "key"))
+
+    @query
+    def get_private(self, stub: Stub, collection: str, key: str) -> bytes:
+        value = stub.get_private(_str_arg(collection, "collection"), _str_arg(key, "key"))
+        if value is None:
+            raise ContractError(f"private key {key!r} does not exist in {collection!r}", 404)
         return value
 
 

@@ -36,6 +36,7 @@ from storage.model import CONFIG_CONTRACT, ChannelConfig, KVRead, KVWrite, Malfo
 __all__ = [
     "CONFIG_KEY",
     "CONFIG_NAMESPACE",
+    "MAX_COLLECTIONS",
     "MSP_CACHE_MAX",
     "ConfigContract",
     "ConfigError",
@@ -122,6 +123,39 @@ def check_config(cfg: ChannelConfig, *, channel: str | None = None) -> None:
         except PolicyError as exc:
             raise ConfigError(f"policy of contract {c.name!r}: {exc}") from exc
         _check_principals(p, names, f"policy of contract {c.name!r}")
+    _check_collections(cfg, names)
+
+
+# Collections per channel: a contract has a handful (per-org, per-pair); the bound keeps the
+# config and the gossip collection map small.
+MAX_COLLECTIONS = 256
+
+
+def _check_collections(cfg: ChannelConfig, orgs: Sequence[str]) -> None:
+    if len(cfg.collections) > MAX_COLLECTIONS:
+        raise ConfigError(f"more than {MAX_COLLECTIONS} collections")
+    seen: set[tuple[str, str]] = set()
+    for c in cfg.collections:
+        what = f"collection {c.contract}/{c.name}"
+        if (c.contract, c.name) in seen:
+            raise ConfigError(f"{what} is defined twice")
+        seen.add((c.contract, c.name))
+        if cfg.contract(c.contract) is None:
+            raise ConfigError(f"{what} belongs to undefined contract {c.contract!r}")
+        if not c.name or "/" in c.name or "\x00" in c.name or len(c.name) > 64:
+            raise ConfigError(f"{what}: a name is 1..64 characters without '/' or NUL")
+        if not c.member_orgs or len(set(c.member_orgs)) != len(c.member_orgs):
+            raise ConfigError(f"{what} must name at least one member organisation, each once")
+        unknown = sorted(set(c.member_orgs) - set(orgs))
+        if unknown:
+            raise ConfigError(f"{what} names unknown organisations {unknown}")
+        members = sum(1 for n in cfg.nodes if n.org in c.member_orgs)
+        if c.max_peers < c.required_peers:
+            raise ConfigError(f"{what}: max_peers {c.max_peers} is below required_peers {c.required_peers}")
+        if c.required_peers > max(members - 1, 0):
+            raise ConfigError(
+                f"{what}: required_peers {c.required_peers} exceeds the {max(members - 1, 0)} other member nodes"
+            )
 
 
 def _check_principals(policy: Policy, orgs: Sequence[str], what: str, role: str | None = None) -> None:

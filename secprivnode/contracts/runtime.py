@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from crypto.encoding import EncodingError, encode
-from secprivnode.contracts.stub import Caller, ContractError, ReadOnlyViolation, StateReader, Stub
+from secprivnode.contracts.stub import Caller, ContractError, PrivateReader, ReadOnlyViolation, StateReader, Stub
 from storage.model import Proposal, ReadWriteSet, Response
+from storage.privstate import WriteSet
 
 __all__ = [
     "MAX_MESSAGE_CHARS",
@@ -177,6 +178,7 @@ class Simulated(NamedTuple):
     response: Response
     rwset: ReadWriteSet
     extra_rwsets: tuple[ReadWriteSet, ...] = ()
+    private: tuple[WriteSet, ...] = ()  # plaintext private writes: never in a read/write set
 
 
 class _CallError(Exception):
@@ -236,11 +238,14 @@ def simulate(
     *,
     read_only: bool = False,
     resolve: Resolver | None = None,
+    private: PrivateReader | None = None,
 ) -> Simulated:
     """Run ``proposal`` on committed ``state``; an error response comes with an empty rwset.
 
     ``last_block_time_ms`` is the timestamp of the latest block committed to ``state``.
     ``resolve`` finds the contracts that ``contract`` calls; without it, calls fail with a 4xx.
+    With ``private``, contracts may use private collections: the read/write sets carry hashes,
+    and the plaintext of the private writes comes back in ``Simulated.private``.
     """
     ns = contract.name
     where = f"{ns}.{proposal.function}"
@@ -259,6 +264,7 @@ def simulate(
         transient=proposal.transient,
         read_only=read_only or spec.read_only,
         invoker=_invoker(resolve),
+        private=private,
     )
     error: Response | None = None
     result = b""
@@ -276,4 +282,5 @@ def simulate(
         raise guarded.failure
     if error is not None:
         return Simulated(error, _empty(ns))
-    return Simulated(Response(200, "", result, stub.events), stub.rwset(), stub.extra_rwsets())
+    response = Response(200, "", result, stub.events)
+    return Simulated(response, stub.rwset(), stub.extra_rwsets(), tuple(stub.private_write_sets()))

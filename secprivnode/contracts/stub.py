@@ -16,6 +16,12 @@ and writes is recorded in a read/write set of its own namespace. The transaction
 read/write set per namespace, validated (MVCC, endorsement policy of every namespace written) and
 committed together: both namespaces commit or neither does.
 
+Private collections (:meth:`Stub.put_private`, :meth:`Stub.get_private`, :meth:`Stub.del_private`,
+as Fabric's private data) work on a member organisation's node only: the namespace's read/write
+set records the hashes of the private keys read (with their versions) and of the keys and values
+written, and the plaintext writes come out separately (:meth:`Stub.private_write_sets`) for the
+node to keep and disseminate; they never enter a read/write set.
+
 Everything a contract sees is deterministic: committed state, the proposal's canonical args and
 transient map, the creator's identity, the tx id and ``last_block_time_ms``: the timestamp (set by
 the ordering leader) of the latest block the endorser had committed when it ran the proposal. It
@@ -38,7 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from crypto.encoding import EncodingError, decode, encode
-from storage.model import KVRead, KVWrite, RangeRead, ReadWriteSet, Version
+from storage.model import CollectionHashes, HashedRead, HashedWrite, KVRead, KVWrite, RangeRead, ReadWriteSet, Version
+from storage.privstate import WriteSet, key_hash, value_hash
 
 __all__ = [
     "MAX_CALL_DEPTH",
@@ -54,6 +61,7 @@ __all__ = [
     "Caller",
     "ContractError",
     "Invoker",
+    "PrivateReader",
     "ReadOnlyViolation",
     "StateReader",
     "Stub",
@@ -114,6 +122,16 @@ class StateReader(Protocol):
     def get_history(self, ns: str, key: str, limit: int | None = None) -> list[Any]: ...
 
 
+class PrivateReader(Protocol):
+    """Private state as this node holds it (``secprivnode.pipeline.privdata`` provides it)."""
+
+    def check_collection(self, ns: str, collection: str) -> None:
+        """Raise ContractError unless ``collection`` of ``ns`` exists and this node's org is a member."""
+        ...
+
+    def get_private(self, ns: str, collection: str, key: str) -> tuple[bytes, Version] | None: ...
+
+
 def check_key(key: object) -> str:
     """Return ``key`` if it is a valid state key (non-empty str, no NUL, bounded); else raise."""
     if not isinstance(key, str):
@@ -155,11 +173,15 @@ class Caller:
         return f"{self.org}/{self.name}"
 
 
+def _by_hash(x: HashedRead | HashedWrite) -> bytes:
+    return x.key_hash
+
+
 class _Recording:
     """What one simulation read and would write, per namespace, and the events it emitted: shared
     by the stubs of the contract a proposal called and of the contracts that one called."""
 
-    __slots__ = ("events", "range_keys", "ranges", "reads", "writes")
+    __slots__ = ("events", "pvt_reads", "pvt_writes", "range_keys", "ranges", "reads", "writes")
 
     def __init__(self) -> None:
         self.reads: dict[str, dict[str, Version | None]] = {}
@@ -167,6 +189,9 @@ class _Recording:
         self.ranges: dict[str, list[RangeRead]] = {}
         self.range_keys = 0  # keys returned by all range scans, in every namespace
         self.events: list[tuple[str, bytes]] = []
+        # Private collections: (namespace, collection) -> key -> version / value.
+        self.pvt_reads: dict[tuple[str, str], dict[str, Version | None]] = {}
+        self.pvt_writes: dict[tuple[str, str], dict[str, bytes | None]] = {}
 
     def rwset(self, ns: str) -> ReadWriteSet:
         reads, writes = self.reads.get(ns, {}), self.writes.get(ns, {})
@@ -175,17 +200,45 @@ class _Recording:
             tuple(KVRead(k, reads[k]) for k in sorted(reads)),
             tuple(KVWrite(k, writes[k]) for k in sorted(writes)),
             tuple(self.ranges.get(ns, ())),
+            self.collection_hashes(ns),
         )
 
-    def snapshot(self) -> tuple[dict[str, dict[str, bytes | None]], int]:
-        return {ns: dict(w) for ns, w in self.writes.items()}, len(self.events)
+    def collection_hashes(self, ns: str) -> tuple[CollectionHashes, ...]:
+        """The hashed private reads and writes of ``ns``, by collection name."""
+        names = sorted({c for n, c in self.pvt_reads if n == ns} | {c for n, c in self.pvt_writes if n == ns})
+        out = []
+        for c in names:
+            pr, pw = self.pvt_reads.get((ns, c), {}), self.pvt_writes.get((ns, c), {})
+            reads = sorted((HashedRead(key_hash(k), v) for k, v in pr.items()), key=_by_hash)
+            writes = sorted(
+                (HashedWrite(key_hash(k), None if v is None else value_hash(v)) for k, v in pw.items()), key=_by_hash
+            )
+            if reads or writes:
+                out.append(CollectionHashes(c, tuple(reads), tuple(writes)))
+        return tuple(out)
 
-    def restore(self, snap: tuple[dict[str, dict[str, bytes | None]], int]) -> None:
+    def has_private(self, ns: str) -> bool:
+        return any(n == ns and r for (n, _c), r in self.pvt_reads.items()) or any(
+            n == ns and w for (n, _c), w in self.pvt_writes.items()
+        )
+
+    def snapshot(
+        self,
+    ) -> tuple[dict[str, dict[str, bytes | None]], int, dict[tuple[str, str], dict[str, bytes | None]]]:
+        pvt = {k: dict(w) for k, w in self.pvt_writes.items()}
+        return {ns: dict(w) for ns, w in self.writes.items()}, len(self.events), pvt
+
+    def restore(
+        self, snap: tuple[dict[str, dict[str, bytes | None]], int, dict[tuple[str, str], dict[str, bytes | None]]]
+    ) -> None:
         """Drop the writes and events made since ``snap`` (reads stay: they only add checks)."""
-        writes, n_events = snap
+        writes, n_events, pvt = snap
         for ns, w in self.writes.items():
             w.clear()
             w.update(writes.get(ns, {}))
+        for k, pw in self.pvt_writes.items():
+            pw.clear()
+            pw.update(pvt.get(k, {}))
         del self.events[n_events:]
 
 
@@ -211,8 +264,10 @@ class Stub:
         calling_contract: str | None = None,
         depth: int = 0,
         recording: _Recording | None = None,
+        private: PrivateReader | None = None,
     ) -> None:
         self._state = state
+        self._private = private
         self.namespace = namespace
         self.tx_id = tx_id
         self.caller = caller
@@ -357,7 +412,58 @@ class Stub:
             calling_contract=self.namespace,
             depth=self.depth + 1,
             recording=self._rec,
+            private=self._private,
         )
+
+    # ---- private data -----------------------------------------------------------------------
+
+    def _collection(self, collection: str) -> PrivateReader:
+        if self._private is None:
+            raise ContractError("private data is not available on this node", 503)
+        if not isinstance(collection, str) or not collection:
+            raise ContractError("collection must be a non-empty string")
+        self._private.check_collection(self.namespace, collection)
+        return self._private
+
+    def get_private(self, collection: str, key: str) -> bytes | None:
+        """The committed private value of ``key`` in ``collection`` (members only), or ``None``.
+
+        The public read set records only the key's hash and version (MVCC on every node)."""
+        check_key(key)
+        got = self._collection(collection).get_private(self.namespace, collection, key)
+        reads = self._rec.pvt_reads.setdefault((self.namespace, collection), {})
+        if key not in reads:
+            if sum(len(r) for r in self._rec.pvt_reads.values()) >= MAX_READS:
+                raise ContractError(f"more than {MAX_READS} private keys read in one transaction")
+            reads[key] = None if got is None else got[1]
+        return None if got is None else got[0]
+
+    def _write_private(self, collection: str, key: str, value: bytes | None) -> None:
+        if self.read_only:
+            raise ReadOnlyViolation(f"a query function wrote private key {key!r}")
+        check_key(key)
+        self._collection(collection)
+        writes = self._rec.pvt_writes.setdefault((self.namespace, collection), {})
+        if key not in writes and sum(len(w) for w in self._rec.pvt_writes.values()) >= MAX_WRITES:
+            raise ContractError(f"more than {MAX_WRITES} private keys written in one transaction")
+        writes[key] = value
+
+    def put_private(self, collection: str, key: str, value: bytes) -> None:
+        """Write ``value`` privately: only member organisations' nodes ever hold the plaintext; the
+        ledger carries the hashes of the key and value (Fabric's PutPrivateData)."""
+        self._write_private(collection, key, _check_bytes(value, MAX_VALUE_BYTES, "private value"))
+
+    def del_private(self, collection: str, key: str) -> None:
+        self._write_private(collection, key, None)
+
+    def private_write_sets(self) -> list[WriteSet]:
+        """The plaintext private writes of the whole transaction, one write set per namespace and
+        collection (never on the ledger)."""
+        return [
+            WriteSet(self.tx_id, ns, c, tuple(sorted(w.items())))
+            for (ns, c), w in sorted(self._rec.pvt_writes.items())
+            if w
+        ]
 
     # ---- results ----------------------------------------------------------------------------
 
@@ -377,5 +483,5 @@ class Stub:
         return tuple(
             rec.rwset(ns)
             for ns in sorted(rec.reads)
-            if ns != self.namespace and (rec.reads[ns] or rec.writes[ns] or rec.ranges[ns])
+            if ns != self.namespace and (rec.reads[ns] or rec.writes[ns] or rec.ranges[ns] or rec.has_private(ns))
         )

@@ -6,7 +6,8 @@ sync off its thread splits it: ``prepare`` (validate, then stage the ledger batc
 batch's ``write`` wherever it likes, then ``finish``. The ledger stages one block at a time, so the
 next block cannot be validated and staged against a state its predecessor has not reached yet.
 The ledger applies the writes of VALID transactions itself, in the same synchronous LevelDB
-batch as the block (see :mod:`storage.ledger`). The result lists, per transaction, its id, code
+batch as the block (see :mod:`storage.ledger`), together with the private data this node derives
+from the block (``private``: :mod:`secprivnode.pipeline.privdata`). The result lists, per transaction, its id, code
 and, for VALID ones, the contract's events, for subscribers; and the new channel config when the
 block changed it. The channel MSP needs no notice: :class:`~secprivnode.pipeline.membership.ChannelView` derives it
 from the committed config.
@@ -26,13 +27,21 @@ from secprivnode.pipeline.validator import BlockValidator, ValidatorLedger
 from storage.ledger import CheckedBlock, StagedCommit
 from storage.model import CONFIG_CONTRACT, Block, ChannelConfig, ValidationCode
 
-__all__ = ["CommitResult", "Committer", "CommitterLedger", "PreparedCommit", "TxEvent"]
+__all__ = ["CommitResult", "Committer", "CommitterLedger", "PreparedCommit", "PrivateCommit", "TxEvent"]
 
 
 class CommitterLedger(ValidatorLedger, Protocol):
     def check_block(self, block: Block, block_bytes: bytes | None = None) -> CheckedBlock: ...
 
-    def stage(self, checked: CheckedBlock, codes: Sequence[ValidationCode]) -> StagedCommit: ...
+    def stage(
+        self, checked: CheckedBlock, codes: Sequence[ValidationCode], extra: Sequence[tuple[bytes, bytes | None]] = ()
+    ) -> StagedCommit: ...
+
+
+class PrivateCommit(Protocol):
+    """Private data derived from a coded block (``secprivnode.pipeline.privdata``)."""
+
+    def commit_ops(self, block: Block, codes: Sequence[ValidationCode]) -> list[tuple[bytes, bytes | None]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +77,13 @@ class PreparedCommit:
 class Committer:
     """Commits blocks of one channel, in order, one at a time."""
 
-    def __init__(self, ledger: CommitterLedger, validator: BlockValidator) -> None:
+    def __init__(
+        self, ledger: CommitterLedger, validator: BlockValidator, private: PrivateCommit | None = None
+    ) -> None:
         if validator.ledger is not ledger:
             raise ValueError("the validator must read the ledger this committer writes")
         self.ledger = ledger
+        self.private = private
         self.validator = validator
         self._lock = threading.Lock()
 
@@ -97,7 +109,8 @@ class Committer:
             checked = self.ledger.check_block(block, block_bytes)
         elif checked.block is not block:
             raise ValueError("checked is the check of another block")
-        return PreparedCommit(block, tuple(codes), self.ledger.stage(checked, codes))
+        extra = self.private.commit_ops(block, codes) if self.private is not None and block.number > 0 else []
+        return PreparedCommit(block, tuple(codes), self.ledger.stage(checked, codes, extra))
 
     def finish(self, prepared: PreparedCommit) -> CommitResult:
         """The result of a prepared commit whose batch has been written."""

@@ -30,7 +30,7 @@ This module never writes to the ledger.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,7 +40,7 @@ from crypto.msp import MSP, Expired, Identity, IdentityError, Revoked
 from crypto.signing import PrivateKey, get_backend
 from secprivnode.contracts.lifecycle import ContractLoadError, LifecycleRegistry, definition_key
 from secprivnode.contracts.runtime import Contract, ContractRegistry, Simulated, simulate
-from secprivnode.contracts.stub import Caller, ContractError, StateReader
+from secprivnode.contracts.stub import Caller, ContractError, PrivateReader, StateReader
 from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
 from secprivnode.pipeline.membership import ChannelView, ConfigSource
 from secprivnode.pipeline.sigcache import SigCache
@@ -56,8 +56,9 @@ from storage.model import (
     ValidationCode,
     endorsement_digest,
 )
+from storage.privstate import WriteSet
 
-__all__ = ["EndorsementResult", "Endorser", "EndorserLedger"]
+__all__ = ["EndorsementResult", "Endorser", "EndorserLedger", "PrivateKeeper"]
 
 
 class EndorserLedger(StateReader, ConfigSource, Protocol):
@@ -79,6 +80,13 @@ class EndorsementResult:
     rwset: ReadWriteSet
     endorsement: Endorsement
     extra_rwsets: tuple[ReadWriteSet, ...] = ()  # of the contracts the called contract called
+    private: tuple[WriteSet, ...] = ()  # plaintext private writes: kept locally, never ordered
+
+
+class PrivateKeeper(PrivateReader, Protocol):
+    """Private data of the channel on this node (``secprivnode.pipeline.privdata``)."""
+
+    def keep(self, write_sets: Sequence[WriteSet]) -> list[bytes]: ...
 
 
 class Endorser:
@@ -95,6 +103,7 @@ class Endorser:
         *,
         sigcache: SigCache | None = None,
         verifier: BatchVerifier | None = None,
+        private: PrivateKeeper | None = None,
     ) -> None:
         if identity.public_key != key.public:
             raise ValueError("the endorser's key does not match its certificate")
@@ -106,6 +115,7 @@ class Endorser:
         self.identity = identity
         self._key = key
         self._now = now
+        self.private = private
         self._view = ChannelView(ledger)
         self.sigcache = sigcache if sigcache is not None else SigCache()
         # Inline verification only: one signature per proposal never warrants a process pool.
@@ -214,16 +224,25 @@ class Endorser:
             self._note_definition(name, definitions)
             return self._callee(name)
 
-        response, rwset, extra = simulate(
-            contract, proposal, self.ledger, self._caller(creator), self._block_time_ms(), resolve=callee
+        sim = simulate(
+            contract,
+            proposal,
+            self.ledger,
+            self._caller(creator),
+            self._block_time_ms(),
+            resolve=callee,
+            private=self.private,
         )
+        response, rwset, extra = sim.response, sim.rwset, sim.extra_rwsets
         if response.status >= 400:
             raise ContractRejected(response)
+        if sim.private and self.private is not None:
+            self.private.keep(sim.private)  # before signing: the committer must find what we endorse
         extra = _with_definition_reads(extra, definitions)
         msg = endorsement_digest(phash, response, rwset, extra)
         sig = get_backend().sign(self._key, msg)
         self.sigcache.add(self.identity.public_key, sig, msg)  # validating our own endorsement is free
-        return EndorsementResult(response, rwset, Endorsement(self.identity.cert_der, sig), extra)
+        return EndorsementResult(response, rwset, Endorsement(self.identity.cert_der, sig), extra, sim.private)
 
     def evaluate(self, proposal: Proposal, signature: bytes) -> Simulated:
         """Run the proposal read-only (a query, or a dry run of a config update); sign nothing."""
@@ -238,6 +257,7 @@ class Endorser:
             self._block_time_ms(),
             read_only=read_only,
             resolve=self._callee,
+            private=self.private,
         )
         if sim.response.status >= 400:
             raise ContractRejected(sim.response)

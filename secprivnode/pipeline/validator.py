@@ -23,7 +23,8 @@ transaction earlier in the same block changes the MSP and policies for the trans
    BAD_PAYLOAD               namespace is not the contract, error status, bad keys, oversized;
                              called contracts' read/write sets not sorted, repeated, in the
                              contract's own namespace, in the config namespace other than
-                             reads of ``definition/<name>`` keys, or in a version 1 block
+                             reads of ``definition/<name>`` keys, or in a version 1 block; a private
+                             collection the channel config does not define
    BAD_ENDORSEMENT_SIGNATURE an endorsement's certificate or signature is bad
    UNKNOWN_CONTRACT          the contract, or a called contract that was written, is not
                              defined in the channel config
@@ -36,7 +37,8 @@ transaction earlier in the same block changes the MSP and policies for the trans
    MVCC_READ_CONFLICT        a read's version (in any of the tx's namespaces) is not the
                              committed one, or an earlier VALID transaction of this block wrote
                              the key; this includes a contract definition read at endorsement
-                             and changed (upgraded) since
+                             and changed (upgraded) since (hashed reads of
+                             private collections alike, against the hashed private state)
    PHANTOM_READ_CONFLICT     a range scan, re-run now, differs (or an earlier VALID tx of the
                              block wrote into the range)
    ========================  ===============================================================
@@ -119,6 +121,8 @@ class ValidatorLedger(ConfigSource, Protocol):
         self, ns: str, start: str, end: str, limit: int | None = None
     ) -> list[tuple[str, bytes, Version]]: ...
 
+    def get_hashed_version(self, ns: str, collection: str, key_hash: bytes) -> Version | None: ...
+
 
 @dataclass(slots=True)
 class _Prepared:
@@ -143,6 +147,7 @@ class _BlockState:
     now_s: int
     policies: dict[str, Policy | None] = field(default_factory=dict)
     written: dict[str, set[str]] = field(default_factory=dict)  # namespace -> keys written
+    hashed_written: set[tuple[str, str, bytes]] = field(default_factory=set)  # (ns, collection, key hash)
     seen: set[bytes] = field(default_factory=set)
 
     def set_config(self, cfg: ChannelConfig) -> None:
@@ -163,6 +168,11 @@ def _rwset_ok(rw: ReadWriteSet) -> bool:
     if len(rw.reads) > MAX_READS or len(rw.writes) > MAX_WRITES:
         return False
     if not all(_key_ok(r.key) for r in rw.reads) or not all(_key_ok(w.key) for w in rw.writes):
+        return False
+    names = [c.collection for c in rw.collections]  # hashed private collections: sorted, non-empty
+    if names != sorted(set(names)) or any(not c.reads and not c.writes for c in rw.collections):
+        return False
+    if sum(len(c.reads) for c in rw.collections) > MAX_READS or sum(len(c.writes) for c in rw.collections) > MAX_WRITES:
         return False
     return all(_key_ok(q.start) and (q.end == "" or _key_ok(q.end)) for q in rw.range_reads)
 
@@ -415,6 +425,13 @@ class BlockValidator:
 
     def _mvcc(self, rw: ReadWriteSet, st: _BlockState) -> ValidationCode:
         ns = rw.namespace
+        for c in rw.collections:
+            if st.config.collection(ns, c.collection) is None:
+                return V.BAD_PAYLOAD
+            for h in c.reads:  # hashed reads: every node keeps the hashed private state
+                hk = (ns, c.collection, h.key_hash)
+                if hk in st.hashed_written or self.ledger.get_hashed_version(*hk) != h.version:
+                    return V.MVCC_READ_CONFLICT
         written = st.written.get(ns, set())
         get_version = self.ledger.get_version
         for r in rw.reads:
@@ -435,6 +452,8 @@ class BlockValidator:
     def _record_writes(rw: ReadWriteSet, st: _BlockState) -> None:
         if rw.writes:
             st.written.setdefault(rw.namespace, set()).update(w.key for w in rw.writes)
+        for c in rw.collections:
+            st.hashed_written.update((rw.namespace, c.collection, w.key_hash) for w in c.writes)
 
     # ---- genesis ----------------------------------------------------------------------------
 

@@ -162,6 +162,20 @@ def rwset_to_json(rw: ReadWriteSet) -> dict[str, Any]:
             {"start": q.start, "end": q.end, "reads": [{"key": r.key, "version": ver(r.version)} for r in q.reads]}
             for q in rw.range_reads
         ],
+        "collections": [
+            {
+                "collection": c.collection,
+                "reads": [{"key_hash": to_hex(r.key_hash), "version": ver(r.version)} for r in c.reads],
+                "writes": [
+                    {
+                        "key_hash": to_hex(w.key_hash),
+                        "value_hash": None if w.value_hash is None else to_hex(w.value_hash),
+                    }
+                    for w in c.writes
+                ],
+            }
+            for c in rw.collections
+        ],
     }
 
 

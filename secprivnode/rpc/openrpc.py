@@ -77,7 +77,9 @@ def openrpc_document(table: Mapping[str, Method]) -> dict[str, Any]:
                 "Bytes are 0x-prefixed lowercase hex; validation codes are names. Each method's "
                 "x-identity says what the caller must prove: none (public chain reads), signed-read "
                 "(state reads: an auth object signed by a member the namespace's read policy admits), "
-                "signed-proposal, or admin-signatures."
+                "signed-proposal, or admin-signatures. "
+                "Blobs of private collections are not JSON-RPC: PUT/GET /blobs/{sha256} stream raw bytes "
+                "with signed X-* headers (docs/rpc.md, 'Blobs over HTTP')."
             ),
         },
         "methods": [_method_doc(m) for m in table.values()],

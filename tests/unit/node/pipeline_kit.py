@@ -162,7 +162,12 @@ class Chain:
     """A channel on a real ChannelLedger with endorsers for every node, a validator and a committer."""
 
     def __init__(
-        self, pki: Pki, path: Path, config: ChannelConfig | None = None, contracts: Sequence[Contract] = ()
+        self,
+        pki: Pki,
+        path: Path,
+        config: ChannelConfig | None = None,
+        contracts: Sequence[Contract] = (),
+        genesis: Block | None = None,
     ) -> None:
         self.pki = pki
         self.db = Database(path)
@@ -191,7 +196,9 @@ class Chain:
         self._nonce = 0
         self.config = config or channel_config(pki)
         admin = pki["council/admin"]
-        genesis = genesis_block(self.config, admin_cert_der=admin.cert, admin_key=admin.key, timestamp_ms=BLOCK_MS0)
+        if genesis is None:
+            genesis = genesis_block(self.config, admin_cert_der=admin.cert, admin_key=admin.key, timestamp_ms=BLOCK_MS0)
+        self.genesis = genesis
         self.committer.commit(genesis)
 
     def close(self) -> None:

@@ -288,7 +288,8 @@ def test_only_the_owner_organisation_may_change_an_asset(
     resp, rw = run(state, c, "create", "lamp-7", "council", pki=pki)
     state.set("assets", "asset/lamp-7", rw.writes[0].value or b"", (1, 0))
     caller = pki[who].caller
-    resp, rw, _ = simulate(c, proposal("assets", fn, "lamp-7", *args), state, caller, BLOCK_MS)
+    sim = simulate(c, proposal("assets", fn, "lamp-7", *args), state, caller, BLOCK_MS)
+    resp, rw = sim.response, sim.rwset
     assert resp.status == 403, resp
     assert f"{who} may not {fn} asset 'lamp-7'" in resp.message and "'council'" in resp.message
     assert rw.writes == ()  # an error response carries no writes: nothing can be ordered

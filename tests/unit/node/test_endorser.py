@@ -112,7 +112,7 @@ def test_config_updates_are_not_endorsed_but_can_be_dry_run(chain: Chain) -> Non
     new = channel_config(chain.pki, 1)
     p, sig = chain.propose("council/admin", "_config", "update", new.to_obj())
     assert reject(chain, p, sig).code is RejectCode.UNAUTHORIZED
-    resp, rw, _extra = chain.endorsers[NODE].evaluate(p, sig)
+    resp, rw, _extra, _private = chain.endorsers[NODE].evaluate(p, sig)
     assert resp.status == 200 and rw.reads == (KVRead("channel", (0, 0)),)
     stale = channel_config(chain.pki, 5)
     p, sig = chain.propose("council/admin", "_config", "update", stale.to_obj())

@@ -190,3 +190,29 @@ def test_inspect_many_returns_columns_with_refusals_in_place(make_tx: TxFactory)
             assert (ids[i], leaves[i]) == info[:2]
     # A plain tuple: the garbage collector stops tracking it (a tuple subclass would stay tracked).
     assert type(inspect_tx(good[0], CHANNEL, MAX)) is tuple
+
+
+def _tx_with_collections(colls: Any) -> bytes:
+    obj = [[[CHANNEL, b"c", b"n", 1], "ct", "fn", []], b"s", [200, "", b"", []], ["ns", [], [], [], colls], []]
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+H = b"\x01" * 32
+
+
+def test_hashed_collections_admitted_as_transaction_decode_does() -> None:
+    good = _tx_with_collections([["pair", [[H, [1, 0]], [H, None]], [[H, H], [H, None]]]])
+    assert inspect_tx(good, CHANNEL, MAX)[TX_ID]
+    assert Transaction.decode(good).rwset.collections[0].collection == "pair"
+    for bad in (
+        [],  # an empty collections field is never encoded
+        [["pair", [[b"short", None]], []]],
+        [["pair", [], [[H, b"short"]]]],
+        [["pair", [[H, [1]]], []]],
+        [[1, [], []]],
+    ):
+        data = _tx_with_collections(bad)
+        with pytest.raises(InvalidTransaction):
+            inspect_tx(data, CHANNEL, MAX)
+        with pytest.raises(EncodingError):
+            Transaction.decode(data)
