@@ -84,6 +84,7 @@ __all__ = [
     "NotLeader",
     "Overloaded",
     "ParseError",
+    "PreparedTx",
     "RpcError",
     "RpcTimeout",
     "ServerError",
@@ -107,6 +108,16 @@ __all__ = [
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 # Default seconds for one HTTP round trip (tx_submitAndWait adds its own wait on top).
 DEFAULT_HTTP_TIMEOUT_S = 60.0
+# Pause between resubmissions of one proposal (and between polls of its status): a few Raft ticks,
+# short beside an election (1-2 s), so a leader change costs little latency without a busy loop.
+RESUBMIT_PAUSE_S = 0.25
+# Seconds one attempt waits for its commit before the proposal is resubmitted: a commit takes about
+# one BatchTimeout (200 ms) with a leader up, an election 1-2 s; a submission a leader took with it
+# when it died is never committed, and only a resubmission brings it to the new leader.
+ATTEMPT_WAIT_S = 5.0
+# Refusal reasons meaning "this transaction id is already ordered or committed" (the endorser's
+# replay check, the orderer's recent-id set).
+DUPLICATE_REASONS = ("duplicate_txid", "DuplicateTransaction", "duplicate")
 
 
 # ---- transport errors (JSON-RPC error objects are in secprivnode.rpc.errors) ---------------------
@@ -247,6 +258,22 @@ def verify_inclusion(proof: Mapping[str, Any], expected_block_hash: bytes | None
     return verify_proof(tx_hash, index, size, path, header.data_hash)
 
 
+def _unconfirmed(tx_id: bytes, timeout_s: float) -> RpcTimeout:
+    return RpcTimeout(
+        RpcTimeout.code,
+        f"transaction {tx_id.hex()} not confirmed within {timeout_s}s; an earlier attempt may still commit",
+        {"tx_id": to_hex(tx_id)},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedTx:
+    """A signed proposal ready to send (``params`` of tx_submit); every resubmission reuses its id."""
+
+    tx_id: bytes
+    params: Mapping[str, Any]
+
+
 @dataclass(frozen=True, slots=True)
 class TxResult:
     tx_id: bytes
@@ -367,11 +394,17 @@ class AsyncClient:
     async def _signed(
         self, contract: str, fn: str, args: Sequence[Any], transient: Mapping[str, bytes] | None
     ) -> dict[str, Any]:
+        return dict((await self.prepare(contract, fn, *args, transient=transient)).params)
+
+    async def prepare(
+        self, contract: str, fn: str, *args: Any, transient: Mapping[str, bytes] | None = None
+    ) -> PreparedTx:
+        """Build and sign a proposal without sending it: its transaction id is known from here on."""
         proposal, signature = build_proposal(self._need_identity(), await self.default_channel(), contract, fn, args)
         params: dict[str, Any] = {"proposal": proposal_to_hex(proposal), "signature": to_hex(signature)}
         if transient:
             params["transient"] = {k: to_hex(v) for k, v in transient.items()}
-        return params
+        return PreparedTx(proposal.tx_id, params)
 
     async def invoke(
         self,
@@ -383,12 +416,72 @@ class AsyncClient:
         timeout_s: float = 30.0,
     ) -> TxResult:
         """Submit a transaction; with ``wait`` return once it is committed (code and block number)."""
-        params = await self._signed(contract, fn, args, transient)
+        prepared = await self.prepare(contract, fn, *args, transient=transient)
+        return await self.submit(prepared, wait=wait, timeout_s=timeout_s)
+
+    async def submit(self, prepared: PreparedTx, *, wait: bool = True, timeout_s: float = 30.0) -> TxResult:
+        """Send a prepared proposal; with ``wait`` return once it is committed (code and block number).
+
+        A refusal for want of a leader (NotLeader, Overloaded) or an unanswered request (a lost
+        connection, no commit within :data:`ATTEMPT_WAIT_S`) is resubmitted with the SAME proposal,
+        hence the same transaction id, until ``timeout_s`` has passed: the id can be VALID only
+        once, so a resubmission can never commit twice.
+
+        Once an attempt went unanswered (or was refused by an overloaded or unreachable leader,
+        which may have taken it after all), no later answer is definite on its own: a later
+        refusal (a duplicate id, or a contract that now fails on state the first attempt
+        changed) sends the client to wait for the transaction's commit, and if none is seen by
+        the timeout it raises :class:`RpcTimeout` ("it may still commit"), never the refusal.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        ambiguous = False  # an earlier attempt may have been ordered
+        attempt = 0
+        while True:
+            remaining = max(deadline - loop.time(), 0.0)
+            try:
+                return await self._submit_once(prepared, wait, min(remaining, ATTEMPT_WAIT_S))
+            except (NotLeader, Overloaded, RpcTimeout, TransportError) as exc:
+                if isinstance(exc, SubscriptionClosed):
+                    raise
+                ambiguous = ambiguous or not isinstance(exc, NotLeader)
+                if loop.time() + RESUBMIT_PAUSE_S >= deadline:
+                    if ambiguous and not isinstance(exc, RpcTimeout):
+                        raise _unconfirmed(prepared.tx_id, timeout_s) from exc
+                    raise
+            except RpcError as exc:
+                reason = exc.data.get("reason") if isinstance(exc.data, dict) else None
+                if ambiguous or (attempt > 0 and reason in DUPLICATE_REASONS):
+                    return await self._await_commit(prepared.tx_id, deadline, exc)
+                raise
+            attempt += 1
+            await asyncio.sleep(RESUBMIT_PAUSE_S)
+
+    async def _submit_once(self, prepared: PreparedTx, wait: bool, timeout_s: float) -> TxResult:
+        params = dict(prepared.params)
         if not wait:
             return TxResult(from_hex(await self.call("tx_submit", params), "tx_id"))
         params["timeout_s"] = timeout_s
         r = await self.call("tx_submitAndWait", params, timeout_s=timeout_s + self._timeout_s)
         return TxResult(from_hex(r["tx_id"], "tx_id"), r.get("block_number"), r.get("code"), _response(r["response"]))
+
+    async def _await_commit(self, tx_id: bytes, deadline: float, refusal: RpcError) -> TxResult:
+        """Poll ``tx_status`` until ``tx_id`` is committed; raise ``refusal``'s timeout if it is not in time."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                st = await self.tx_status(tx_id)
+                if st.get("status") == "committed":
+                    return TxResult(tx_id, st.get("block"), st.get("code"))
+            except (RpcError, TransportError):
+                pass  # the node is busy or restarting: ask again
+            if loop.time() + RESUBMIT_PAUSE_S >= deadline:
+                raise RpcTimeout(
+                    RpcTimeout.code,
+                    f"transaction {tx_id.hex()} was ordered by an earlier attempt but not seen committed in time",
+                    {"tx_id": to_hex(tx_id)},
+                ) from refusal
+            await asyncio.sleep(RESUBMIT_PAUSE_S)
 
     async def query(
         self, contract: str, fn: str, *args: Any, transient: Mapping[str, bytes] | None = None
@@ -619,6 +712,12 @@ class Client:
         timeout_s: float = 30.0,
     ) -> TxResult:
         return self._run(self._async.invoke(contract, fn, *args, transient=transient, wait=wait, timeout_s=timeout_s))
+
+    def prepare(self, contract: str, fn: str, *args: Any, transient: Mapping[str, bytes] | None = None) -> PreparedTx:
+        return self._run(self._async.prepare(contract, fn, *args, transient=transient))
+
+    def submit(self, prepared: PreparedTx, *, wait: bool = True, timeout_s: float = 30.0) -> TxResult:
+        return self._run(self._async.submit(prepared, wait=wait, timeout_s=timeout_s))
 
     def query(self, contract: str, fn: str, *args: Any, transient: Mapping[str, bytes] | None = None) -> dict[str, Any]:
         return self._run(self._async.query(contract, fn, *args, transient=transient))

@@ -71,9 +71,26 @@ SUBMIT_TIMEOUT_S = 10.0
 # room for endorsement and state-transfer requests on the same link. Beyond it submissions queue
 # here (bounded by the RPC server's own request limits) instead of failing.
 FORWARD_CONCURRENCY_MAX = MAX_INFLIGHT_REQUESTS_PER_PEER * 3 // 4
+# How long a submission is held while ordering has no reachable leader: a Raft election takes one
+# to two election timeouts (1-2 s with the default 100 ms ticks) plus a pre-vote round; 5 s covers
+# it on a loaded machine and stays well inside a client's wait (30 s by default).
+ELECTION_HOLD_S = 5.0
+# Pause between attempts while holding: a few Raft ticks, so the retries do not spin.
+LEADER_POLL_S = 0.2
+# Refusal kinds meaning "this id is already pending or ordered" (the local orderer's exception
+# name, or the remote orderer's refusal kind).
+_DUPLICATE_KINDS = ("DuplicateTransaction", "duplicate")
 # Endorser plans remembered per (channel, config sequence, contract, reachable peers). A channel
 # has tens of contracts and the reachable set changes rarely; when full the cache starts over.
 PLAN_CACHE_MAX = 256
+
+
+class _NoLeaderNow(Exception):
+    """Ordering refused only for want of a reachable leader; ``error`` is what the client gets if it lasts."""
+
+    def __init__(self, error: ServiceError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 def rejection_to_error(exc: ProposalRejected) -> ServiceError:
@@ -261,6 +278,31 @@ class Gateway:
 
     # ------------------------------------------------------------------ ordering
     async def order(self, ch: ChannelRuntime, tx_bytes: bytes) -> None:
+        """Hand the transaction to ordering, holding it through a leader election.
+
+        A refusal that only means "no leader right now" (no leader known, the leader unreachable,
+        a proposal dropped by a leader that lost its term) is retried with the same bytes until
+        :data:`ELECTION_HOLD_S` has passed, so that a leader change costs the client latency and not
+        a failure. A retry refused as a duplicate means an earlier attempt was admitted after all.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ELECTION_HOLD_S
+        retried = False
+        while True:
+            try:
+                await self._order_once(ch, tx_bytes)
+                return
+            except _NoLeaderNow as exc:
+                if loop.time() >= deadline:
+                    raise exc.error from exc
+            except TxRejected as exc:
+                if retried and isinstance(exc.data, dict) and exc.data.get("reason") in _DUPLICATE_KINDS:
+                    return
+                raise
+            retried = True
+            await asyncio.sleep(LEADER_POLL_S)
+
+    async def _order_once(self, ch: ChannelRuntime, tx_bytes: bytes) -> None:
         try:
             if ch.orderer is not None and ch.leader() in (None, self._name):
                 await ch.orderer.submit(tx_bytes)
@@ -275,7 +317,7 @@ class Gateway:
         except P2PError as exc:
             # The link to the leader failed or the leader was busy: the transaction was not
             # admitted, and the client may retry. Not the node's bug, so not an internal error.
-            raise Overloaded(f"could not forward the transaction to the ordering leader: {exc}") from exc
+            raise _NoLeaderNow(Overloaded(f"could not forward the transaction to the ordering leader: {exc}")) from exc
         except NotLeader as exc:
             hint = exc.leader_hint
             msg = (
@@ -283,9 +325,9 @@ class Gateway:
                 if hint
                 else "no Raft leader is known yet (an election is under way); retry"
             )
-            raise NotLeaderError(msg, {"leader": hint}) from exc
+            raise _NoLeaderNow(NotLeaderError(msg, {"leader": hint})) from exc
         except ProposalDropped as exc:
-            raise Overloaded(f"ordering dropped the transaction: {exc}") from exc
+            raise _NoLeaderNow(Overloaded(f"ordering dropped the transaction: {exc}")) from exc
         except OrdererError as exc:
             raise _orderer_error(type(exc).__name__, str(exc)) from exc
 
@@ -310,7 +352,7 @@ class Gateway:
                 raise _orderer_error(exc.kind, exc.message) from exc
             except P2PError as exc:
                 last = exc
-        raise Overloaded(f"no orderer of {ch.name} accepted the transaction: {last}")
+        raise _NoLeaderNow(Overloaded(f"no orderer of {ch.name} accepted the transaction: {last}"))
 
     def require_gateway(self) -> None:
         if not self._is_gateway:

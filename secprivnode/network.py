@@ -17,6 +17,10 @@ Ports: node ``i`` (0-based, in network.yaml order) listens for P2P on ``base_por
 JSON-RPC on ``base_port + 1000 + i`` and for operations on ``base_port + 2000 + i``. With
 ``rpc_tls`` both of those serve HTTPS/WSS with the node certificate (``network.yaml`` records it, so
 every helper here and the CLI then speak ``https://`` and verify against ``crypto/ca-bundle.pem``).
+With one host
+per node (``init_network(hosts=...)``), every node uses the ports of a real deployment
+(:data:`HOST_P2P_PORT`, :data:`HOST_RPC_PORT`, :data:`HOST_OPS_PORT`) on its own address, listens
+for P2P on every interface and advertises its host's address, as ``configs/deployment/`` shows.
 
 Everything here runs in the operator's process; the nodes are separate processes started with
 ``python -m secprivnode node run``. This module never imports the node's internals.
@@ -78,6 +82,10 @@ DEFAULT_CHANNEL = "city"
 UP_TIMEOUT_S = 60.0
 # How long `network down` waits after SIGTERM before it sends SIGKILL.
 DOWN_TIMEOUT_S = 20.0
+# Ports of a node that has a host to itself (configs/deployment/council-node1.yaml).
+HOST_P2P_PORT = 7051
+HOST_RPC_PORT = 8545
+HOST_OPS_PORT = 9443
 
 
 class NetworkError(RuntimeError):
@@ -212,10 +220,15 @@ def init_network(
     batch: BatchConfig | None = None,
     now: int | None = None,
     rpc_tls: bool = False,
+    hosts: Sequence[str] | None = None,
+    node_options: dict[str, Any] | None = None,
 ) -> list[NetworkNode]:
     """Create the PKI, the genesis block and one node configuration per node.
 
     With ``rpc_tls`` every node serves JSON-RPC and operations over HTTPS with its node certificate.
+    ``hosts`` gives each node (in order) a host address of its own: the node then listens on the
+    deployment ports of that address instead of ``host:base_port + i``. ``node_options`` are extra
+    top-level sections merged into every node.yaml (``raft``, ``logging``...).
     """
     if (directory / NETWORK_FILE).exists():
         raise NetworkError(f"{directory} already holds a network (remove it or choose another --dir)")
@@ -225,6 +238,8 @@ def init_network(
     directory.mkdir(parents=True, exist_ok=True)
     crypto_dir = directory / "crypto"
     names = default_org_names(orgs)
+    if hosts is not None and len(hosts) != orgs * nodes_per_org:
+        raise NetworkError(f"{len(hosts)} hosts given for {orgs * nodes_per_org} nodes")
     generate_network(crypto_dir, names, nodes_per_org, 2, now=now)
     (directory / CA_BUNDLE).write_text(network_ca_pem(directory))
     bundle = directory / CA_BUNDLE if rpc_tls else None
@@ -233,13 +248,18 @@ def init_network(
     for i, (org, k) in enumerate((o, k) for o in names for k in range(1, nodes_per_org + 1)):
         name = f"{org}-node{k}"
         cfg = directory / "nodes" / name / "node.yaml"
+        if hosts is None:
+            addr, ports = host, (base_port + i, base_port + 1000 + i, base_port + 2000 + i)
+        else:
+            addr, ports = hosts[i], (HOST_P2P_PORT, HOST_RPC_PORT, HOST_OPS_PORT)
+        p2p, rpc, ops = (f"{addr}:{p}" for p in ports)
         nodes.append(
             NetworkNode(
                 name=name,
                 org=org,
-                p2p=f"{host}:{base_port + i}",
-                rpc=f"{host}:{base_port + 1000 + i}",
-                ops=f"{host}:{base_port + 2000 + i}",
+                p2p=p2p,
+                rpc=rpc,
+                ops=ops,
                 config=cfg,
                 roles=("orderer", "endorser", "committer", "gateway"),
                 ca_bundle=bundle,
@@ -252,6 +272,9 @@ def init_network(
         n.dir.mkdir(parents=True, exist_ok=True)
         node_dir = crypto_dir / n.org / "nodes" / n.name
         doc = node_config_doc(n, node_dir, channel, genesis_path, [f"{m.name}@{m.p2p}" for m in nodes if m is not n])
+        if hosts is not None:  # one host per node: listen on every interface, advertise the host
+            doc["p2p"] = {**doc["p2p"], "listen": f"0.0.0.0:{HOST_P2P_PORT}", "advertise": n.p2p}
+        doc.update(node_options or {})
         n.config.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     manifest = {
@@ -351,12 +374,20 @@ def node_healthy(node: NetworkNode, *, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def spawn_node(node: NetworkNode, *, python: str | None = None) -> subprocess.Popen[bytes]:
-    """Start one node process (output appended to its node.log) and record its pid."""
+def spawn_node(node: NetworkNode, *, python: str | None = None, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Start one node process (output appended to its node.log) and record its pid.
+
+    ``prefix`` is a command the node runs under (``ip netns exec NS`` for a node in a network
+    namespace); the recorded pid is then that of the prefix, which execs the node in place.
+    """
     log = open(node.log_file, "ab")  # noqa: SIM115 - handed to the child, closed below
     try:
         proc = subprocess.Popen(
-            [python or sys.executable, "-m", "secprivnode", "node", "run", "--config", str(node.config.resolve())],
+            [
+                *prefix,
+                python or sys.executable,
+                *("-m", "secprivnode", "node", "run", "--config", str(node.config.resolve())),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

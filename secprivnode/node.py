@@ -54,6 +54,7 @@ from storage.blobstore import BlobStore
 from storage.kv import Database
 from storage.model import ChannelConfig
 from storage.privstate import WriteSet
+from storage.writer import set_write_failure_handler
 
 __all__ = ["Node", "NodeStartError", "run_node"]
 
@@ -61,6 +62,9 @@ log = logging.getLogger(__name__)
 
 # How long a graceful shutdown may take before the remaining tasks are cancelled.
 SHUTDOWN_TIMEOUT_S = 20.0
+# Exit code of a node whose database refused a write (EX_IOERR of sysexits.h): the service
+# manager restarts it, and it comes up once the disk has space again.
+EXIT_STORAGE_FAILED = 74
 
 
 class NodeStartError(RuntimeError):
@@ -384,8 +388,25 @@ class Node:
         return await ch.on_submit(peer, tx_bytes)
 
 
+def _stop_on_write_failure(exc: BaseException) -> None:
+    """The database refused a write: log why and exit at once (see storage/writer.py).
+
+    Nothing more is written (not even a graceful shutdown's), so the ledger stays as its last
+    complete write left it; the restart reopens it and catches up from the peers.
+    """
+    log.critical(
+        "storage: the database refused a write (%s); stopping the node now so that nothing more is "
+        "written to it. Free space or repair the disk, then restart the node: it reopens its ledger "
+        "and catches up from its peers",
+        exc,
+    )
+    logging.shutdown()  # flush the log handlers: the exit below skips every cleanup
+    os._exit(EXIT_STORAGE_FAILED)
+
+
 async def run_node(config: NodeConfig) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
+    set_write_failure_handler(_stop_on_write_failure)
     if config.memory.pin_malloc:
         tune_allocator()  # before the ledger and buffers are allocated; see secprivnode/memory.py
     else:

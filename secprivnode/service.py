@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -47,6 +48,10 @@ __all__ = ["LocalNodeService"]
 
 # Most rows a range or history read returns in one call.
 RANGE_LIMIT_MAX = 1000
+# Free space on the data directory's file system below which /healthz fails its "disk" check: a
+# few full blocks (BatchMaxBytes) plus LevelDB's log and a compaction's output, so an operator is
+# warned before a commit is refused (which stops the node: see storage/writer.py).
+DISK_FREE_MIN_BYTES = 64 * 1024 * 1024
 
 
 class LocalNodeService:
@@ -128,6 +133,12 @@ class LocalNodeService:
         peers = len(self._transport.connected_peers())
         expected = max(len(c.view.require_config().nodes) - 1 for c in self._channels.values())
         checks["p2p"] = (peers > 0 or expected == 0, f"{peers} of {expected} peers connected")
+        free = shutil.disk_usage(self._cfg.node.data_dir).free
+        checks["disk"] = (
+            free >= DISK_FREE_MIN_BYTES,
+            f"{free >> 20} MiB free in {self._cfg.node.data_dir}"
+            + ("" if free >= DISK_FREE_MIN_BYTES else f" (below {DISK_FREE_MIN_BYTES >> 20} MiB: commits will fail)"),
+        )
         return checks
 
     # ------------------------------------------------------------------ chain

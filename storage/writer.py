@@ -9,6 +9,13 @@ until the loop next blocked, and nothing would overlap with it. Waiting for the 
 thread switch.
 
 This module never reorders writes: one thread runs them in submission order.
+
+**A refused write stops the writing.** When LevelDB refuses a write (disk full, I/O error), the
+write may have left a partial record in its log; a later write on the same handle appends after
+it, and the next open then fails with "Corruption: checksum mismatch" (found by the disk-full
+fault test). A closed-and-reopened database skips the partial tail. So a refused write goes to the
+process's write-failure handler (:func:`set_write_failure_handler`; the node's logs and exits at
+once, and its restart reopens the database), and without a handler it is re-raised.
 """
 
 from __future__ import annotations
@@ -18,9 +25,20 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["SyncWriter"]
+import plyvel
+
+__all__ = ["SyncWriter", "set_write_failure_handler"]
 
 T = TypeVar("T")
+
+# Called (on the writer thread) with the error of a refused write; it must not return to writing.
+_failure_handler: Callable[[BaseException], None] | None = None
+
+
+def set_write_failure_handler(handler: Callable[[BaseException], None] | None) -> None:
+    """Install what runs when the database refuses a write (the node: log the reason, exit)."""
+    global _failure_handler
+    _failure_handler = handler
 
 
 class SyncWriter:
@@ -34,7 +52,12 @@ class SyncWriter:
 
         def run() -> T:
             started.set()
-            return write()
+            try:
+                return write()
+            except plyvel.Error as exc:
+                if _failure_handler is not None:
+                    _failure_handler(exc)
+                raise
 
         fut = self._pool.submit(run)
         started.wait()

@@ -205,6 +205,7 @@ class TestNode:
         self.process: subprocess.Popen[bytes] | None = None
         self.ssl_context = spec.ssl_context()  # None unless the network serves RPC over TLS
         self.rpc = _RpcProxy(spec.rpc_url, self.ssl_context)
+        self.exec_prefix: list[str] = []  # e.g. ``ip netns exec NS``: the node runs under it
 
     def __repr__(self) -> str:
         return f"<TestNode {self.name}>"
@@ -215,7 +216,7 @@ class TestNode:
 
     def start(self) -> None:
         assert not self.running(), f"{self.name} already running"
-        self.process = spawn_node(self.spec)
+        self.process = spawn_node(self.spec, prefix=self.exec_prefix)
 
     @property
     def pid(self) -> int | None:
