@@ -69,6 +69,7 @@ from p2p.errors import PeerUnavailable, RemoteProtocolError, SendQueueFull, Unex
 from p2p.framing import MAX_FRAME_BYTES, NeedData
 from p2p.handshake import NONCE_BYTES, PeerInfo, make_hello, verify_hello
 from p2p.messages import Goodbye, Message, Ping, Pong
+from p2p.quietlog import RepeatGate
 from p2p.tls import make_context
 
 __all__ = [
@@ -197,6 +198,7 @@ class Transport(DispatchingTransport):
         self._server_ctx: ssl.SSLContext | None = None
         self._client_ctx: ssl.SSLContext | None = None
         self._dispatcher = Dispatcher(self._send_reliable, self._spawn)
+        self._refusals = RepeatGate()  # a refused peer redials every few seconds: warn once
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -382,7 +384,12 @@ class Transport(DispatchingTransport):
         try:
             ident = self._validate_peer_cert(writer)
         except IdentityError as exc:
-            log.warning("%s: refusing connection from %s: %s", self.node_id, peername, exc)
+            held = self._refusals.loud(str(exc), self._clock.now())
+            if held is None:
+                log.debug("%s: refusing connection from %s: %s", self.node_id, peername, exc)
+            else:
+                more = f" ({held} more refused since the last report)" if held else ""
+                log.warning("%s: refusing connection from %s: %s%s", self.node_id, peername, exc, more)
             await self._abort(writer)
             return
         if self.is_banned(ident.name):

@@ -10,6 +10,8 @@ ensure_venv() {
     "$py" -m venv .venv
   fi
   stamp=".venv/.installed-${extra:-base}"
+  # A dev install includes the base one.
+  [ -z "$extra" ] && [ ! -f "$stamp" ] && [ -f .venv/.installed-dev ] && stamp=.venv/.installed-dev
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
     || [ crypto/_sha256native.c -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null

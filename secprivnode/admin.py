@@ -14,7 +14,10 @@ Admitting a node (Fabric's "join a peer to a channel"):
    by state transfer and then serves queries and endorsements.
 
 Removing a node drops it from the channel configuration and, with ``revoke``, revokes its
-certificate and publishes the CRL in the same update, so every node's transport refuses it.
+certificate and publishes the CRL in the same update, so every node's transport refuses it; then
+the node leaves ``network.yaml`` and, when it runs here, its process is stopped. A removed node
+that keeps running (another host) learns of its removal from the block that removes it, reports
+it in ``/healthz`` and refuses transactions.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from secprivnode.network import (
     load_network,
     node_config_doc,
     node_healthy,
+    stop_node,
 )
 from storage.model import ChannelConfig, ChannelNode, CollectionConfig, ContractDefinition, OrgConfig
 
@@ -104,17 +108,20 @@ def admit_node(directory: Path, org: str, *, orderer: bool = False, name: str | 
     ca_dir = directory / "crypto" / org / "ca"
     if not ca_dir.exists():
         raise NetworkError(f"no CA for org {org!r} in {directory / 'crypto'}")
-    taken = {n.name for n in nodes}
+    # A removed node's name and directory stay taken: its certificate is revoked and its
+    # directory holds its old ledger and Raft log.
+    taken = {n.name for n in nodes} | {p.name for p in (directory / "nodes").glob("*")}
     if name is None:
         k = 1
         while f"{org}-node{k}" in taken:
             k += 1
         name = f"{org}-node{k}"
     elif name in taken:
-        raise NetworkError(f"a node named {name!r} already exists")
+        raise NetworkError(f"a node named {name!r} already exists (or existed) in {directory}")
     base = int(nodes[0].p2p.rsplit(":", 1)[1])
     host = nodes[0].p2p.rsplit(":", 1)[0]
-    i = len(nodes)
+    # The next port offset after every node listed (removed nodes leave gaps that are not reused).
+    i = max(int(n.p2p.rsplit(":", 1)[1]) - base for n in nodes) + 1
     new = NetworkNode(
         name=name,
         org=org,
@@ -157,8 +164,12 @@ def _revoke(directory: Path, cfg: ChannelConfig, org: str, cert_path: Path) -> t
     return tuple(OrgConfig(o.name, o.ca_cert, (crl,)) if o.name == org else o for o in cfg.orgs)
 
 
-def remove_node(directory: Path, name: str, *, revoke: bool = True) -> ChannelConfig:
-    """Remove ``name`` from the channel; with ``revoke``, revoke its certificate in the same update."""
+def remove_node(directory: Path, name: str, *, revoke: bool = True, stop: bool = True) -> ChannelConfig:
+    """Remove ``name`` from the channel; with ``revoke``, revoke its certificate in the same update.
+
+    Then take it out of ``network.yaml`` (so `network up`, `status` and `down` no longer know it;
+    its directory under ``nodes/`` stays, with its ledger and log) and, with ``stop``, stop its
+    process if it runs on this machine."""
     _, nodes = load_network(directory)
     seed, cfg = running_config([n for n in nodes if n.name != name])
     target = cfg.node(name)
@@ -170,6 +181,10 @@ def remove_node(directory: Path, name: str, *, revoke: bool = True) -> ChannelCo
     nodes_after = tuple(n for n in cfg.nodes if n.name != name)
     updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, orgs=orgs, nodes=nodes_after)
     _propose(directory, seed, updated)
+    _forget_node(directory, name)
+    local = next((n for n in nodes if n.name == name), None)
+    if stop and local is not None:
+        stop_node(local)
     return updated
 
 
@@ -186,6 +201,12 @@ def revoke_user(directory: Path, org: str, user: str) -> ChannelConfig:
     updated = dataclasses.replace(cfg, sequence=cfg.sequence + 1, orgs=_revoke(directory, cfg, org, cert_path))
     _propose(directory, seed, updated)
     return updated
+
+
+def _forget_node(directory: Path, name: str) -> None:
+    manifest = yaml.safe_load((directory / NETWORK_FILE).read_text())
+    manifest["nodes"] = [d for d in manifest["nodes"] if d["name"] != name]
+    (directory / NETWORK_FILE).write_text(yaml.safe_dump(manifest, sort_keys=False))
 
 
 def define_contract(directory: Path, name: str, version: str, policy: str) -> ChannelConfig:

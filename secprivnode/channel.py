@@ -113,6 +113,7 @@ class ChannelRuntime:
             verifier=verifier,
             rng=rng,
             clock=clock,
+            metrics=metrics,
             deliver=lambda number, data, block_hash: self.commits.offer_block(number, data, block_hash, publish=True),
         )
         self.events = CommitEvents(name, ledger)
@@ -127,7 +128,14 @@ class ChannelRuntime:
             on_halt=self._on_halt,
         )
         self.gossip_store = GossipStore(self.commits)
-        self._peers = PeerReconciler(name, identity.name, transport)
+        self._peers = PeerReconciler(
+            name,
+            identity,
+            transport,
+            ledger,
+            lambda: clock.now_ms() // 1000,
+            self._spawn,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._publish: Callable[[str, int, bytes], None] | None = None
 
@@ -154,7 +162,7 @@ class ChannelRuntime:
         if publish and self._publish is not None:
             self._publish(self.name, result.number, data)
         if result.config is not None:
-            self._peers.apply(result.config, initial=False)
+            self._peers.apply(result.config, initial=False, block=(result.number, data))
             self._spawn(self._start_ordering(), "orderer-start")
 
     async def _start_ordering(self) -> None:
@@ -169,6 +177,11 @@ class ChannelRuntime:
     def halted(self) -> str | None:
         """Why the channel stopped committing for good; None while it commits."""
         return self.commits.halted
+
+    @property
+    def excluded(self) -> str | None:
+        """Why this node is no longer a member of the channel (removed or revoked), or None."""
+        return self._peers.excluded
 
     def require_healthy(self) -> None:
         """Raise :class:`ChannelHalted` if the channel's commit loop has halted."""

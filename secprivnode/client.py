@@ -524,6 +524,10 @@ class AsyncClient:
     async def height(self) -> int:
         return int(await self.call("chain_height", self._ch({})))
 
+    async def contracts(self) -> list[dict[str, Any]]:
+        """The channel's contract definitions with the functions the node has installed."""
+        return list(await self.call("contract_list", self._ch({})))
+
     async def get_block(self, number: int) -> dict[str, Any]:
         return dict(await self.call("chain_getBlockByNumber", self._ch({"number": number})))
 
@@ -734,6 +738,9 @@ class Client:
 
     def height(self) -> int:
         return self._run(self._async.height())
+
+    def contracts(self) -> list[dict[str, Any]]:
+        return self._run(self._async.contracts())
 
     def get_block(self, number: int) -> dict[str, Any]:
         return self._run(self._async.get_block(number))

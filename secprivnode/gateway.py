@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -41,6 +42,7 @@ from secprivnode.api import (
 from secprivnode.contracts.config_contract import contract_policy
 from secprivnode.contracts.policy import PolicyUnsatisfiable, plan
 from secprivnode.contracts.runtime import Simulated
+from secprivnode.metrics import NodeMetrics
 from secprivnode.pipeline.commit_loop import ChannelHalted
 from secprivnode.pipeline.endorser import EndorsementResult
 from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
@@ -120,6 +122,11 @@ class GatewayChannel(Protocol):
 
     def require_healthy(self) -> None: ...
 
+    @property
+    def excluded(self) -> str | None:
+        """Why this node is no longer a member of the channel (removed or revoked), or None."""
+        ...
+
     def wait_for(self, tx_id: bytes) -> asyncio.Future[TxOutcome]: ...
 
     def forget_waiter(self, tx_id: bytes, fut: asyncio.Future[TxOutcome]) -> None: ...
@@ -161,6 +168,7 @@ class Gateway:
         *,
         gateway: bool = True,
         endorser: bool = True,
+        metrics: NodeMetrics | None = None,
         disseminate: Disseminate | None = None,
     ) -> None:
         self._name = node_name
@@ -171,6 +179,7 @@ class Gateway:
         self._plans: dict[tuple[str, int, str, frozenset[str]], tuple[str, ...]] = {}
         self._is_gateway = gateway  # accepts client submissions
         self._is_endorser = endorser  # runs contracts for proposals
+        self._metrics = metrics
         self._disseminate = disseminate  # private write sets to member nodes (secprivnode.privnet)
 
     def channel(self, name: str) -> GatewayChannel:
@@ -238,13 +247,14 @@ class Gateway:
             channel, prop_obj, sig, transient = payload
             ch = self.channel(channel)
             ch.require_healthy()
+            self.require_member(ch)
             proposal = Proposal.from_obj(prop_obj)
             if not isinstance(sig, bytes) or not isinstance(transient, dict):
                 raise MalformedError("bad signature or transient map")
             if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in transient.items()):
                 raise MalformedError("transient map must map strings to bytes")
             proposal = Proposal(proposal.header, proposal.contract, proposal.function, proposal.args, transient)
-            res = ch.endorser.endorse(proposal, sig)
+            res = self._timed_endorse(ch, proposal, sig)
             await self._private(ch, res)
         except ProposalRejected as exc:
             return wire.err(wire.reject_code(exc.code), exc.message)
@@ -299,9 +309,17 @@ class Gateway:
         ends = tuple(r.endorsement for r in results)
         return Transaction(stored, sig, first.response, first.rwset, ends, first.extra_rwsets)
 
+    def _timed_endorse(self, ch: GatewayChannel, proposal: Proposal, sig: bytes) -> EndorsementResult:
+        """Endorse with this node's endorser, timing successful endorsements."""
+        t0 = time.perf_counter()
+        res = ch.endorser.endorse(proposal, sig)
+        if self._metrics is not None:
+            self._metrics.endorse_latency.labels(channel=ch.name).observe(time.perf_counter() - t0)
+        return res
+
     async def _endorse_local(self, ch: GatewayChannel, proposal: Proposal, sig: bytes) -> EndorsementResult:
         try:
-            res = ch.endorser.endorse(proposal, sig)
+            res = self._timed_endorse(ch, proposal, sig)
         except ProposalRejected as exc:
             raise rejection_to_error(exc) from exc
         await self._private(ch, res)
@@ -403,15 +421,26 @@ class Gateway:
         if not self._is_gateway:
             raise Unauthorized(f"{self._name} does not have the gateway role: submit through a gateway node")
 
+    @staticmethod
+    def require_member(ch: GatewayChannel) -> None:
+        """Refuse writes on a channel this node was removed from (or whose CRL revokes it)."""
+        if ch.excluded is not None:
+            raise TxRejected(
+                f"this node no longer serves writes on channel {ch.name}: {ch.excluded}",
+                {"reason": "node_not_member", "detail": ch.excluded},
+            )
+
     async def submit(self, proposal: Proposal, sig: bytes, *, wait: bool, timeout_s: float) -> SubmitResult:
         self.require_gateway()
         ch = self.channel(proposal.header.channel)
         ch.require_healthy()
+        self.require_member(ch)
         tx = await self.endorse(proposal, sig)
         tx_bytes = tx.encode()
         tx_id = tx.tx_id
         fut = ch.wait_for(tx_id) if wait else None
         try:
+            t0 = time.perf_counter()
             await self.order(ch, tx_bytes)
             if fut is None:
                 return SubmitResult(tx_id, response=_response_json(tx.response))
@@ -419,9 +448,11 @@ class Gateway:
                 outcome = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
             except TimeoutError as exc:
                 raise TimeoutError_(
-                    f"transaction {tx_id.hex()} not committed within {timeout_s}s (it may still commit)",
+                    f"transaction 0x{tx_id.hex()} not committed within {timeout_s}s (it may still commit)",
                     {"tx_id": "0x" + tx_id.hex()},
                 ) from exc
+            if self._metrics is not None:
+                self._metrics.order_latency.labels(channel=ch.name).observe(time.perf_counter() - t0)
             return SubmitResult(tx_id, outcome.block_number, outcome.code, _response_json(tx.response))
         finally:
             if fut is not None:

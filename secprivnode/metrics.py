@@ -8,7 +8,9 @@ Label values are kept to small, known sets (channel names, validation-code names
 RPC method names from the method table) so a hostile client can never grow the series count: an
 unknown RPC method is counted under ``method="unknown"``.
 
-This module only defines instruments; it never reads node state on its own.
+This module only defines instruments; it never reads node state on its own. Every instrument is
+fed: events by the components that see them, live values (Raft term and role, connected peers) at
+scrape time by :mod:`secprivnode.metrics_feed`.
 """
 
 from __future__ import annotations
@@ -43,14 +45,15 @@ class NodeMetrics:
         # Pipeline latencies
         self.endorse_latency = Histogram(
             "secprivnode_endorse_latency_seconds",
-            "Time to simulate and endorse one proposal.",
+            "Time for this node to check, simulate and sign one proposal (successful endorsements).",
             ["channel"],
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
         self.order_latency = Histogram(
             "secprivnode_order_latency_seconds",
-            "Time from submitting an endorsed transaction to ordering until its block is cut and committed by Raft.",
+            "Time from handing an endorsed transaction to ordering until its block is committed on this gateway "
+            "node (Raft ordering, block cut, validation and commit; submissions that wait for the commit).",
             ["channel"],
             buckets=LATENCY_BUCKETS_S,
             registry=r,

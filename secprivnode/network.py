@@ -374,9 +374,7 @@ def node_healthy(node: NetworkNode, *, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def spawn_node(
-    node: NetworkNode, *, python: str | None = None, prefix: Sequence[str] = ()
-) -> subprocess.Popen[bytes]:
+def spawn_node(node: NetworkNode, *, python: str | None = None, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """Start one node process (output appended to its node.log) and record its pid.
 
     ``prefix`` is a command the node runs under (``ip netns exec NS`` for a node in a network

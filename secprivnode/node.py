@@ -45,6 +45,7 @@ from secprivnode.gateway import Gateway
 from secprivnode.genesis import read_genesis
 from secprivnode.memory import tune_allocator
 from secprivnode.metrics import NodeMetrics
+from secprivnode.metrics_feed import feed_channel, feed_node
 from secprivnode.ops import create_ops_app
 from secprivnode.privnet import GossipPrivateStore, PrivateNet
 from secprivnode.rpc.blobs import add_blob_routes
@@ -229,6 +230,9 @@ class Node:
                 rng=rng,
                 clock=self.clock,
             )
+        feed_node(self.metrics, transport.connected_peers)
+        for name, ch in self.channels.items():
+            feed_channel(self.metrics, name, ch.raft_status)
         self.gateway = Gateway(
             ident.name,
             ident.org,
@@ -236,6 +240,7 @@ class Node:
             transport,
             gateway=cfg.has_role("gateway"),
             endorser=cfg.has_role("endorser"),
+            metrics=self.metrics,
             disseminate=self._disseminate,
         )
         transport.register_app_handler(wire.RAFT, self._on_raft)

@@ -34,9 +34,10 @@ from secprivnode.api import (
 from secprivnode.clock import NodeClock, SystemClock
 from secprivnode.config import NodeConfig
 from secprivnode.contracts.config_contract import ConfigError, check_config, decode_config
-from secprivnode.contracts.lifecycle import LifecycleError, definition_key, vet_update
+from secprivnode.contracts.lifecycle import ContractLoadError, LifecycleError, definition_key, vet_update
 from secprivnode.gateway import ConfigSource, Gateway, GatewayChannel
 from secprivnode.genesis import config_transaction
+from secprivnode.pipeline.endorser import Endorser
 from secprivnode.read_guard import ReadDenied, ReadGuard, ReadRefused, ReplayCacheFull
 from secprivnode.signed_read import SignedRead
 from storage.errors import CorruptionError, NotFound
@@ -69,6 +70,9 @@ class ServiceChannel(GatewayChannel, Protocol):
 
     @property
     def halted(self) -> str | None: ...
+
+    @property
+    def endorser(self) -> Endorser: ...
 
     def raft_status(self) -> dict[str, Any]: ...
 
@@ -150,6 +154,7 @@ class LocalNodeService:
         for name, ch in self._channels.items():
             halted = ch.halted
             checks[f"ledger:{name}"] = (halted is None, halted or f"height {ch.ledger.height}")
+            checks[f"membership:{name}"] = (ch.excluded is None, ch.excluded or "a member of the channel")
             if ch.orderer is not None:
                 st = ch.raft_status()
                 leader = st["leader"]
@@ -281,9 +286,10 @@ class LocalNodeService:
         return {"tx_id": tx_id, "status": "pending" if ch.is_awaited(tx_id) else "unknown"}
 
     async def contract_list(self, channel: str | None) -> list[dict[str, Any]]:
+        """The channel's contract definitions, with what this node has installed of each."""
         ch = self._ch(channel)
         cfg = ch.view.require_config()
-        return [self._definition(ch, c) for c in cfg.contracts]
+        return [self._definition(ch, c) | self._installed(ch, cfg, c.name) for c in cfg.contracts]
 
     @staticmethod
     def _definition(ch: ServiceChannel, d: ContractDefinition) -> dict[str, Any]:
@@ -304,6 +310,20 @@ class LocalNodeService:
             "approvals": approvals,
         }
 
+    @staticmethod
+    def _installed(ch: ServiceChannel, cfg: ChannelConfig, name: str) -> dict[str, Any]:
+        """What this node runs for contract ``name``: its version (``None`` when it has none, or
+        its package cannot be loaded) and its functions."""
+        try:
+            contract = ch.endorser.lifecycle.resolve(name, cfg)
+        except ContractLoadError:
+            contract = None
+        if contract is None:
+            return {"installed": None, "functions": []}
+        definition = cfg.contract(name)
+        version = contract.version or (definition.version if definition is not None else "")
+        return {"installed": version, "functions": [f.describe() for f in contract.functions.values()]}
+
     async def config_get(self, channel: str | None) -> dict[str, Any]:
         ch = self._ch(channel)
         cfg = ch.view.require_config()
@@ -320,6 +340,7 @@ class LocalNodeService:
         the code of the contract ``packages`` its definitions commit."""
         self._gateway.require_gateway()
         ch = self._ch(channel)
+        self._gateway.require_member(ch)
         current = ch.view.require_config()
         try:
             new = decode_config(config_obj)

@@ -13,7 +13,7 @@ This module must never import anything but the standard library.
 
 from __future__ import annotations
 
-__all__ = ["BlobTooLarge", "ChainError", "CorruptionError", "NotFound", "StorageError"]
+__all__ = ["BlobTooLarge", "ChainError", "CorruptionError", "DatabaseLocked", "NotFound", "StorageError"]
 
 
 class StorageError(Exception):
@@ -26,6 +26,10 @@ class StorageError(Exception):
 
 class CorruptionError(StorageError):
     """Stored data failed a check; it is not served."""
+
+
+class DatabaseLocked(StorageError):
+    """Another process (a running node) holds the database's lock: LevelDB allows one at a time."""
 
 
 class NotFound(StorageError, KeyError):

@@ -18,7 +18,7 @@ from typing import Any
 
 import plyvel
 
-from storage.errors import CorruptionError, StorageError
+from storage.errors import CorruptionError, DatabaseLocked, StorageError
 
 __all__ = [
     "BLOCK_CACHE_BYTES",
@@ -120,6 +120,9 @@ class Database:
         except plyvel.CorruptionError as exc:
             raise CorruptionError(f"LevelDB at {self.path} is corrupt: {exc}") from exc
         except (plyvel.Error, OSError) as exc:
+            # LevelDB reports a held lock only in its message ("IO error: lock .../LOCK: ...").
+            if "/LOCK" in str(exc) or "lock " in str(exc).lower():
+                raise DatabaseLocked(f"LevelDB at {self.path} is in use by another process (its LOCK is held)") from exc
             raise StorageError(f"cannot open LevelDB at {self.path}: {exc}") from exc
         self._check_format(create)
 

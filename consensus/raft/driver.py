@@ -21,7 +21,8 @@ The application contract (the ordering service builds on it):
   the driver itself. Across restarts, pass ``RaftConfig.applied`` to skip what was applied.
 * ``request_snapshot(index, data)``: the application's state at applied ``index``; the driver
   stores it and compacts the log after the current Ready.
-* ``leader`` / ``status()`` tell who leads; ``stop(transfer=True)`` hands leadership over first.
+* ``leader`` / ``status()`` tell who leads (``on_leader(leader)`` is told each change); ``stop(transfer=True)``
+  hands leadership over first.
 
 Durable writes off the event loop: when the storage offers ``prepare_save`` (LevelDB does), the
 Ready is encoded on the loop, the fsync'd write runs on the driver's one writer thread (a
@@ -137,6 +138,7 @@ class RaftDriver:
         snapshot_keep_entries: int = SNAPSHOT_KEEP_ENTRIES,
         on_violation: Callable[[str, ProtocolViolation], None] | None = None,
         persist_off_loop: bool = True,
+        on_leader: Callable[[str | None], None] | None = None,
     ) -> None:
         """``persist_off_loop``: run the storage's fsync'd writes on a writer thread when the
         storage offers ``prepare_save`` (see the module docstring); False keeps them inline."""
@@ -162,6 +164,7 @@ class RaftDriver:
         self._running = False
         self._transfer_wait: tuple[int, asyncio.Future[None]] | None = None
         self._on_violation = on_violation
+        self._on_leader = on_leader  # told each time the known leader changes (None: unknown)
         self.dropped_messages = 0
         self.protocol_violations = 0
         self.leader: str | None = None
@@ -314,7 +317,10 @@ class RaftDriver:
             persist(self.storage, rd)
         self._resolve_persisted()
         if rd.soft_state is not None:
+            changed = rd.soft_state.leader != self.leader
             self.leader, self.role = rd.soft_state.leader, rd.soft_state.role
+            if changed and self._on_leader is not None:
+                self._on_leader(self.leader)
         # 2. Only now can the messages be read at all (Ready.messages enforces it).
         if rd.messages:
             res = self._send(list(rd.messages))

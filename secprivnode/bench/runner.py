@@ -302,8 +302,9 @@ def _worker_configs(
         else [opts.txs // workers + (i < opts.txs % workers) for i in range(workers)]
     )
     configs = []
+    identities = _senders(target, spec)
     for i in range(workers):
-        cert, key = target.identities[i % len(target.identities)]
+        cert, key = identities[i % len(identities)]
         kw: dict[str, Any] = {
             "index": i,
             "url": target.urls[i % len(target.urls)],
@@ -325,9 +326,24 @@ def _worker_configs(
     return configs
 
 
+def _org(cert_pem: bytes) -> str:
+    from crypto.msp import Identity
+
+    return Identity.from_cert(cert_pem).org
+
+
+def _senders(target: Target, spec: WorkloadSpec) -> tuple[tuple[bytes, bytes], ...]:
+    """The identities a round sends as: all of them, or for rounds that update assets only those
+    of the organisation that owns the assets (the first identity's; see ``run_setup``)."""
+    if not spec.updates_assets:
+        return target.identities
+    owner = _org(target.identities[0][0])
+    return tuple(i for i in target.identities if _org(i[0]) == owner)
+
+
 def run_setup(target: Target, spec: WorkloadSpec, opts: BenchOptions, progress: Progress | None) -> RoundOutcome:
-    """Create the rmw/query key space (one worker, closed loop)."""
-    ops = tuple(setup_ops(spec))
+    """Create the rmw/query key space (one worker, closed loop), owned by the first identity's org."""
+    ops = tuple(setup_ops(spec, _org(target.identities[0][0])))
     cfg = _worker_configs(
         target, spec, FixedOutstanding(SETUP_OUTSTANDING), opts, 1, ops=ops, duration_s=None, txs=None
     )

@@ -6,7 +6,10 @@ All of them use the sample ``assets`` contract (:mod:`secprivnode.contracts.asse
   value of ``value_bytes`` (200 by default). No reads, so MVCC never refuses them.
 * ``rmw`` — read-modify-write, ``update(asset, value)`` over ``keys`` assets created before the
   round. Two updates of the same asset in one block (or one endorsed before the other
-  committed) conflict, so ``keys`` sets the contention: fewer keys, more MVCC conflicts.
+  committed) conflict, so ``keys`` sets the contention: fewer keys, more MVCC conflicts. The
+  contract lets only the owner organisation update an asset, so the assets are created owned by
+  the organisation of the run's first client identity, and rounds with rmw operations send
+  through that organisation's identities only (``secprivnode.bench.runner``).
 * ``query`` — ``read(asset)`` evaluated by ``tx_query``; nothing is ordered.
 * ``mix`` — each operation drawn from the three by weight (50/25/25 by default).
 
@@ -30,6 +33,7 @@ __all__ = [
     "Workload",
     "WorkloadSpec",
     "asset_id",
+    "setup_ops",
 ]
 
 WORKLOADS = ("write", "rmw", "query", "mix")
@@ -69,9 +73,17 @@ class WorkloadSpec:
     @property
     def needs_assets(self) -> bool:
         """Whether the round reads assets that must exist first."""
+        return self._uses("rmw", "query")
+
+    @property
+    def updates_assets(self) -> bool:
+        """Whether the round updates assets (and so must send as identities of their owner)."""
+        return self._uses("rmw")
+
+    def _uses(self, *kinds: str) -> bool:
         if self.name == "mix":
-            return any(k in ("rmw", "query") and w > 0 for k, w in self.mix)
-        return self.name in ("rmw", "query")
+            return any(k in kinds and w > 0 for k, w in self.mix)
+        return self.name in kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +103,10 @@ def asset_id(prefix: str, i: int) -> str:
     return f"{prefix}-a{i}"
 
 
-def setup_ops(spec: WorkloadSpec) -> Iterator[Op]:
-    """The transactions that create the rmw/query key space (one asset per key)."""
+def setup_ops(spec: WorkloadSpec, owner: str) -> Iterator[Op]:
+    """The transactions that create the rmw/query key space (one asset per key, owned by ``owner``)."""
     for i in range(spec.keys):
-        yield Op("setup", CONTRACT, "create", (asset_id(spec.prefix, i), "bench", b""))
+        yield Op("setup", CONTRACT, "create", (asset_id(spec.prefix, i), owner, b""))
 
 
 class Workload:

@@ -88,8 +88,18 @@ def register(cli: click.Group) -> None:
         help="A running local network's directory.",
     )
     @click.option("--url", "urls", multiple=True, help="JSON-RPC URL of a node (repeat for several).")
-    @click.option("--cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
-    @click.option("--key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
+    @click.option(
+        "--cert",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="Client certificate (PEM) for --url targets; with --key.",
+    )
+    @click.option(
+        "--key",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="Private key (PEM) of --cert.",
+    )
     @click.option("--channel", default=None, help="Channel (default: the network's).")
     @click.option(
         "--nodes",
@@ -111,7 +121,13 @@ def register(cli: click.Group) -> None:
         show_default=True,
         help="rmw/query key space: fewer keys, more MVCC conflicts.",
     )
-    @click.option("--value-bytes", type=click.IntRange(0, 32 * 1024), default=200, show_default=True)
+    @click.option(
+        "--value-bytes",
+        type=click.IntRange(0, 32 * 1024),
+        default=200,
+        show_default=True,
+        help="Size of each written value (write and rmw operations).",
+    )
     @click.option("--tps", type=click.FloatRange(min=0, min_open=True), default=None, help="Fixed offered rate.")
     @click.option(
         "--outstanding",
@@ -149,14 +165,20 @@ def register(cli: click.Group) -> None:
         show_default=True,
         help="Seconds to wait for outstanding commits after sending stops.",
     )
-    @click.option("--seed", type=int, default=1, show_default=True)
+    @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the workers' key and value choices.")
     @click.option(
         "--endorsers",
         type=click.IntRange(1, 64),
         default=None,
         help="Endorsements per transaction for the crypto ceiling (default: counted on a committed tx).",
     )
-    @click.option("--ceiling-seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True)
+    @click.option(
+        "--ceiling-seconds",
+        type=click.FloatRange(min=0.1),
+        default=1.0,
+        show_default=True,
+        help="Seconds spent timing each of ECDSA verify and sign on one core, for the crypto ceiling.",
+    )
     @click.option(
         "--rpc-seconds",
         type=click.FloatRange(min=0),
@@ -164,8 +186,20 @@ def register(cli: click.Group) -> None:
         show_default=True,
         help="Seconds per server of the RPC read comparison (0: skip).",
     )
-    @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
-    @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+    @click.option(
+        "--json",
+        "json_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Also write the full report as JSON to this file.",
+    )
+    @click.option(
+        "--html",
+        "html_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Also write the report as a self-contained HTML page to this file.",
+    )
     def bench(
         directory: Path | None,
         urls: tuple[str, ...],

@@ -129,8 +129,16 @@ def register(cli: click.Group) -> None:
     @blob_group.command("headers")
     @_with_target
     @collection_option
-    @click.option("--method", type=click.Choice(["PUT", "GET"]), required=True)
-    @click.option("--file", "file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)
+    @click.option(
+        "--method", type=click.Choice(["PUT", "GET"]), required=True, help="The HTTP request to sign headers for."
+    )
+    @click.option(
+        "--file",
+        "file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="For PUT: the blob to upload.",
+    )
     @click.option("--sha256", "sha256", default=None, help="For GET: the blob's SHA-256.")
     def headers(target: _Target, collection: str, method: str, file: Path | None, sha256: str | None) -> None:
         """Print curl -H options for one signed request (PUT: --file; GET: --sha256)."""

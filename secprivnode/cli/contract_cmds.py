@@ -25,7 +25,13 @@ def register(cli: click.Group) -> None:
     @click.option("--name", required=True, help="Contract name (its state namespace).")
     @click.option("--version", "version", required=True, help="Contract version, e.g. 1.0.")
     @click.option("--policy", required=True, help='Endorsement policy, e.g. "MAJORITY(node)".')
-    @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+    @click.option(
+        "--out",
+        "out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=True,
+        help="The package file to write.",
+    )
     def package(source: Path, name: str, version: str, policy: str, out: Path) -> None:
         """Build a package from a .py file or a directory of .py files (contract.py is the entry).
 

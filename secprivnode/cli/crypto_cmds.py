@@ -81,7 +81,9 @@ def register(cli: click.Group) -> None:
     @click.option("--role", type=click.Choice([r.value for r in Role]), required=True, help="Identity role (OU).")
     @click.option("--host", "hosts", multiple=True, help="subjectAltName DNS entry (repeatable).")
     @click.option("--ip", "ips", multiple=True, help="subjectAltName IP entry (repeatable).")
-    @click.option("--valid-days", type=click.IntRange(1, 3650), default=825, show_default=True)
+    @click.option(
+        "--valid-days", type=click.IntRange(1, 3650), default=825, show_default=True, help="Certificate lifetime."
+    )
     @click.option(
         "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Writes cert.pem, key.pem."
     )
@@ -99,7 +101,13 @@ def register(cli: click.Group) -> None:
 
     @ca_group.command("revoke")
     @click.option("--ca-dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="DIR/<org>/ca")
-    @click.option("--cert", "cert_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+    @click.option(
+        "--cert",
+        "cert_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=True,
+        help="The certificate (PEM) to revoke.",
+    )
     def revoke(ca_dir: Path, cert_path: Path) -> None:
         """Revoke a certificate issued by the CA in --ca-dir and rewrite its crl.pem."""
         ca = _load_ca(ca_dir)

@@ -4,7 +4,7 @@
 open-time recovery checks and then walks every block of every channel (or of ``--channel``):
 checksums, hash links, Merkle roots, indices and the signature on every header. It prints one line
 per channel and exits 1 naming the first bad height. Run it on a stopped node: LevelDB allows one
-process per database.
+process per database, and on a running node's directory the command says so and exits 1.
 
 This command never writes ledger data (opening stamps the format key only on an empty database).
 """
@@ -17,7 +17,7 @@ import click
 
 from crypto.msp import Identity, MalformedCertificate
 from crypto.signing import PublicKey
-from storage.errors import StorageError
+from storage.errors import DatabaseLocked, StorageError
 from storage.kv import Database
 from storage.ledger import ChannelLedger, list_channels
 
@@ -62,7 +62,9 @@ def register(cli: click.Group) -> None:
         help="The node's data directory (its LevelDB database is DATA/ledger).",
     )
     @click.option("--channel", default=None, help="Verify only this channel (default: every channel).")
-    @click.option("--signatures/--no-signatures", default=True, help="Check the signature on every header.")
+    @click.option(
+        "--signatures/--no-signatures", default=True, show_default=True, help="Check the signature on every header."
+    )
     def verify_cmd(data_dir: Path, channel: str | None, signatures: bool) -> None:
         """Walk the chain: checksums, hash links, Merkle roots, indices, header signatures."""
         path = data_dir / LEDGER_DIR
@@ -70,6 +72,13 @@ def register(cli: click.Group) -> None:
             raise click.ClickException(f"no ledger database at {path}")
         try:
             db = Database(path, create=False)
+        except DatabaseLocked as exc:
+            raise click.ClickException(
+                f"{data_dir} belongs to a running node ({exc}). ledger verify reads the database "
+                "directly and needs the node stopped: `secprivnode network down --dir DIR` (or SIGTERM "
+                "the node), then run it again. A running node's chain can be read over JSON-RPC "
+                "(`secprivnode chain block N`, chain_getTxProof)."
+            ) from exc
         except StorageError as exc:
             raise click.ClickException(f"cannot open {path}: {exc}") from exc
         with db:

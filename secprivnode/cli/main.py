@@ -25,10 +25,16 @@ COMMAND_MODULES = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="secprivnode")
-def cli() -> None:
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    invoke_without_command=True,
+)
+@click.version_option(package_name="secprivnode", help="Show the version and exit.")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """secprivnode: a permissioned blockchain node for smart-city networks."""
+    if ctx.invoked_subcommand is None:  # bare `secprivnode`: the help, as a successful answer
+        click.echo(ctx.get_help())
 
 
 for _name in COMMAND_MODULES:

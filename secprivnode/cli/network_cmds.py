@@ -34,13 +34,15 @@ def register(cli: click.Group) -> None:
     @network_group.command("init")
     @_DIR
     @click.option("--orgs", type=click.IntRange(1, 32), default=3, show_default=True, help="Organisations.")
-    @click.option("--nodes-per-org", type=click.IntRange(1, 8), default=1, show_default=True)
+    @click.option("--nodes-per-org", type=click.IntRange(1, 8), default=1, show_default=True, help="Nodes per org.")
     @click.option("--channel", default="city", show_default=True, help="Channel name.")
     @click.option(
         "--base-port",
         type=click.IntRange(1024, 60000),
         default=7051,
         show_default=True,
+        envvar="SECPRIVNODE_BASE_PORT",
+        show_envvar=True,
         help="P2P ports start here; JSON-RPC at +1000, operations at +2000.",
     )
     @click.option(

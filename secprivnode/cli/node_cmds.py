@@ -71,14 +71,26 @@ def register(cli: click.Group) -> None:
     @network_dir_option
     @click.option("--name", required=True, help="Node to remove from the channel.")
     @click.option("--revoke/--no-revoke", default=True, show_default=True, help="Also revoke its certificate.")
-    def remove(directory: Path, name: str, revoke: bool) -> None:
-        """Remove a node from the channel (and revoke its certificate): every node then refuses it."""
+    @click.option(
+        "--stop/--keep-running",
+        default=True,
+        show_default=True,
+        help="Stop the removed node's process if it runs here (kept running, it reports its removal "
+        "in /healthz and refuses transactions).",
+    )
+    def remove(directory: Path, name: str, revoke: bool, stop: bool) -> None:
+        """Remove a node from the channel (and revoke its certificate): every node then refuses it.
+
+        The node also leaves the network directory's network.yaml, so `network up`, `status` and
+        `down` no longer include it; its directory under nodes/ is kept.
+        """
         from secprivnode.admin import remove_node
         from secprivnode.network import NetworkError
 
         try:
-            cfg = remove_node(directory, name, revoke=revoke)
+            cfg = remove_node(directory, name, revoke=revoke, stop=stop)
         except (NetworkError, OSError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
         note = "; certificate revoked" if revoke else ""
+        note += "; its process stopped if it ran here" if stop else ""
         click.echo(f"removed {name} from {cfg.channel} (config sequence {cfg.sequence}){note}")

@@ -43,8 +43,15 @@ def _target_options(fn: F) -> F:
 
 def _identity_options(fn: F) -> F:
     fn = click.option("--identity", default=None, help="org/user inside --dir (default: first org's client1).")(fn)
-    fn = click.option("--cert", type=click.Path(dir_okay=False, path_type=Path), default=None)(fn)
-    fn = click.option("--key", type=click.Path(dir_okay=False, path_type=Path), default=None)(fn)
+    fn = click.option(
+        "--cert",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Client certificate (PEM) instead of --identity; with --key.",
+    )(fn)
+    fn = click.option(
+        "--key", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Private key (PEM) of --cert."
+    )(fn)
     return fn
 
 
@@ -279,7 +286,7 @@ def register(cli: click.Group) -> None:
         with connect() as c:
             res = _run(lambda: c.invoke(contract, function, *args, transient=tmap, wait=wait))
         out = {
-            "tx_id": res.tx_id.hex(),
+            "tx_id": "0x" + res.tx_id.hex(),  # the form chain block / chain tx / JSON-RPC use
             "block": res.block_number,
             "code": res.code,
             "response": _decoded(res.response),
@@ -311,13 +318,35 @@ def register(cli: click.Group) -> None:
         with connect() as c:
             click.echo(_run(c.height))
 
-    @chain_group.command("block")
+    # "-1" must reach NUMBER as an argument, not be taken for an unknown option.
+    @chain_group.command("block", context_settings={"ignore_unknown_options": True})
     @_with_node
-    @click.argument("number", type=click.IntRange(0))
+    @click.argument("number", type=int)
     def block(connect: Callable[[], Client], number: int) -> None:
-        """Show block NUMBER."""
+        """Show block NUMBER; a negative NUMBER counts back from the tip (-1 is the latest block)."""
         with connect() as c:
+            if number < 0:
+                height = _run(c.height)
+                if height + number < 0:
+                    raise click.ClickException(f"block {number}: the chain has only {height} blocks")
+                number += height
             _show(_run(lambda: c.get_block(number)))
+
+    @chain_group.command("contracts")
+    @_with_node
+    @click.option("--json", "as_json", is_flag=True, help="Print the node's contract_list answer as JSON.")
+    def contracts(connect: Callable[[], Client], as_json: bool) -> None:
+        """List the channel's contracts (definition and policy) and their functions on the node."""
+        with connect() as c:
+            listed = _run(c.contracts)
+        if as_json:
+            _show(listed)
+            return
+        for item in listed:
+            where = f"installed {item['installed']}" if item.get("installed") else "NOT installed on this node"
+            click.echo(f"{item['name']} {item['version']} ({where}); endorsement policy {item['policy']}")
+            for f in item.get("functions", ()):
+                click.echo(f"  {f['kind']:<11} {f['name']}({', '.join(f['params'])})")
 
     @chain_group.command("tx")
     @_with_node
@@ -336,7 +365,9 @@ def register(cli: click.Group) -> None:
         """Read a contract's committed state directly (signed reads, checked by the read policy)."""
 
     contract = click.option("--contract", required=True, help="Contract (state namespace).")
-    limit = click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+    limit = click.option(
+        "--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="Most rows to return."
+    )
 
     @state_group.command("get")
     @_with_identity
@@ -350,7 +381,7 @@ def register(cli: click.Group) -> None:
     @state_group.command("range")
     @_with_identity
     @contract
-    @click.option("--start", default="", help="First key (inclusive).")
+    @click.option("--start", default="", help="First key (inclusive); empty for the first key.")
     @click.option("--end", default="", help="Last key (exclusive); empty for no bound.")
     @limit
     def state_range(connect: Callable[[], Client], contract: str, start: str, end: str, limit: int) -> None:

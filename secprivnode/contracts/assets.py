@@ -2,12 +2,25 @@
 
 Assets live under ``asset/<id>`` as canonical-encoded dicts::
 
-    {"id": str, "owner": str, "value": <canonical value>, "created_ms": int, "updated_ms": int,
-     "creator": "org/name"}
+    {"id": str, "owner": str, "value": <canonical value>, "created_after_ms": int,
+     "updated_after_ms": int, "creator": "org/name"}
 
-``created_ms``/``updated_ms`` are the committed block time the endorser saw (never a clock).
+**Who may do what.** ``owner`` is an organisation name. Anyone may ``create`` an asset and name
+its owner organisation (the creator is recorded). Only identities of the owner organisation —
+any role: client, admin, authority or node — may ``update``, ``transfer`` or ``delete`` it;
+anyone else gets a 403 :class:`ContractError`, which the endorser refuses, so nothing is ordered.
+The check reads ``stub.caller.org``, which the endorser took from the creator's certificate after
+validating it against the channel's MSP; a contract never trusts an organisation named in its
+arguments for this. A contract that wants a finer rule checks ``stub.caller.role`` the same way.
+
+**Times.** ``created_after_ms``/``updated_after_ms`` are ``stub.last_block_time_ms``: the time of
+the latest block the endorser had committed when it simulated the transaction (never a clock).
+The transaction's own block is cut later, under execute-order-validate, so its time is not known
+while the contract runs; block times never decrease, so the transaction committed *at or after*
+this time (``chain tx`` shows its block, and the block header its exact time).
+
 ``put``/``get`` store raw bytes under ``kv/<key>`` with no read before the write (a blind write,
-which never conflicts under MVCC): the benchmarks' workload.
+which never conflicts under MVCC): the benchmarks' workload; they have no owner.
 
 ``put_private``/``get_private``/``del_private`` keep a value in a private collection of the
 channel config: the value comes in the proposal's transient map under ``"value"`` (so the
@@ -54,6 +67,17 @@ class AssetsContract(Contract):
             raise ContractError(f"asset {asset_id!r} is not a record", 409)
         return asset
 
+    def _load_owned(self, stub: Stub, asset_id: str, action: str) -> dict[str, Any]:
+        """The asset, if the caller belongs to its owner organisation; 403 otherwise."""
+        asset = self._load(stub, asset_id)
+        if stub.caller.org != asset.get("owner"):
+            raise ContractError(
+                f"{stub.caller.id} may not {action} asset {asset_id!r}: "
+                f"only identities of its owner organisation {asset.get('owner')!r} may",
+                403,
+            )
+        return asset
+
     @transaction
     def create(self, stub: Stub, asset_id: str, owner: str, value: Any = None) -> bytes:
         key = ASSET_PREFIX + _str_arg(asset_id, "asset id")
@@ -63,8 +87,8 @@ class AssetsContract(Contract):
             "id": asset_id,
             "owner": _str_arg(owner, "owner"),
             "value": value,
-            "created_ms": stub.block_timestamp_ms,
-            "updated_ms": stub.block_timestamp_ms,
+            "created_after_ms": stub.last_block_time_ms,
+            "updated_after_ms": stub.last_block_time_ms,
             "creator": stub.caller.id,
         }
         stub.put_value(key, asset)
@@ -73,25 +97,25 @@ class AssetsContract(Contract):
 
     @transaction
     def update(self, stub: Stub, asset_id: str, value: Any) -> bytes:
-        asset = self._load(stub, asset_id)
+        asset = self._load_owned(stub, asset_id, "update")
         asset["value"] = value
-        asset["updated_ms"] = stub.block_timestamp_ms
+        asset["updated_after_ms"] = stub.last_block_time_ms
         stub.put_value(ASSET_PREFIX + asset_id, asset)
         return encode(asset)
 
     @transaction
     def transfer(self, stub: Stub, asset_id: str, new_owner: str) -> bytes:
-        asset = self._load(stub, asset_id)
+        asset = self._load_owned(stub, asset_id, "transfer")
         previous = asset.get("owner")
         asset["owner"] = _str_arg(new_owner, "new owner")
-        asset["updated_ms"] = stub.block_timestamp_ms
+        asset["updated_after_ms"] = stub.last_block_time_ms
         stub.put_value(ASSET_PREFIX + asset_id, asset)
         stub.set_event("asset.transferred", encode({"id": asset_id, "from": previous, "to": new_owner}))
         return encode(asset)
 
     @transaction
     def delete(self, stub: Stub, asset_id: str) -> None:
-        self._load(stub, asset_id)
+        self._load_owned(stub, asset_id, "delete")
         stub.del_state(ASSET_PREFIX + asset_id)
         stub.set_event("asset.deleted", encode({"id": asset_id}))
 

@@ -79,6 +79,12 @@ class FunctionSpec:
     def read_only(self) -> bool:
         return self.kind == "query"
 
+    def describe(self) -> dict[str, Any]:
+        """``{name, kind, params}``: the arguments after the stub, optional ones as ``name?``."""
+        params = list(self.signature.parameters.values())[2:]  # after self and the stub
+        names = [p.name + ("?" if p.default is not inspect.Parameter.empty else "") for p in params]
+        return {"name": self.name, "kind": self.kind, "params": names}
+
 
 class Contract:
     """Base class of contracts; subclasses set ``name`` and decorate their functions."""
@@ -228,7 +234,7 @@ def simulate(
     proposal: Proposal,
     state: StateReader,
     caller: Caller,
-    block_timestamp_ms: int,
+    last_block_time_ms: int,
     *,
     read_only: bool = False,
     resolve: Resolver | None = None,
@@ -236,6 +242,7 @@ def simulate(
 ) -> Simulated:
     """Run ``proposal`` on committed ``state``; an error response comes with an empty rwset.
 
+    ``last_block_time_ms`` is the timestamp of the latest block committed to ``state``.
     ``resolve`` finds the contracts that ``contract`` calls; without it, calls fail with a 4xx.
     With ``private``, contracts may use private collections: the read/write sets carry hashes,
     and the plaintext of the private writes comes back in ``Simulated.private``.
@@ -252,7 +259,7 @@ def simulate(
         ns,
         tx_id=proposal.tx_id,
         caller=caller,
-        block_timestamp_ms=block_timestamp_ms,
+        last_block_time_ms=last_block_time_ms,
         args=proposal.args,
         transient=proposal.transient,
         read_only=read_only or spec.read_only,

@@ -23,8 +23,12 @@ written, and the plaintext writes come out separately (:meth:`Stub.private_write
 node to keep and disseminate; they never enter a read/write set.
 
 Everything a contract sees is deterministic: committed state, the proposal's canonical args and
-transient map, the creator's identity, the tx id and the timestamp of the latest committed block
-(set by the ordering leader). Contracts must not read the wall clock, use randomness, floats,
+transient map, the creator's identity, the tx id and ``last_block_time_ms``: the timestamp (set by
+the ordering leader) of the latest block the endorser had committed when it ran the proposal. It
+is *not* the time of the block the transaction will land in: under execute-order-validate that
+block does not exist yet when the contract runs. Block times never decrease, so the
+transaction's own block time is at or after ``last_block_time_ms``; every endorser of a policy
+must have the same tip for their results to match. Contracts must not read the wall clock, use randomness, floats,
 threads, I/O or global mutable state: two endorsers running the same proposal on the same state
 must produce byte-identical read/write sets, or their endorsements cannot be combined. Python
 cannot enforce that; the stub refuses what it can (floats in values, bad keys, oversized data).
@@ -252,7 +256,7 @@ class Stub:
         *,
         tx_id: bytes,
         caller: Caller,
-        block_timestamp_ms: int,
+        last_block_time_ms: int,
         args: tuple[Any, ...],
         transient: Mapping[str, bytes] | None = None,
         read_only: bool = False,
@@ -267,7 +271,7 @@ class Stub:
         self.namespace = namespace
         self.tx_id = tx_id
         self.caller = caller
-        self.block_timestamp_ms = block_timestamp_ms
+        self.last_block_time_ms = last_block_time_ms
         self.args = args
         self.transient: Mapping[str, bytes] = dict(transient or {})
         self.read_only = read_only
@@ -279,6 +283,12 @@ class Stub:
         self._reads: dict[str, Version | None] = rec.reads.setdefault(namespace, {})
         self._writes: dict[str, bytes | None] = rec.writes.setdefault(namespace, {})
         self._ranges: list[RangeRead] = rec.ranges.setdefault(namespace, [])
+
+    @property
+    def block_timestamp_ms(self) -> int:
+        """The same value as :attr:`last_block_time_ms` (its earlier name): the latest committed
+        block's time when the proposal was simulated, not the transaction's own block time."""
+        return self.last_block_time_ms
 
     # ---- reads ------------------------------------------------------------------------------
 
@@ -394,7 +404,7 @@ class Stub:
             namespace,
             tx_id=self.tx_id,
             caller=self.caller,
-            block_timestamp_ms=self.block_timestamp_ms,
+            last_block_time_ms=self.last_block_time_ms,
             args=args,
             transient=self.transient,
             read_only=self.read_only or read_only,

@@ -42,6 +42,8 @@ from p2p.messages import AppMessage
 from secprivnode import wire
 from secprivnode.clock import NodeClock
 from secprivnode.config import NodeConfig
+from secprivnode.metrics import NodeMetrics
+from secprivnode.metrics_feed import LeaderChanges
 from secprivnode.pipeline.membership import ChannelView
 from secprivnode.pipeline.reconciler import RaftMembershipReconciler
 from secprivnode.pipeline.sigcache import SigCache
@@ -91,8 +93,10 @@ class OrderingStack:
         rng: random.Random,
         clock: NodeClock,
         deliver: Callable[[int, bytes, bytes], None],
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.name = name
+        self._metrics = metrics
         self._db = db
         self.ledger = ledger
         self.view = view
@@ -140,6 +144,7 @@ class OrderingStack:
             self._cfg.raft.tick_ms / 1000,
             restore=self._restore_raft,
             on_violation=lambda peer, exc: self._transport.penalise(peer, f"Raft protocol violation: {exc}"),
+            on_leader=LeaderChanges(self._metrics, self.name) if self._metrics is not None else None,
         )
         self.orderer = OrderingService(
             channel=self.name,

@@ -3,22 +3,35 @@
 * :class:`RaftMembershipReconciler` — on the Raft leader, one server at a time: a new orderer is
   added as a learner and promoted once it has caught up; a removed one is removed (Raft thesis
   §4.1–4.2: single-server changes).
-* :class:`PeerReconciler` — on every node: dial the channel's other nodes, drop removed ones, and
-  rebuild the transport's trust store when the configuration changes (new CAs or CRLs).
+* :class:`PeerReconciler` — on every node: dial the channel's other nodes, drop removed ones
+  (after handing them the block that removed them, so they can tell), rebuild the transport's
+  trust store when the configuration changes (new CAs or CRLs), and notice when this node itself
+  was removed or revoked (``excluded``).
 
 Both act only on committed configurations; this module never changes a configuration itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from consensus.raft import ConfChange, ConfChangeType, Role, Status
+from crypto.msp import Identity
 from p2p.api import PeerTransport
+from p2p.messages import BlockPush
+from secprivnode.pipeline.standing import ConfigHistory, ever_listed, exclusion_reason
 from storage.model import ChannelConfig
 
-__all__ = ["MEMBERSHIP_CHECK_S", "PROMOTE_LAG_ENTRIES", "PeerReconciler", "RaftMembershipReconciler"]
+__all__ = [
+    "MEMBERSHIP_CHECK_S",
+    "PROMOTE_LAG_ENTRIES",
+    "REMOVED_PEER_LINGER_S",
+    "PeerReconciler",
+    "RaftMembershipReconciler",
+]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +39,11 @@ log = logging.getLogger(__name__)
 MEMBERSHIP_CHECK_S = 0.5
 # A learner is promoted once it is within this many entries of the leader's commit index.
 PROMOTE_LAG_ENTRIES = 8
+# How long a node keeps its link to a node the configuration just removed: long enough for the
+# block that removes it (pushed to it by every member, and on orderers carried by Raft, whose
+# heartbeats bring the commit index every 100 ms) to arrive, so it can tell it was removed. New
+# connections from it are refused at once: the transport validates peers against the current MSP.
+REMOVED_PEER_LINGER_S = 3.0
 
 
 class _StatusSource(Protocol):
@@ -95,23 +113,62 @@ class RaftMembershipReconciler:
 
 
 class PeerReconciler:
-    """Dial the channel's other nodes; drop removed ones; trust the orgs' current CAs and CRLs."""
+    """Dial the channel's other nodes; drop removed ones (after handing them the block that removed
+    them); trust the orgs' current CAs and CRLs; tell when this node itself is no longer a member."""
 
-    def __init__(self, name: str, me: str, transport: PeerTransport) -> None:
+    def __init__(
+        self,
+        name: str,
+        identity: Identity,
+        transport: PeerTransport,
+        ledger: ConfigHistory,
+        now_s: Callable[[], int],
+        spawn: Callable[[Coroutine[Any, Any, None], str], None],
+    ) -> None:
         self.name = name
-        self._me = me
+        self._identity = identity
         self._transport = transport
+        self._ledger = ledger
+        self._now_s = now_s
+        self._spawn = spawn
         self._config_nodes: set[str] = set()
+        # Why this node is no longer a member of the channel (removed or revoked), or None.
+        self.excluded: str | None = None
+        self._was_member = False  # listed by some committed configuration
 
-    def apply(self, cfg: ChannelConfig, *, initial: bool) -> None:
-        me = self._me
+    def apply(self, cfg: ChannelConfig, *, initial: bool, block: tuple[int, bytes] | None = None) -> None:
+        """Follow ``cfg``; ``block`` is the (number, bytes) of the block that committed it."""
+        me = self._identity.name
         names = {n.name for n in cfg.nodes}
+        if initial:
+            self._was_member = ever_listed(self._ledger, me)
+        self._was_member = self._was_member or cfg.node(me) is not None
+        reason = exclusion_reason(cfg, self._identity, self._now_s(), was_member=self._was_member)
+        if reason is not None:
+            if self.excluded is None:
+                log.error("channel %s: %s; this node no longer accepts transactions for it", self.name, reason)
+            self.excluded = reason
+            for peer in self._config_nodes | names:
+                self._transport.remove_peer(peer)  # nobody will talk to us: stop dialling them
+            self._config_nodes = set()
+            return
         for n in cfg.nodes:
             if n.name != me:
                 self._transport.add_peer(n.name, n.address)
-        for gone in self._config_nodes - names:
-            self._transport.remove_peer(gone)
+        gone = self._config_nodes - names
+        if block is not None:
+            # Gossip no longer serves a node the configuration dropped; this push is its last block.
+            for peer in gone:
+                self._transport.send(peer, BlockPush(self.name, block[0], block[1]))
+        if gone and not initial:
+            self._spawn(self._drop_later(gone), "drop-removed")
         self._config_nodes = names
         if not initial:
             self._transport.refresh_trust()
             log.info("channel %s: configuration sequence %d applied", self.name, cfg.sequence)
+
+    async def _drop_later(self, gone: set[str]) -> None:
+        await asyncio.sleep(REMOVED_PEER_LINGER_S)
+        for peer in gone:
+            if peer not in self._config_nodes:
+                self._transport.remove_peer(peer)

@@ -620,7 +620,8 @@ def _methods() -> tuple[Method, ...]:
         Method(
             "contract_list",
             "Contracts defined on the channel: name, version, policy, definition sequence, package hash, "
-            "and the admins who approved the transaction that last changed the definition.",
+            "the admins who approved the transaction that last changed the definition, and the version "
+            "and functions installed on this node.",
             (CHANNEL,),
             S_ARR_OBJ,
             _contract_list,

@@ -54,6 +54,7 @@ __all__ = [
     "TestNode",
     "free_base_port",
     "http_post",
+    "pid_alive",
     "raw_rpc",
     "shared_network",
     "wait_until",
@@ -109,6 +110,16 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = WAIT_TIMEOUT_S, 
     raise AssertionError(
         f"timed out after {timeout_s}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else "")
     )
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process. A zombie counts as gone: a node started by a CLI process
+    that has exited is reaped by whoever adopted it, maybe later than it exits."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def _ports_free(ports: list[int]) -> bool:

@@ -87,9 +87,9 @@ class GracefulShutdownTest(CityTest):
 
         self.log.info("new transactions commit on top")
         with self.nodes[2].client(self.identity("health")) as c:
-            r = c.invoke("assets", "transfer", "pole-0", "health")
+            r = c.invoke("assets", "transfer", "pole-2", "council")  # pole-2 is health's (created by nodes[2])
             assert r.valid and r.block_number == height, r
-            assert c.query("assets", "read", "pole-0")["status"] == 200
+            assert c.query("assets", "read", "pole-2")["status"] == 200
         new_height, new_tip = self.sync_blocks()
         assert new_height == height + 1
         self.assert_same_chain()

@@ -149,6 +149,33 @@ def test_contract_error_is_reported_and_nothing_is_ordered(net: TxNet) -> None:
         assert c.get_block(height)["tx_ids"] == ["0x" + after.tx_id.hex()]
 
 
+def test_only_the_owner_organisation_changes_an_asset(net: TxNet) -> None:
+    transport = net.nodes[1]
+    asset = net.asset_id("tram")
+    with transport.client(net.identity("transport")) as c:
+        created = c.invoke("assets", "create", asset, "transport", {"line": "4"})
+        assert created.valid, created
+        height = c.height()
+    net.log.info("a council client may not update transport's %s: 403, nothing ordered", asset)
+    for who in (("council", "client1"), ("council", "admin"), ("health", "authority")):
+        with transport.client(net.identity(*who)) as c, pytest.raises(ContractFailed) as refused:
+            c.invoke("assets", "update", asset, {"line": "5"})
+        assert "403" in str(refused.value) and "owner organisation 'transport'" in str(refused.value), refused.value
+    with transport.client(net.identity("transport", "client2")) as c:
+        assert c.height() == height, "a refused update must not be ordered"
+        updated = c.invoke("assets", "update", asset, {"line": "5"})
+        assert updated.valid, updated
+        value = decode(c.query("assets", "read", asset)["payload"])
+    assert value["value"] == {"line": "5"}
+    block = transport.rpc.chain_getBlockByNumber(number=updated.block_number)
+    assert block["timestamp_ms"] >= value["updated_after_ms"], "its block is at or after the time it records"
+
+    net.log.info("chain contracts lists the assets contract and its functions")
+    out = net.cli("chain", "contracts", "--dir", str(net.dir))
+    assert out.returncode == 0, out.stderr
+    assert "assets 1.0 (installed 1.0)" in out.stdout and "update(asset_id, value)" in out.stdout, out.stdout
+
+
 def test_forged_creator_signature_is_refused(net: TxNet) -> None:
     council = net.nodes[0]
     asset = net.asset_id("forged")

@@ -44,9 +44,11 @@ def test_rmw_and_query_stay_in_the_key_space() -> None:
 
 def test_setup_creates_each_asset_once() -> None:
     spec = WorkloadSpec("rmw", keys=7, prefix="s")
-    ops = list(setup_ops(spec))
+    ops = list(setup_ops(spec, "transport"))
     assert [o.args[0] for o in ops] == [asset_id("s", i) for i in range(7)]
-    assert all(o.fn == "create" for o in ops)
+    assert all(o.fn == "create" and o.args[1] == "transport" for o in ops)
+    assert spec.updates_assets and WorkloadSpec("mix").updates_assets
+    assert not WorkloadSpec("query").updates_assets and not WorkloadSpec("mix", mix=(("query", 1),)).updates_assets
     assert spec.needs_assets and not WorkloadSpec("write").needs_assets
     assert WorkloadSpec("mix").needs_assets
     assert not WorkloadSpec("mix", mix=(("write", 1),)).needs_assets

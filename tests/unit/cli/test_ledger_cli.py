@@ -81,3 +81,12 @@ def test_verify_rejects_headers_not_signed_by_their_certificate(tmp_path: Path, 
 def test_verify_without_a_ledger(tmp_path: Path) -> None:
     code, out = invoke("ledger", "verify", "--data", str(tmp_path))
     assert code == 1 and "no ledger database" in out
+
+
+def test_verify_on_a_running_nodes_directory_says_to_stop_it(tmp_path: Path, orderer: Signer) -> None:
+    build(tmp_path, orderer)
+    with Database(tmp_path / "ledger", create=False):  # what a running node holds open
+        code, out = invoke("ledger", "verify", "--data", str(tmp_path))
+    assert code == 1
+    assert "belongs to a running node" in out and "needs the node stopped" in out, out
+    assert "IO error" not in out  # no raw LevelDB message as the whole story

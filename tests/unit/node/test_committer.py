@@ -35,35 +35,36 @@ def test_genesis_config_and_assets(pki: Pki, tmp_path: Path) -> None:
         one = ["health/health-node2"]
         b2 = chain.commit(
             [
-                chain.tx("council/alice", "create", "car", "alice", {"plate": "SC-1"}, nodes=one),
+                chain.tx("council/alice", "create", "car", "council", {"plate": "SC-1"}, nodes=one),
                 chain.tx("transport/alice", "create", "bus", "transport", nodes=one),
             ]
         )
         assert b2.codes == (V.VALID, V.VALID) and b2.valid_count == 2
         assert [e.events[0][0] for e in b2.txs] == ["asset.created", "asset.created"]
-        b3 = chain.commit([chain.tx("council/alice", "transfer", "car", "bob", nodes=one)])
+        b3 = chain.commit([chain.tx("council/alice", "transfer", "car", "transport", nodes=one)])
         assert b3.codes == (V.VALID,)
         ev = b3.txs[0]
         assert ev.contract == "assets" and ev.code is V.VALID
-        assert decode(ev.events[0][1]) == {"id": "car", "from": "alice", "to": "bob"}
+        assert decode(ev.events[0][1]) == {"id": "car", "from": "council", "to": "transport"}
 
         value, version = ledger.get_state("assets", "asset/car")  # type: ignore[misc]
         car = decode(value)
-        assert (car["owner"], car["value"], version) == ("bob", {"plate": "SC-1"}, (3, 0))
-        assert car["created_ms"] == BLOCK_MS0 + 1000  # the time of block 1, the tip when it was endorsed
-        assert car["updated_ms"] == BLOCK_MS0 + 2000
+        assert (car["owner"], car["value"], version) == ("transport", {"plate": "SC-1"}, (3, 0))
+        assert car["created_after_ms"] == BLOCK_MS0 + 1000  # block 1: the tip when it was endorsed; it landed in 2
+        assert car["updated_after_ms"] == BLOCK_MS0 + 2000
+        assert ledger.get_header(3).timestamp_ms >= car["updated_after_ms"]  # its own block: at or after
         history = ledger.get_history("assets", "asset/car")
         assert [h.version for h in history] == [(2, 0), (3, 0)]
-        assert [decode(h.value)["owner"] for h in history] == ["alice", "bob"]  # type: ignore[arg-type]
+        assert [decode(h.value)["owner"] for h in history] == ["council", "transport"]  # type: ignore[arg-type]
 
         # the contract's own history query sees the same
         p, sig = chain.propose("health/alice", "assets", "history", "car")
         resp = chain.endorsers["health/health-node1"].evaluate(p, sig).response
-        assert [(e["block"], e["value"]["owner"]) for e in decode(resp.payload)] == [(2, "alice"), (3, "bob")]
+        assert [(e["block"], e["value"]["owner"]) for e in decode(resp.payload)] == [(2, "council"), (3, "transport")]
 
         # an invalid tx commits with its code, writes nothing, and emits no contract events
-        t = chain.tx("council/alice", "transfer", "bus", "x", nodes=one)
-        stale = chain.tx("council/alice", "transfer", "bus", "y", nodes=one)
+        t = chain.tx("transport/alice", "transfer", "bus", "x", nodes=one)
+        stale = chain.tx("transport/alice", "transfer", "bus", "y", nodes=one)
         b4 = chain.commit([t, stale])
         assert b4.codes == (V.VALID, V.MVCC_READ_CONFLICT)
         assert b4.txs[1].events == () and b4.txs[0].events

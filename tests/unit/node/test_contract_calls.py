@@ -384,7 +384,9 @@ def test_the_gateway_adds_endorsers_for_the_written_namespaces(pki: Pki, tmp_pat
         asked: list[str] = []
         for ident, endorser in chain.endorsers.items():
             org, node = ident.split("/")
-            ch = SimpleNamespace(name=CHANNEL, view=chain.view, endorser=endorser, require_healthy=lambda: None)
+            ch = SimpleNamespace(
+                name=CHANNEL, view=chain.view, endorser=endorser, require_healthy=lambda: None, excluded=None
+            )
             gateways[node] = Gateway(node, org, {CHANNEL: ch}, _Links(node, gateways))  # type: ignore[dict-item]
             real = gateways[node].on_endorse
 

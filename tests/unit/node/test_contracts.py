@@ -246,15 +246,15 @@ def test_registry() -> None:
 
 def test_assets_lifecycle(state: FakeState, pki: Pki) -> None:
     c = AssetsContract()
-    resp, rw = run(state, c, "create", "car1", "alice", {"colour": "red"}, pki=pki)
+    resp, rw = run(state, c, "create", "car1", "council", {"colour": "red"}, pki=pki)
     assert resp.status == 200
     asset = decode(resp.payload)
     assert asset == {
         "id": "car1",
-        "owner": "alice",
+        "owner": "council",
         "value": {"colour": "red"},
-        "created_ms": BLOCK_MS,
-        "updated_ms": BLOCK_MS,
+        "created_after_ms": BLOCK_MS,  # the tip the endorser saw, not the tx's own (future) block
+        "updated_after_ms": BLOCK_MS,
         "creator": "council/alice",
     }
     assert rw.reads == (KVRead("asset/car1", None),)
@@ -263,20 +263,40 @@ def test_assets_lifecycle(state: FakeState, pki: Pki) -> None:
     state.set("assets", "asset/car1", rw.writes[0].value or b"", (1, 0))
 
     assert run(state, c, "create", "car1", "bob")[0].status == 409
-    assert decode(run(state, c, "read", "car1")[0].payload)["owner"] == "alice"
+    assert decode(run(state, c, "read", "car1")[0].payload)["owner"] == "council"
     assert run(state, c, "read", "car2")[0].status == 404
-
-    resp, rw = run(state, c, "transfer", "car1", "bob")
-    assert decode(resp.payload)["owner"] == "bob"
-    assert rw.reads == (KVRead("asset/car1", (1, 0)),)
-    assert decode(resp.events[0][1]) == {"id": "car1", "from": "alice", "to": "bob"}
-    assert run(state, c, "transfer", "nope", "bob")[0].status == 404
 
     resp, rw = run(state, c, "update", "car1", [1, 2])
     assert decode(resp.payload)["value"] == (1, 2)
+    resp, rw = run(state, c, "transfer", "car1", "transport")
+    assert decode(resp.payload)["owner"] == "transport"
+    assert rw.reads == (KVRead("asset/car1", (1, 0)),)
+    assert decode(resp.events[0][1]) == {"id": "car1", "from": "council", "to": "transport"}
+    assert run(state, c, "transfer", "nope", "bob")[0].status == 404
+
     resp, rw = run(state, c, "delete", "car1")
     assert resp.status == 200 and rw.writes == (KVWrite("asset/car1", None),)
     assert run(state, c, "delete", "ghost")[0].status == 404
+
+
+@pytest.mark.parametrize("fn,args", [("update", ("v",)), ("transfer", ("health",)), ("delete", ())])
+@pytest.mark.parametrize("who", ["transport/alice", "transport/admin", "health/health-node1", "outsider/eve"])
+def test_only_the_owner_organisation_may_change_an_asset(
+    state: FakeState, pki: Pki, fn: str, args: tuple[Any, ...], who: str
+) -> None:
+    c = AssetsContract()
+    resp, rw = run(state, c, "create", "lamp-7", "council", pki=pki)
+    state.set("assets", "asset/lamp-7", rw.writes[0].value or b"", (1, 0))
+    caller = pki[who].caller
+    sim = simulate(c, proposal("assets", fn, "lamp-7", *args), state, caller, BLOCK_MS)
+    resp, rw = sim.response, sim.rwset
+    assert resp.status == 403, resp
+    assert f"{who} may not {fn} asset 'lamp-7'" in resp.message and "'council'" in resp.message
+    assert rw.writes == ()  # an error response carries no writes: nothing can be ordered
+    # any identity of the owner organisation may, whatever its role
+    for member in ("council/alice", "council/admin", "council/council-node2"):
+        ok = simulate(c, proposal("assets", fn, "lamp-7", *args), state, pki[member].caller, BLOCK_MS).response
+        assert ok.status == 200, (member, ok)
 
 
 def test_assets_put_get_list(state: FakeState) -> None:

@@ -30,7 +30,7 @@ def test_good_endorsement(chain: Chain) -> None:
     assert res.rwset == ReadWriteSet(
         "assets", (KVRead("asset/bike", None),), (KVWrite("asset/bike", res.response.payload),)
     )
-    assert decode(res.response.payload)["created_ms"] == chain.ledger.get_header(0).timestamp_ms  # block time
+    assert decode(res.response.payload)["created_after_ms"] == chain.ledger.get_header(0).timestamp_ms  # the tip
     assert res.endorsement.endorser == chain.pki[NODE].cert
     msg = endorsement_digest(p.hash(), res.response, res.rwset)
     assert get_backend().verify(chain.pki[NODE].identity.public_key, res.endorsement.signature, msg)
