@@ -106,8 +106,8 @@ def offer(s: Setup, number: int) -> None:
 async def test_corrupt_state_halts_the_commit_loop(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
     s = setup
     chain, ch = s.chain, s.ch
-    chain.commit([chain.tx("council/alice", "create", "car", "alice", {"plate": "SC-1"})])
-    transfer = chain.tx("council/alice", "transfer", "car", "bob")  # reads "car"
+    chain.commit([chain.tx("council/alice", "create", "car", "council", {"plate": "SC-1"})])
+    transfer = chain.tx("council/alice", "transfer", "car", "transport")  # reads "car"
     chain.commit([transfer])
     chain.commit([chain.tx("council/alice", "create", "bus", "transport")])
     offer(s, 1)
@@ -160,7 +160,7 @@ async def test_broken_ledger_halts_the_commit_loop(setup: Setup) -> None:
     silently or going on to the next block."""
     s = setup
     chain, ch = s.chain, s.ch
-    chain.commit([chain.tx("council/alice", "create", "car", "alice")])
+    chain.commit([chain.tx("council/alice", "create", "car", "council")])
     chain.commit([chain.tx("council/alice", "create", "bus", "transport")])
     offer(s, 1)
     await wait_until(lambda: ch.ledger.height == 2, what="block 1 committed")
