@@ -47,6 +47,7 @@ import psutil
 from crypto.ca import CertificateAuthority, Role
 from crypto.msp import MSP, Identity, OrgMSP
 from crypto.signing import PrivateKey, PublicKey
+from p2p.clock import SystemClock
 from p2p.gossip.common import GossipConfig
 from p2p.gossip.core import GossipCore
 from p2p.gossip.service import GossipService
@@ -177,6 +178,13 @@ def _resolver(d: Path) -> Any:
     return resolve
 
 
+class _PkiTime(SystemClock):
+    """Real monotonic time for the links; the bench PKI's fixed time for certificate validity."""
+
+    def now_ms(self) -> int:
+        return NOW * 1000
+
+
 def _node(d: Path, name: str, store: Any, msp: MSP, seed: int) -> tuple[Transport, GossipService]:
     cert_pem = (d / f"{name}.cert.pem").read_bytes()
     key = PrivateKey.from_pem((d / f"{name}.key.pem").read_bytes())
@@ -189,7 +197,7 @@ def _node(d: Path, name: str, store: Any, msp: MSP, seed: int) -> tuple[Transpor
         network_id="bench",
         channels=(CH,),
         rng=random.Random(seed),
-        clock=lambda: float(NOW),
+        clock=_PkiTime(),
     )
     core = GossipCore(
         node_id=name,
