@@ -25,7 +25,6 @@ Memory stays bounded: a transfer holds one chunk at a time. This module never re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -36,6 +35,7 @@ from p2p.errors import P2PError
 from secprivnode import wire
 from secprivnode.contracts.config_contract import msp_from_config
 from secprivnode.pipeline.privdata import ChannelPrivateData
+from secprivnode.pipeline.tasks import cancel_and_wait
 from secprivnode.privnet import member_peers
 from storage.blobstore import CHUNK_BYTES, BlobStore, BlobTooLarge, DigestMismatch
 from storage.errors import NotFound, StorageError
@@ -94,12 +94,7 @@ class BlobNet:
         self._gc = asyncio.create_task(self._gc_loop(), name=f"{self.name}-blob-gc")
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *([self._gc] if self._gc else [])]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait([*self._tasks, *([self._gc] if self._gc else [])])
         self._tasks.clear()
 
     @property

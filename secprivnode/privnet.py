@@ -24,7 +24,6 @@ state (that check is the committer's).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +36,7 @@ from p2p.messages import PvtPush
 from secprivnode import wire
 from secprivnode.api import Overloaded
 from secprivnode.pipeline.privdata import ChannelPrivateData, gossip_name, parse_gossip_name
+from secprivnode.pipeline.tasks import cancel_and_wait
 from storage.errors import StorageError
 from storage.privstate import WriteSet
 
@@ -152,9 +152,7 @@ class PrivateNet:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
 
     # -- peers -----------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import suppress
 
 from secprivnode.api import ServiceError
 from secprivnode.clock import NodeClock
@@ -32,6 +31,7 @@ from secprivnode.metrics import NodeMetrics
 from secprivnode.pipeline.committer import CommitResult, Committer
 from secprivnode.pipeline.errors import AlreadyCommitted, BlockRejected
 from secprivnode.pipeline.events import CommitEvents
+from secprivnode.pipeline.tasks import cancel_and_wait
 from storage.errors import ChainError, StorageError
 from storage.ledger import ChannelLedger, CheckedBlock
 from storage.model import Block
@@ -98,9 +98,7 @@ class CommitLoop:
     async def stop(self) -> None:
         """Stop the loop; the block on the writer thread finishes first."""
         if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
         await asyncio.get_running_loop().run_in_executor(None, self._writer.close)
 

@@ -39,7 +39,7 @@ from crypto.encoding import EncodingError
 from crypto.msp import MSP, Expired, Identity, IdentityError, Revoked
 from crypto.signing import PrivateKey, get_backend
 from secprivnode.contracts.lifecycle import ContractLoadError, LifecycleRegistry, definition_key
-from secprivnode.contracts.runtime import Contract, ContractRegistry, Simulated, simulate
+from secprivnode.contracts.runtime import Contract, ContractRegistry, Resolver, Simulated, simulate
 from secprivnode.contracts.stub import Caller, ContractError, PrivateReader, StateReader
 from secprivnode.pipeline.errors import ContractRejected, ProposalRejected, RejectCode
 from secprivnode.pipeline.membership import ChannelView, ConfigSource
@@ -224,15 +224,7 @@ class Endorser:
             self._note_definition(name, definitions)
             return self._callee(name)
 
-        sim = simulate(
-            contract,
-            proposal,
-            self.ledger,
-            self._caller(creator),
-            self._block_time_ms(),
-            resolve=callee,
-            private=self.private,
-        )
+        sim = self._simulate(contract, proposal, creator, callee, read_only=False)
         response, rwset, extra = sim.response, sim.rwset, sim.extra_rwsets
         if response.status >= 400:
             raise ContractRejected(response)
@@ -248,20 +240,25 @@ class Endorser:
         """Run the proposal read-only (a query, or a dry run of a config update); sign nothing."""
         creator, _ = self._creator(proposal, signature)
         contract = self._contract(proposal.contract)
-        read_only = proposal.contract != CONFIG_CONTRACT
-        sim = simulate(
+        sim = self._simulate(contract, proposal, creator, self._callee, read_only=proposal.contract != CONFIG_CONTRACT)
+        if sim.response.status >= 400:
+            raise ContractRejected(sim.response)
+        return sim
+
+    def _simulate(
+        self, contract: Contract, proposal: Proposal, creator: Identity, resolve: Resolver, *, read_only: bool
+    ) -> Simulated:
+        """Run ``proposal`` on committed state as ``creator``, at the latest block's time."""
+        return simulate(
             contract,
             proposal,
             self.ledger,
             self._caller(creator),
             self._block_time_ms(),
             read_only=read_only,
-            resolve=self._callee,
+            resolve=resolve,
             private=self.private,
         )
-        if sim.response.status >= 400:
-            raise ContractRejected(sim.response)
-        return sim
 
 
 def _with_definition_reads(extra: tuple[ReadWriteSet, ...], reads: list[KVRead]) -> tuple[ReadWriteSet, ...]:
